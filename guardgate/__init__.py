@@ -1,0 +1,40 @@
+"""guardgate: a gateway that protects model APIs from distillation."""
+
+from __future__ import annotations
+
+from guardgate.apis.base import ModelCall
+from guardgate.errors import (
+    BadRequest,
+    BodyTooLarge,
+    GuardGateError,
+    PolicyError,
+    PolicyProblem,
+    RequestError,
+    StorageError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from guardgate.gateway import GuardGate
+from guardgate.policy import load_policy
+from guardgate.policy.model import Policy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "BodyTooLarge",
+    "GuardGate",
+    "GuardGateError",
+    "ModelCall",
+    "Policy",
+    "PolicyError",
+    "PolicyProblem",
+    "RequestError",
+    "StorageError",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "__version__",
+    "load_policy",
+]

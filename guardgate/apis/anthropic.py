@@ -1,0 +1,126 @@
+"""Anthropic-compatible API: messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from guardgate.apis.base import (
+    ModelCall,
+    collect_content,
+    content_path,
+    decode,
+    invalid_type,
+    read_array,
+    read_bool,
+    read_int,
+    read_items,
+    read_number,
+    read_object,
+    read_role,
+    read_str,
+)
+
+_TEXT = ("text",)
+
+# https://docs.anthropic.com/en/api/errors; other 4xx are invalid_request_error
+# there too, other 5xx (502, 504 from the gateway) api_error.
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    """The Anthropic ``error.type`` for an HTTP status."""
+    found = _ERROR_TYPES.get(status)
+    if found is not None:
+        return found
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_error_body(
+    status: int, message: str, type: str, code: str | None, param: str | None = None
+) -> bytes:
+    """An error in the Anthropic shape.
+
+    The shape has no ``param`` or ``code``, and its ``type`` follows the
+    status, so a client's SDK raises the exception it has for that status.
+    """
+    return orjson.dumps(
+        {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    )
+
+
+def parse_messages(body: bytes) -> ModelCall:
+    """``POST /v1/messages``."""
+    data = decode(body)
+    system: list[str] = []
+    collect_content(data.get("system"), _TEXT, system, "system")
+
+    prompt: list[str] = []
+    turns = user_turns = 0
+    messages = read_array(data, "messages")
+    if messages is not None:
+        turns = len(messages)
+        for i, message in enumerate(read_items(messages, "messages")):
+            if read_role(message, "messages", i) == "user":
+                user_turns += 1
+            content = message.get("content")
+            if type(content) is list:
+                _collect_blocks(content, prompt, i)
+            else:
+                collect_content(content, _TEXT, prompt, "messages", i)
+
+    reasoning, budget = _thinking(data)
+    return ModelCall(
+        api="anthropic.messages",
+        body=data,
+        model=read_str(data, "model"),
+        prompt="\n".join(prompt),
+        system="\n".join(system) if system else None,
+        turns=turns,
+        user_turns=user_turns,
+        stream=read_bool(data, "stream"),
+        max_tokens=read_int(data, "max_tokens"),
+        temperature=read_number(data, "temperature"),
+        reasoning=reasoning,
+        reasoning_budget=budget,
+    )
+
+
+def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> None:
+    """Text blocks, and the text a tool result hands back to the model."""
+    for i, block in enumerate(blocks):
+        if type(block) is not dict:
+            raise invalid_type(f"messages[{index}].content[{i}]", "an object", block)
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if type(text) is str:
+                if text:
+                    out.append(text)
+            elif text is not None:
+                raise invalid_type(f"messages[{index}].content[{i}].text", "a string", text)
+        elif kind == "tool_result":
+            path = content_path("messages", index)
+            collect_content(block.get("content"), _TEXT, out, path, i)
+        elif kind is not None and type(kind) is not str:
+            raise invalid_type(f"messages[{index}].content[{i}].type", "a string", kind)
+
+
+def _thinking(data: dict[str, Any]) -> tuple[bool, int | None]:
+    thinking = read_object(data, "thinking")
+    if thinking is None:
+        return False, None
+    kind = read_str(thinking, "type", "thinking.type")
+    if kind == "enabled":
+        return True, read_int(thinking, "budget_tokens", "thinking.budget_tokens")
+    return kind == "adaptive", None

@@ -1,0 +1,222 @@
+"""OpenAI-compatible APIs: chat completions, completions, responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from guardgate.apis.base import (
+    ModelCall,
+    collect_content,
+    decode,
+    invalid_type,
+    read_array,
+    read_bool,
+    read_int,
+    read_items,
+    read_number,
+    read_object,
+    read_role,
+    read_str,
+)
+
+_SYSTEM_ROLES = ("system", "developer")
+_CHAT_TEXT = ("text",)
+_RESPONSES_TEXT = ("input_text", "output_text")
+_LOGPROBS_INCLUDE = "message.output_text.logprobs"
+
+
+def openai_error_body(
+    status: int, message: str, type: str, code: str | None, param: str | None = None
+) -> bytes:
+    """An error in the OpenAI shape; also used for pass-through routes and the gateway's own."""
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def parse_chat(body: bytes) -> ModelCall:
+    """``POST /v1/chat/completions``."""
+    data = decode(body)
+    system: list[str] = []
+    prompt: list[str] = []
+    turns = user_turns = 0
+    messages = read_array(data, "messages")
+    if messages is not None:
+        turns = len(messages)
+        for i, message in enumerate(read_items(messages, "messages")):
+            role = read_role(message, "messages", i)
+            if role == "user":
+                user_turns += 1
+            out = system if role in _SYSTEM_ROLES else prompt
+            collect_content(message.get("content"), _CHAT_TEXT, out, "messages", i)
+
+    # Both limits may be sent; the larger is what the answer may cost.
+    max_tokens = read_int(data, "max_completion_tokens")
+    legacy = read_int(data, "max_tokens")
+    if legacy is not None and (max_tokens is None or legacy > max_tokens):
+        max_tokens = legacy
+    top_logprobs = read_int(data, "top_logprobs")
+    effort = read_str(data, "reasoning_effort")
+    stream = read_bool(data, "stream")
+    return ModelCall(
+        api="openai.chat",
+        body=data,
+        model=read_str(data, "model"),
+        prompt="\n".join(prompt),
+        system="\n".join(system) if system else None,
+        turns=turns,
+        user_turns=user_turns,
+        stream=stream,
+        include_usage=_include_usage(data) and stream,
+        max_tokens=max_tokens,
+        logprobs=read_bool(data, "logprobs") or bool(top_logprobs),
+        top_logprobs=top_logprobs,
+        logit_bias=_bias_count(data),
+        n=_n(data),
+        temperature=read_number(data, "temperature"),
+        seed=read_int(data, "seed", minimum=None),
+        reasoning=effort is not None and effort != "none",
+        reasoning_effort=effort,
+    )
+
+
+def parse_completions(body: bytes) -> ModelCall:
+    """``POST /v1/completions`` (legacy)."""
+    data = decode(body)
+    texts: list[str] = []
+    turns = 0
+    prompt = data.get("prompt")
+    if type(prompt) is str:
+        turns = 1
+        if prompt:
+            texts.append(prompt)
+    elif type(prompt) is list:
+        turns = _collect_prompts(prompt, texts)
+    elif prompt is not None:
+        raise invalid_type("prompt", "a string or an array", prompt)
+
+    # Here ``logprobs`` is the number of alternatives per token; 0 still
+    # returns the sampled token's logprob.
+    top_logprobs = read_int(data, "logprobs")
+    stream = read_bool(data, "stream")
+    return ModelCall(
+        api="openai.completions",
+        body=data,
+        model=read_str(data, "model"),
+        prompt="\n".join(texts),
+        turns=turns,
+        user_turns=turns,
+        stream=stream,
+        include_usage=_include_usage(data) and stream,
+        max_tokens=read_int(data, "max_tokens"),
+        logprobs=top_logprobs is not None,
+        top_logprobs=top_logprobs,
+        logit_bias=_bias_count(data),
+        n=_n(data),
+        temperature=read_number(data, "temperature"),
+        seed=read_int(data, "seed", minimum=None),
+    )
+
+
+def parse_responses(body: bytes) -> ModelCall:
+    """``POST /v1/responses``."""
+    data = decode(body)
+    system: list[str] = []
+    prompt: list[str] = []
+    turns = user_turns = 0
+
+    instructions = data.get("instructions")
+    if type(instructions) is str:
+        if instructions:
+            system.append(instructions)
+    elif type(instructions) is list:
+        _collect_items(instructions, "instructions", system, system)
+    elif instructions is not None:
+        raise invalid_type("instructions", "a string", instructions)
+
+    given = data.get("input")
+    if type(given) is str:
+        turns = user_turns = 1
+        if given:
+            prompt.append(given)
+    elif type(given) is list:
+        turns = len(given)
+        user_turns = _collect_items(given, "input", system, prompt)
+    elif given is not None:
+        raise invalid_type("input", "a string or an array of objects", given)
+
+    include = read_array(data, "include")
+    top_logprobs = read_int(data, "top_logprobs")
+    reasoning = read_object(data, "reasoning")
+    effort = None if reasoning is None else read_str(reasoning, "effort", "reasoning.effort")
+    return ModelCall(
+        api="openai.responses",
+        body=data,
+        model=read_str(data, "model"),
+        prompt="\n".join(prompt),
+        system="\n".join(system) if system else None,
+        turns=turns,
+        user_turns=user_turns,
+        stream=read_bool(data, "stream"),
+        max_tokens=read_int(data, "max_output_tokens"),
+        logprobs=(include is not None and _LOGPROBS_INCLUDE in include) or bool(top_logprobs),
+        top_logprobs=top_logprobs,
+        temperature=read_number(data, "temperature"),
+        reasoning=reasoning is not None and effort != "none",
+        reasoning_effort=effort,
+    )
+
+
+def _include_usage(data: dict[str, Any]) -> bool:
+    options = read_object(data, "stream_options")
+    return options is not None and read_bool(
+        options, "include_usage", "stream_options.include_usage"
+    )
+
+
+def _bias_count(data: dict[str, Any]) -> int:
+    bias = read_object(data, "logit_bias")
+    return 0 if bias is None else len(bias)
+
+
+def _n(data: dict[str, Any]) -> int:
+    n = read_int(data, "n", minimum=1)
+    return 1 if n is None else n
+
+
+def _collect_prompts(prompts: list[Any], texts: list[str]) -> int:
+    """Collect a completions ``prompt`` array; return how many prompts it holds.
+
+    The array is either one prompt as token ids, or several prompts, each a
+    string or an array of token ids. Token ids count but give no text.
+    """
+    if prompts and type(prompts[0]) is int:
+        return 1
+    for i, item in enumerate(prompts):
+        if type(item) is str:
+            if item:
+                texts.append(item)
+        elif type(item) is not list:
+            raise invalid_type(f"prompt[{i}]", "a string or an array of integers", item)
+    return len(prompts)
+
+
+def _collect_items(items: list[Any], param: str, system: list[str], prompt: list[str]) -> int:
+    """Collect the text of Responses input items; return how many come from the user.
+
+    Only messages carry text here; other items (tool calls and their
+    outputs, reasoning, references) are counted by the caller, nothing more.
+    """
+    user_turns = 0
+    for i, item in enumerate(read_items(items, param)):
+        kind = item.get("type")
+        if kind is not None and kind != "message":
+            if type(kind) is not str:
+                raise invalid_type(f"{param}[{i}].type", "a string", kind)
+            continue
+        role = read_role(item, param, i)
+        if role == "user":
+            user_turns += 1
+        out = system if role in _SYSTEM_ROLES else prompt
+        collect_content(item.get("content"), _RESPONSES_TEXT, out, param, i)
+    return user_turns

@@ -1,0 +1,200 @@
+"""The ``guardgate`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from guardgate.errors import PolicyError, PolicyProblem
+from guardgate.policy import load_policy, minimal_policy, policy_schema
+from guardgate.policy.model import Policy
+
+ENV_POLICY = "GUARDGATE_POLICY"
+ENV_UPSTREAM = "GUARDGATE_UPSTREAM"
+ENV_LOG_LEVEL = "GUARDGATE_LOG_LEVEL"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+    except PolicyError as err:
+        print(err, file=sys.stderr)
+        return 1
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="guardgate",
+        description="A gateway that protects model APIs from distillation.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway as a reverse proxy")
+    serve.add_argument("--policy", metavar="FILE", help="policy file (YAML)")
+    serve.add_argument("--upstream", metavar="URL", help="model endpoint; overrides the policy's")
+    _server_options(serve, port=8080)
+    serve.set_defaults(run=_serve)
+
+    demo = sub.add_parser("demo", help="the gateway in front of a built-in toy model server")
+    _server_options(demo, port=8000)
+    demo.set_defaults(run=_demo)
+
+    check = sub.add_parser("check", help="validate a policy file; print every problem")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(run=_check)
+
+    schema = sub.add_parser("schema", help="print the policy's JSON Schema")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def _server_options(parser: argparse.ArgumentParser, *, port: int) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=port, help=f"port (default {port})")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+
+
+def resolve_policy(policy_file: str | None, upstream: str | None) -> Policy:
+    """The policy ``serve`` runs: the file, the minimal policy, or the file with its
+    upstream replaced."""
+    if policy_file is None:
+        if upstream is None:
+            raise PolicyError([PolicyProblem("", "serve needs --policy FILE or --upstream URL")])
+        return minimal_policy(upstream)
+    policy = load_policy(policy_file)
+    if upstream is not None:
+        policy = replace(policy, upstream=minimal_policy(upstream).upstream)
+    if policy.upstream is None:
+        problem = PolicyProblem("upstream", "no upstream", hint="set upstream: or pass --upstream URL")
+        raise PolicyError([problem], policy_file)
+    return policy
+
+
+def app_factory() -> Any:
+    """Builds the app in each server worker, from the environment ``serve`` set."""
+    from guardgate.gateway import GuardGate
+    from guardgate.logs import configure_logging
+
+    configure_logging(os.environ.get(ENV_LOG_LEVEL, "info"))
+    policy = resolve_policy(os.environ.get(ENV_POLICY), os.environ.get(ENV_UPSTREAM))
+    return GuardGate(policy=policy)
+
+
+def _run_server(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "guardgate.cli:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers if args.workers > 1 else None,
+        loop="auto",
+        http="auto",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        # Identity reads forwarding headers itself, trusting only its own
+        # trusted_proxies; the server must hand it the real socket peer.
+        proxy_headers=False,
+        # The upstream's own Server and Date headers pass through.
+        server_header=False,
+        date_header=False,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    resolve_policy(args.policy, args.upstream)  # fail fast, before any worker starts
+    for name, value in ((ENV_POLICY, args.policy), (ENV_UPSTREAM, args.upstream)):
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = os.path.abspath(value) if name == ENV_POLICY else value
+    os.environ.setdefault(ENV_LOG_LEVEL, args.log_level)
+    print(f"guardgate listening on http://{args.host}:{args.port}", file=sys.stderr)
+    _run_server(args)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from guardgate.toy import create_toy_app
+
+    config = uvicorn.Config(
+        create_toy_app(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    toy = uvicorn.Server(config)
+    thread = threading.Thread(target=toy.run, daemon=True)
+    thread.start()
+    while not toy.started:
+        if not thread.is_alive():
+            print("the toy model server failed to start", file=sys.stderr)
+            return 1
+        threading.Event().wait(0.02)
+    toy_port = toy.servers[0].sockets[0].getsockname()[1]
+    args.policy, args.upstream = None, f"http://127.0.0.1:{toy_port}"
+    base = f"http://{args.host}:{args.port}"
+    print(_DEMO_BANNER.format(base=base, toy=args.upstream), file=sys.stderr)
+    try:
+        return _serve(args)
+    finally:
+        toy.should_exit = True
+
+
+_DEMO_BANNER = """\
+guardgate demo: the gateway on {base}, in front of a toy model server at {toy}.
+
+Try it:
+
+  curl -s {base}/v1/chat/completions -H 'Authorization: Bearer sk-demo' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "toy-1", "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  curl -sN {base}/v1/chat/completions -H 'Authorization: Bearer sk-demo' \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"model": "toy-1", "stream": true, "messages": [{{"role": "user", "content": "Hello"}}]}}'
+
+  python -c 'from openai import OpenAI; c = OpenAI(base_url="{base}/v1", api_key="sk-demo"); \\
+print(c.chat.completions.create(model="toy-1", messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)'
+
+  curl -s {base}/_guardgate/readyz
+
+Every request is logged as one JSON line below. Ctrl-C stops.
+"""
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as err:
+        for problem in err.problems:
+            print(f"{args.file}: {problem}")
+        print(f"{len(err.problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: ok (policy {policy.digest[:12]})")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(policy_schema(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""guardgate's exceptions.
+
+    GuardGateError
+    ├── PolicyError          a policy file failed to load; carries every problem
+    ├── RequestError         the client's request is refused; rendered in the API's error shape
+    │   ├── BadRequest           400
+    │   └── BodyTooLarge         413
+    ├── UpstreamError        the model endpoint failed us
+    │   ├── UpstreamUnavailable  502
+    │   └── UpstreamTimeout      504
+    └── StorageError         the state backend (memory or Redis) failed
+
+Every error that reaches a client has a public message (what the client
+sees) and may have a private reason (what the log line says). Foreign
+exceptions (aiohttp, redis, limits, YAML) are translated where they enter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class GuardGateError(Exception):
+    """Base class of every error guardgate raises."""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyProblem:
+    """One problem in a policy file: where it is, what is wrong, and a hint."""
+
+    where: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        place = self.where or "<policy>"
+        if self.line is not None:
+            place = f"line {self.line}, column {self.column or 1}: {place}"
+        text = f"{place}: {self.message}"
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+
+class PolicyError(GuardGateError):
+    """A policy could not be loaded. ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[PolicyProblem], source: str = "<policy>") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
+
+
+class RequestError(GuardGateError):
+    """A request refused by the gateway itself.
+
+    ``message`` is public and goes to the client; ``reason`` is private and
+    goes to the log only.
+    """
+
+    status = 400
+    type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or []
+
+
+class BadRequest(RequestError):
+    status = 400
+    code = "invalid_request"
+
+
+class BodyTooLarge(RequestError):
+    status = 413
+    code = "request_too_large"
+
+
+class UpstreamError(RequestError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 502
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class StorageError(GuardGateError):
+    """The state backend failed (connection refused, timeout, script error)."""

@@ -1,0 +1,300 @@
+"""GuardGate: the pure-ASGI gateway that runs the pipeline.
+
+One class, two ways to reach the model: ``GuardGate(policy=...)`` forwards
+to the policy's HTTP upstream, ``GuardGate(app, policy=...)`` sits in front
+of an in-process ASGI app. Everything per request lives in locals and in an
+`Exchange`, never on ``self``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
+from guardgate.body import BodyStream, ClientGone, read_body
+from guardgate.errors import PolicyError, PolicyProblem, RequestError
+from guardgate.exchange import Exchange
+from guardgate.identity import Identifier, Identity
+from guardgate.logs import get_logger
+from guardgate.policy import load_policy, minimal_policy
+from guardgate.policy.model import Policy
+from guardgate.types import ASGIApp, Body, Receive, Scope, Send
+from guardgate.upstream import AppUpstream, HttpUpstream, hop_by_hop
+
+OPS_PREFIX = "/_guardgate/"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# A client that leaves within this many seconds is noticed when the answer
+# is sent; past it, a watcher listens for the disconnect and cancels the
+# upstream request. Most answers end sooner, and never pay for the watcher.
+_WATCH_AFTER = 0.2
+
+access_log = get_logger("guardgate.access")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What the request path reads, compiled once per policy."""
+
+    policy: Policy
+    adapters: Mapping[str, Adapter]  # path -> adapter, for model routes
+    identifier: Identifier
+
+    @classmethod
+    def compile(cls, policy: Policy) -> Runtime:
+        adapters = {route.path: ADAPTERS[route.api] for route in policy.routes}
+        return cls(policy, adapters, Identifier(policy.identity))
+
+
+class GuardGate:
+    """The gateway, as a proxy app or as middleware around ``app``."""
+
+    def __init__(
+        self,
+        app: ASGIApp | None = None,
+        *,
+        policy: Policy | str | Path | Mapping[str, Any] | None = None,
+        upstream: str | None = None,
+    ) -> None:
+        if policy is None:
+            compiled = minimal_policy(upstream) if upstream else Policy()
+        else:
+            compiled = load_policy(policy)
+            if upstream is not None:
+                compiled = _with_upstream(compiled, upstream)
+        self.app = app
+        self.forwarder: HttpUpstream | AppUpstream
+        if app is not None:
+            self.forwarder = AppUpstream(app)
+        elif compiled.upstream is not None:
+            self.forwarder = HttpUpstream(compiled.upstream)
+        else:
+            problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
+            raise PolicyError([problem], compiled.source)
+        self.runtime = Runtime.compile(compiled)
+
+    @property
+    def policy(self) -> Policy:
+        return self.runtime.policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if scope["path"].startswith(OPS_PREFIX):
+                await self._ops(scope, send)
+            else:
+                await self._exchange(scope, receive, send)
+        elif self.app is not None:
+            await self.app(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def aclose(self) -> None:
+        await self.forwarder.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _ops(self, scope: Scope, send: Send) -> None:
+        path = scope["path"][len(OPS_PREFIX) :]
+        ex = Exchange(_new_request_id())
+        if path == "healthz":
+            await ex.reply(send, 200, b'{"status":"ok"}')
+        elif path == "readyz":
+            upstream_ok = await self.forwarder.ready()
+            report = {
+                "status": "ready" if upstream_ok else "unavailable",
+                "upstream": "ok" if upstream_ok else "unreachable",
+                "storage": "ok",
+                "policy": self.policy.digest[:12],
+            }
+            await ex.reply(send, 200 if upstream_ok else 503, orjson.dumps(report))
+        else:
+            body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
+            await ex.reply(send, 404, body)
+
+    async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
+        rt = self.runtime
+        began = time.perf_counter()
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        rid = headers.get(b"x-request-id")
+        ex = Exchange(rid if rid and _REQUEST_ID.fullmatch(rid) else _new_request_id())
+        identity = rt.identifier.identify(scope, headers)
+        adapter = rt.adapters.get(scope["path"])
+        error: str | None = None
+        bytes_in = 0
+        try:
+            body = await read_body(receive, headers, rt.policy.max_body, buffer=adapter is not None)
+            if isinstance(body, bytes):
+                bytes_in = len(body)
+            call = adapter.parse(body) if adapter is not None else None  # type: ignore[arg-type]
+            await self._forward(scope, receive, send, ex, identity, call, body)
+        except RequestError as err:
+            error = err.reason
+            if ex.started:
+                raise
+            await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
+        except ClientGone:
+            error = "client disconnected"
+            ex.status = ex.status or 499
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or not ex.gone:
+                raise
+            task.uncancel()
+            error = "client disconnected"
+            ex.status = ex.status or 499
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            # The upstream failed mid-response: the client connection is
+            # closed without a clean end, so a cut stream never looks whole.
+            error = f"upstream failed mid-response: {exc!r}"
+        finally:
+            upstream_latency = ex.upstream_latency
+            access_log.info(
+                "request",
+                request_id=ex.request_id.decode("latin-1"),
+                method=scope["method"],
+                path=scope["path"],
+                status=ex.status,
+                principal=identity.principal,
+                client_ip=identity.client_ip,
+                api=adapter.name if adapter is not None else None,
+                latency_ms=round((time.perf_counter() - began) * 1000, 3),
+                upstream_ms=None if upstream_latency is None else round(upstream_latency * 1000, 3),
+                bytes_in=bytes_in,
+                bytes_out=ex.bytes_out,
+                error=error,
+            )
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        ex: Exchange,
+        identity: Identity,
+        call: ModelCall | None,
+        body: Body,
+    ) -> None:
+        forwarder = self.forwarder
+        if isinstance(forwarder, AppUpstream):
+            await forwarder.forward(ex, scope, body, receive, send)
+            return
+        target = scope.get("raw_path") or scope["path"].encode()
+        target = target.decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        method = scope["method"]
+        if isinstance(body, BodyStream):
+            # A streamed upload still owns ``receive``; no watcher beside it.
+            out = _upstream_headers(scope, ex, identity, streamed=True)
+            try:
+                await forwarder.forward(ex, method, target, out, body, send)
+            except Exception:
+                if body.failure is not None and not ex.started:
+                    raise body.failure from None
+                raise
+            return
+        out = _upstream_headers(scope, ex, identity, streamed=False)
+        watch = _DisconnectWatch(receive, ex)
+        timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch.start)
+        try:
+            await forwarder.forward(ex, method, target, out, body or None, send)
+        finally:
+            timer.cancel()
+            watch.stop()
+
+
+def _with_upstream(policy: Policy, url: str) -> Policy:
+    from dataclasses import replace
+
+    return replace(policy, upstream=minimal_policy(url).upstream)
+
+
+def _new_request_id() -> bytes:
+    return b"%024x" % random.getrandbits(96)
+
+
+def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
+    render = adapter.error_body if adapter is not None else openai_error_body
+    return render(err.status, err.message, err.type, err.code, err.param)
+
+
+def _upstream_headers(
+    scope: Scope, ex: Exchange, identity: Identity, *, streamed: bool
+) -> list[tuple[str, str]]:
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    drop = hop_by_hop(raw) | {b"host", b"x-forwarded-proto"}
+    if not streamed:
+        drop = drop | {b"content-length"}
+    out: list[tuple[str, str]] = []
+    forwarded: list[str] = []
+    proto = None
+    has_rid = False
+    for name, value in raw:
+        if name == b"x-forwarded-for":
+            forwarded.append(value.decode("latin-1"))
+            continue
+        if name == b"x-forwarded-proto" and identity.trusted_peer:
+            proto = value.decode("latin-1")
+        if name in drop:
+            continue
+        if name == b"x-request-id":
+            has_rid = True
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    client = scope.get("client")
+    if client:
+        forwarded.append(client[0])
+    if forwarded:
+        out.append(("x-forwarded-for", ", ".join(forwarded)))
+    out.append(("x-forwarded-proto", proto or scope.get("scheme", "http")))
+    if not has_rid:
+        out.append(("x-request-id", ex.request_id.decode("latin-1")))
+    return out
+
+
+class _DisconnectWatch:
+    """Cancels the exchange when the client goes away, so the upstream
+    request is cancelled too instead of running to its end for nobody."""
+
+    __slots__ = ("_receive", "_ex", "_task", "_watcher")
+
+    def __init__(self, receive: Receive, ex: Exchange) -> None:
+        self._receive = receive
+        self._ex = ex
+        self._task = asyncio.current_task()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                if not self._ex.complete and self._task is not None:
+                    self._ex.gone = True
+                    self._task.cancel()
+                return

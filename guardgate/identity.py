@@ -1,0 +1,113 @@
+"""Pipeline step 1: who is calling.
+
+The client IP comes from forwarding headers only when the socket peer is a
+trusted proxy; otherwise it is the peer, whatever the headers say. Raw API
+keys never leave this module: the principal id carries a hash prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from guardgate.policy.model import IdentityConfig, IPNetwork
+
+# Headers that carry an API key (hashed into a ``key:`` principal) rather
+# than an account id set by a trusted auth layer (``acct:``).
+KEY_HEADERS = frozenset({"x-api-key", "api-key"})
+
+
+@dataclass(slots=True)
+class Identity:
+    principal: str      # "key:<16 hex>", "acct:<value>" or "ip:<address>"
+    client_ip: str
+    ip_prefix: str      # the client's network, e.g. "203.0.113.0/24"
+    user_agent: str
+    trusted_peer: bool  # the socket peer is a trusted proxy
+
+
+def key_principal(api_key: str) -> str:
+    return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+class Identifier:
+    """Resolves an `Identity` from an ASGI scope under one identity config."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        self._config = config
+        self._trusted: tuple[IPNetwork, ...] = config.trusted_proxies
+        # Peers and client addresses repeat; parsing them once each keeps
+        # identification to a few dict lookups on the hot path.
+        self.is_trusted = lru_cache(maxsize=4096)(self._is_trusted)
+        self.prefix_of = lru_cache(maxsize=65536)(self._prefix_of)
+
+    def _is_trusted(self, address: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._trusted)
+
+    def _prefix_of(self, address: str) -> str:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        bits = self._config.ipv4_prefix if ip.version == 4 else self._config.ipv6_prefix
+        return str(ipaddress.ip_network((ip, bits), strict=False))
+
+    def client_ip(self, peer: str, forwarded_for: str | None, trusted_peer: bool) -> str:
+        if not trusted_peer or not forwarded_for:
+            return peer
+        # Walk right to left: each hop was appended by the one after it; the
+        # first address not ours is the client.
+        hops = [h.strip() for h in forwarded_for.split(",")]
+        for hop in reversed(hops):
+            if not hop:
+                continue
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                break
+            if not self.is_trusted(hop):
+                return hop
+            peer = hop
+        return peer
+
+    def identify(self, scope: Mapping[str, Any], headers: Mapping[bytes, bytes]) -> Identity:
+        client = scope.get("client")
+        peer = client[0] if isinstance(client, (tuple, list)) and client else ""
+        trusted = self.is_trusted(peer)
+        xff = headers.get(b"x-forwarded-for")
+        ip = self.client_ip(peer, xff.decode("latin-1") if xff else None, trusted)
+        principal = self._principal(headers, ip, trusted)
+        agent = headers.get(b"user-agent", b"").decode("latin-1")
+        return Identity(principal, ip, self.prefix_of(ip), agent, trusted)
+
+    def _principal(self, headers: Mapping[bytes, bytes], ip: str, trusted: bool) -> str:
+        for source in self._config.principal:
+            if source.kind == "bearer":
+                auth = headers.get(b"authorization")
+                if auth and auth[:7].lower() == b"bearer ":
+                    token = auth[7:].strip()
+                    if token:
+                        return key_principal(token.decode("latin-1"))
+            elif source.kind == "header" and source.header:
+                value = headers.get(source.header.encode("latin-1"))
+                if not value:
+                    continue
+                if source.header in KEY_HEADERS:
+                    return key_principal(value.decode("latin-1"))
+                if trusted:
+                    return "acct:" + value.decode("latin-1")[:128]
+            elif source.kind == "ip":
+                return "ip:" + ip
+        return "ip:" + ip

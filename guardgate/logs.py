@@ -1,0 +1,86 @@
+"""Structured logs: one JSON line per request, through structlog.
+
+A library user keeps their own structlog configuration; `configure_logging`
+is what the command line calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import sys
+from typing import Any, BinaryIO
+
+import orjson
+import structlog
+
+
+def _dumps(event: Any, **_: Any) -> bytes:
+    return orjson.dumps(event, default=str)
+
+
+class LineBuffer:
+    """A structlog logger writing lines in batches.
+
+    A write and a flush per request line is a system call on the hot path;
+    lines are gathered instead and written every ``interval`` seconds (or
+    every ``limit`` bytes, or outside an event loop at once), and flushed at
+    exit.
+    """
+
+    def __init__(self, stream: BinaryIO, interval: float = 0.05, limit: int = 64 * 1024) -> None:
+        self._stream = stream
+        self._interval = interval
+        self._limit = limit
+        self._buffer = bytearray()
+        self._pending = False
+        atexit.register(self.flush)
+
+    def msg(self, message: bytes) -> None:
+        self._buffer += message
+        self._buffer += b"\n"
+        if len(self._buffer) >= self._limit:
+            self.flush()
+        elif not self._pending:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._pending = True
+            loop.call_later(self._interval, self.flush)
+
+    log = debug = info = warning = warn = error = critical = exception = msg
+
+    def flush(self) -> None:
+        self._pending = False
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken stdout must not take requests down
+
+
+def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> None:
+    """JSON lines on stdout (or ``stream``), filtered at ``level``."""
+    sink = LineBuffer(stream or sys.stdout.buffer)
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=lambda *args: sink,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,229 @@
+"""Field types for the policy schema.
+
+Each type parses one kind of value (a duration, a size, a URL, a CIDR),
+fails with a short human message, and shows editors a JSON Schema with the
+pattern it accepts. Messages never echo URLs: they may carry credentials.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    PlainValidator,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from guardgate.policy.model import API_NAMES, IPNetwork
+from guardgate.policy.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
+
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "unix")
+HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+_HEADER = re.compile(HEADER_PATTERN)
+
+
+Located = tuple[tuple[str | int, ...], str]  # (path below the field, message)
+
+
+def problems_error(items: list[Located]) -> PydanticCustomError:
+    """One pydantic error that stands for several problems, each at a path below the field.
+
+    A validator raises one error per call; the policy validator expands this
+    one into one problem per item (each duplicate in a list, say).
+    """
+    return PydanticCustomError(
+        "policy_problems", "{count} problems", {"count": len(items), "items": items}
+    )
+
+
+def raw_check(check: Callable[[Any], list[Located]]) -> WrapValidator:
+    """Run ``check`` on the raw value alongside the field's own validation, reporting both.
+
+    An after-validator would only run once every item is valid, hiding (say)
+    a duplicate name behind a typo elsewhere in the list. ``check`` sees the
+    data as written, so it must skip items of the wrong shape.
+    """
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        found = check(value)
+        try:
+            result = handler(value)
+        except ValidationError as exc:
+            if not found:
+                raise
+            errors = [_reraised(error) for error in exc.errors()]
+            errors.append(InitErrorDetails(type=problems_error(found), loc=(), input=value))
+            raise ValidationError.from_exception_data(exc.title, errors) from None
+        if found:
+            raise problems_error(found)
+        return result
+
+    return WrapValidator(validate)
+
+
+def _reraised(error: ErrorDetails) -> InitErrorDetails:
+    kind = PydanticCustomError(error["type"], error["msg"], error.get("ctx"))
+    return InitErrorDetails(type=kind, loc=error["loc"], input=error["input"])
+
+
+def _version(value: Any) -> int:
+    if value == 1 and not isinstance(value, bool):
+        return 1
+    raise PydanticCustomError(
+        "version", "unsupported policy version: this guardgate reads version 1"
+    )
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, str | int | float):
+        try:
+            return parse_duration(value)
+        except (TypeError, ValueError):
+            pass
+    raise PydanticCustomError("duration", "expected a duration like 500ms, 30s, 15m, 6h or 7d")
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = _duration(value)
+    if seconds <= 0:
+        raise PydanticCustomError("duration", "must be longer than 0s")
+    return seconds
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str | int):
+        try:
+            size = parse_size(value)
+        except (TypeError, ValueError):
+            pass
+        else:
+            if size > 0:
+                return size
+            raise PydanticCustomError("size", "must be larger than 0 bytes")
+    raise PydanticCustomError("size", "expected a size like 64KiB, 8MiB or 1GiB")
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        raise PydanticCustomError("url", "the URL's port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError("url", "expected an http:// or https:// URL with a host")
+    return value
+
+
+def _storage_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in STORAGE_SCHEMES:
+        raise PydanticCustomError(
+            "storage",
+            "unsupported storage: use memory://, redis://, rediss://, redis+cluster:// or unix://",
+        )
+    if scheme in ("redis", "rediss", "redis+cluster") and not urlsplit(value).hostname:
+        raise PydanticCustomError(
+            "storage", "a redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
+        )
+    if scheme == "unix" and not rest.startswith("/"):
+        raise PydanticCustomError(
+            "storage", "a unix URL needs a socket path, e.g. unix:///run/redis.sock"
+        )
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _HEADER.fullmatch(value):
+        raise PydanticCustomError("header", "not a valid HTTP header name")
+    return value.lower()
+
+
+def _network(value: Any) -> IPNetwork:
+    if not isinstance(value, str):
+        raise PydanticCustomError("network", "expected an IP address or CIDR like 10.0.0.0/8")
+    try:
+        return ipaddress.ip_network(value)
+    except ValueError:
+        pass
+    try:
+        loose = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise PydanticCustomError(
+            "network", "not an IP address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)"
+        ) from None
+    raise PydanticCustomError(
+        "network", "'{value}' has host bits set", {"value": value, "hint": f"did you mean {loose}?"}
+    )
+
+
+def _api_name(value: str) -> str:
+    if value in API_NAMES:
+        return value
+    close = difflib.get_close_matches(value, API_NAMES, n=1)
+    ctx: dict[str, Any] = {"value": value, "expected": ", ".join(API_NAMES)}
+    if close:
+        ctx["hint"] = f"did you mean '{close[0]}'?"
+    raise PydanticCustomError("api", "unknown api '{value}': expected one of {expected}", ctx)
+
+
+def _route_path(value: str) -> str:
+    if not value.startswith("/") or any(c.isspace() or c in "?#" for c in value):
+        raise PydanticCustomError(
+            "route", "a route path starts with '/' and has no query or spaces"
+        )
+    return value
+
+
+def _string(pattern: str, **extra: Any) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern, **extra})
+
+
+def _string_or_number(pattern: str, number: dict[str, Any], examples: list[str]) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": pattern}, number], "examples": examples}
+    )
+
+
+Version = Annotated[int, BeforeValidator(_version), WithJsonSchema({"const": 1})]
+Duration = Annotated[
+    float,
+    BeforeValidator(_duration),
+    _string_or_number(DURATION_PATTERN, {"type": "number", "minimum": 0}, ["30s", "15m", "6h"]),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(_positive_duration),
+    _string_or_number(DURATION_PATTERN, {"type": "number", "exclusiveMinimum": 0}, ["5s", "10m"]),
+]
+Size = Annotated[
+    int,
+    BeforeValidator(_size),
+    _string_or_number(SIZE_PATTERN, {"type": "integer", "minimum": 1}, ["64KiB", "8MiB"]),
+]
+HttpURL = Annotated[str, AfterValidator(_http_url), _string(r"^https?://[^/?#]+", format="uri")]
+StorageURL = Annotated[
+    str,
+    AfterValidator(_storage_url),
+    _string(
+        r"^(memory|redis|rediss|redis\+cluster|unix)://", examples=["redis://127.0.0.1:6379/0"]
+    ),
+]
+HeaderName = Annotated[str, AfterValidator(_header_name), _string(HEADER_PATTERN)]
+Network = Annotated[
+    IPNetwork,
+    PlainValidator(_network),
+    WithJsonSchema({"type": "string", "examples": ["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"]}),
+]
+ApiName = Annotated[str, AfterValidator(_api_name), WithJsonSchema({"enum": list(API_NAMES)})]
+RoutePath = Annotated[str, AfterValidator(_route_path), _string(r"^/[^?#\s]*$")]

@@ -1,0 +1,71 @@
+"""Real HTTP servers for tests and benchmarks: an ASGI app under uvicorn in a thread.
+
+    with serve_in_thread(create_toy_app()) as base:   # "http://127.0.0.1:PORT"
+        httpx.get(base + "/")
+
+The socket is bound before the server starts (port 0 picks a free one, with no
+race between choosing and binding), the context is entered only once uvicorn
+reports ``started``, and leaving it sets ``should_exit`` and joins the thread
+(forcing the exit if open connections outlast the grace period).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from starlette.types import ASGIApp
+
+__all__ = ["serve_in_thread"]
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    app: ASGIApp,
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 10.0,
+    shutdown_timeout: float = 5.0,
+    **config: Any,
+) -> Iterator[str]:
+    """Serve ``app`` on ``host:port`` (0: a free port) and yield its base URL.
+
+    Extra keyword arguments go to ``uvicorn.Config`` (they override the defaults:
+    ``lifespan="auto"``, ``log_level="warning"``, a 1 s graceful shutdown, and
+    no ``proxy_headers``, since the gateway reads forwarding headers itself).
+    """
+    options: dict[str, Any] = {"lifespan": "auto", "log_level": "warning",
+                               "timeout_graceful_shutdown": 1, "proxy_headers": False,
+                               **config}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        bound_port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=bound_port, **options))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                                  name=f"uvicorn-{bound_port}", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + startup_timeout
+            while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError(f"uvicorn on {host}:{bound_port} exited during startup")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"uvicorn on {host}:{bound_port} did not start in time")
+                time.sleep(0.005)
+            yield f"http://{host}:{bound_port}"
+        finally:
+            server.should_exit = True
+            thread.join(shutdown_timeout)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(shutdown_timeout)
+    finally:
+        sock.close()
