@@ -12,7 +12,13 @@ class Exchange:
     """What the steps of one request learn about it; never shared."""
 
     __slots__ = (
-        "request_id", "status", "bytes_out", "started", "complete", "gone", "upstream_latency",
+        "bytes_out",
+        "complete",
+        "gone",
+        "request_id",
+        "started",
+        "status",
+        "upstream_latency",
     )
 
     def __init__(self, request_id: bytes) -> None:

@@ -21,22 +21,21 @@ import aiohttp
 import orjson
 
 from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
+from guardgate.apis.base import decode
 from guardgate.body import BodyStream, ClientGone, read_body
+from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import PolicyError, PolicyProblem, RequestError
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
 from guardgate.logs import get_logger
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
+from guardgate.store import storage_ready
 from guardgate.types import ASGIApp, Body, Receive, Scope, Send
 from guardgate.upstream import AppUpstream, HttpUpstream, hop_by_hop
 
 OPS_PREFIX = "/_guardgate/"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-# A client that leaves within this many seconds is noticed when the answer
-# is sent; past it, a watcher listens for the disconnect and cancels the
-# upstream request. Most answers end sooner, and never pay for the watcher.
-_WATCH_AFTER = 0.2
 
 access_log = get_logger("guardgate.access")
 
@@ -48,11 +47,19 @@ class Runtime:
     policy: Policy
     adapters: Mapping[str, Adapter]  # path -> adapter, for model routes
     identifier: Identifier
+    # Some step of this policy reads the `ModelCall`. When none does, a model
+    # route's body is only checked to be a JSON object, not parsed further.
+    parse_calls: bool
 
     @classmethod
     def compile(cls, policy: Policy) -> Runtime:
         adapters = {route.path: ADAPTERS[route.api] for route in policy.routes}
-        return cls(policy, adapters, Identifier(policy.identity))
+        return cls(policy, adapters, Identifier(policy.identity), reads_model_calls(policy))
+
+
+def reads_model_calls(policy: Policy) -> bool:
+    """Whether any step the policy turns on reads the parsed `ModelCall`."""
+    return False
 
 
 class GuardGate:
@@ -81,6 +88,7 @@ class GuardGate:
             problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
             raise PolicyError([problem], compiled.source)
         self.runtime = Runtime.compile(compiled)
+        self._watch = DisconnectWatch()
 
     @property
     def policy(self) -> Policy:
@@ -119,14 +127,16 @@ class GuardGate:
         if path == "healthz":
             await ex.reply(send, 200, b'{"status":"ok"}')
         elif path == "readyz":
-            upstream_ok = await self.forwarder.ready()
+            upstream_ok, storage_ok = await asyncio.gather(
+                self.forwarder.ready(), storage_ready(self.policy.storage)
+            )
             report = {
-                "status": "ready" if upstream_ok else "unavailable",
+                "status": "ready" if upstream_ok and storage_ok else "unavailable",
                 "upstream": "ok" if upstream_ok else "unreachable",
-                "storage": "ok",
+                "storage": "ok" if storage_ok else "unreachable",
                 "policy": self.policy.digest[:12],
             }
-            await ex.reply(send, 200 if upstream_ok else 503, orjson.dumps(report))
+            await ex.reply(send, 200 if upstream_ok and storage_ok else 503, orjson.dumps(report))
         else:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
             await ex.reply(send, 404, body)
@@ -145,7 +155,13 @@ class GuardGate:
             body = await read_body(receive, headers, rt.policy.max_body, buffer=adapter is not None)
             if isinstance(body, bytes):
                 bytes_in = len(body)
-            call = adapter.parse(body) if adapter is not None else None  # type: ignore[arg-type]
+            call: ModelCall | None = None
+            if adapter is not None:
+                assert isinstance(body, bytes)
+                if rt.parse_calls:
+                    call = adapter.parse(body)
+                else:
+                    decode(body)
             await self._forward(scope, receive, send, ex, identity, call, body)
         except RequestError as err:
             error = err.reason
@@ -214,13 +230,11 @@ class GuardGate:
                 raise
             return
         out = _upstream_headers(scope, ex, identity, streamed=False)
-        watch = _DisconnectWatch(receive, ex)
-        timer = asyncio.get_running_loop().call_later(_WATCH_AFTER, watch.start)
+        self._watch.add(ex, receive)
         try:
             await forwarder.forward(ex, method, target, out, body or None, send)
         finally:
-            timer.cancel()
-            watch.stop()
+            self._watch.discard(ex)
 
 
 def _with_upstream(policy: Policy, url: str) -> Policy:
@@ -269,32 +283,3 @@ def _upstream_headers(
     if not has_rid:
         out.append(("x-request-id", ex.request_id.decode("latin-1")))
     return out
-
-
-class _DisconnectWatch:
-    """Cancels the exchange when the client goes away, so the upstream
-    request is cancelled too instead of running to its end for nobody."""
-
-    __slots__ = ("_receive", "_ex", "_task", "_watcher")
-
-    def __init__(self, receive: Receive, ex: Exchange) -> None:
-        self._receive = receive
-        self._ex = ex
-        self._task = asyncio.current_task()
-        self._watcher: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._watcher = asyncio.ensure_future(self._watch())
-
-    def stop(self) -> None:
-        if self._watcher is not None:
-            self._watcher.cancel()
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                if not self._ex.complete and self._task is not None:
-                    self._ex.gone = True
-                    self._task.cancel()
-                return

@@ -1,0 +1,135 @@
+"""The command line, run as a user runs it: as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from guardgate.toy import create_toy_app
+from tests.servers import serve_in_thread
+
+POLICIES = Path(__file__).parent / "policies"
+
+
+def guardgate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "guardgate.cli", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running(*args: str, port: int) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guardgate.cli", *args, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_guardgate/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"did not start: {proc.communicate()}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_check_reports_every_problem_with_its_place() -> None:
+    result = guardgate("check", str(POLICIES / "bad" / "three_mistakes.yaml"))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    for line, where in zip(lines, ["line 6,", "line 10,", "line 11,"], strict=True):
+        assert where in line
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (POLICIES / "good").glob("*.yaml")))
+def test_check_accepts_good_policies(name: str) -> None:
+    result = guardgate("check", str(POLICIES / "good" / name))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok" in result.stdout
+
+
+def test_check_missing_file() -> None:
+    result = guardgate("check", "/nonexistent/policy.yaml")
+    assert result.returncode == 1
+    assert "policy.yaml" in result.stdout
+
+
+def test_schema_is_json_schema() -> None:
+    result = guardgate("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert {"upstream", "identity", "routes", "max_body"} <= set(schema["properties"])
+
+
+def test_serve_needs_an_upstream() -> None:
+    result = guardgate("serve")
+    assert result.returncode == 1
+    assert "--upstream" in result.stderr
+
+
+def test_serve_proxies_and_logs_json_lines() -> None:
+    port = free_port()
+    with (
+        serve_in_thread(create_toy_app()) as toy,
+        running("serve", "--upstream", toy, port=port) as proc,
+    ):
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-cli")
+        answer = client.chat.completions.create(
+            model="toy-1", messages=[{"role": "user", "content": "Hi"}]
+        )
+        assert answer.choices[0].message.content
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert len(requests) == 1
+    assert requests[0]["status"] == 200
+    assert requests[0]["principal"].startswith("key:")
+    assert "sk-cli" not in out
+
+
+def test_demo_runs_in_one_command() -> None:
+    port = free_port()
+    with running("demo", port=port) as proc:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-demo")
+        stream = client.chat.completions.create(
+            model="toy-1", messages=[{"role": "user", "content": "Hi"}], stream=True
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert text
+        ready = httpx.get(f"http://127.0.0.1:{port}/_guardgate/readyz")
+        assert ready.status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert "curl" in err and f"127.0.0.1:{port}" in err
