@@ -80,6 +80,10 @@ http {{
 }}
 """
 
+WRK_GET = """
+wrk.headers["Authorization"] = "Bearer sk-bench"
+"""
+
 WRK_POST = """
 wrk.method = "POST"
 wrk.body = {body}
@@ -163,11 +167,15 @@ def main() -> int:
 
     upstream_port, base_port, gate_port = free_port(), free_port(), free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(WRK_POST.format(body=json.dumps(CHAT_BODY)))
+    post = Path(tempfile.mkstemp(suffix=".lua")[1])
+    post.write_text(WRK_POST.format(body=json.dumps(CHAT_BODY)))
+    get = Path(tempfile.mkstemp(suffix=".lua")[1])
+    get.write_text(WRK_GET)
+    # A model route (body read and checked) and a plain pass-through route.
+    workloads = {"POST /v1/chat/completions": ("/v1/chat/completions", post),
+                 "GET /v1/models": ("/v1/models", get)}
     uvicorn_opts = ["--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"]
-    results: dict[str, list[float]] = {"direct": [], "baseline": [], "guardgate": []}
-    path = "/v1/chat/completions"
+    results: dict[tuple[str, str], list[float]] = {}
     with (
         nginx(upstream_port),
         process(
@@ -188,20 +196,28 @@ def main() -> int:
             "guardgate": gate_port,
         }
         for name, port in targets.items():  # warm-up
-            wrk(f"http://127.0.0.1:{port}{path}", 2, args.connections, script)
+            for path, script in workloads.values():
+                wrk(f"http://127.0.0.1:{port}{path}", 2, args.connections, script)
         for rnd in range(args.rounds):
-            for name, port in targets.items():
-                rps = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections, script)
-                results[name].append(rps)
-                print(f"round {rnd + 1} {name:10s} {rps:10.0f} req/s", file=sys.stderr)
-    med = {name: statistics.median(v) for name, v in results.items()}
-    print(f"\nPOST {path}, {args.connections} connections, one worker each, "
-          f"median of {args.rounds} x {args.duration}s")
-    print(f"{'target':12s}{'req/s':>10s}{'vs baseline':>14s}")
-    for name, value in med.items():
-        print(f"{name:12s}{value:10.0f}{value / med['baseline']:14.2f}")
-    summary = {name: round(value) for name, value in med.items()}
-    summary["ratio_guardgate_baseline"] = round(med["guardgate"] / med["baseline"], 3)
+            for workload, (path, script) in workloads.items():
+                for name, port in targets.items():
+                    rps = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections,
+                              script)
+                    results.setdefault((workload, name), []).append(rps)
+                    print(f"round {rnd + 1} {workload:28s} {name:10s} {rps:10.0f} req/s",
+                          file=sys.stderr)
+    med = {key: statistics.median(v) for key, v in results.items()}
+    print(f"\n{args.connections} connections, one worker each, "
+          f"median of {args.rounds} x {args.duration}s\n")
+    print("| workload | target | req/s | vs baseline |")
+    print("| --- | --- | ---: | ---: |")
+    summary: dict[str, float] = {}
+    for (workload, name), value in med.items():
+        ratio = value / med[(workload, "baseline")]
+        print(f"| {workload} | {name} | {value:.0f} | {ratio:.2f} |")
+        summary[f"{workload} {name}"] = round(value)
+        if name == "guardgate":
+            summary[f"{workload} ratio"] = round(ratio, 3)
     print(json.dumps(summary))
     return 0
 

@@ -32,7 +32,7 @@ from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
 from guardgate.store import storage_ready
 from guardgate.types import ASGIApp, Body, Receive, Scope, Send
-from guardgate.upstream import AppUpstream, HttpUpstream, hop_by_hop
+from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
 
 OPS_PREFIX = "/_guardgate/"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -255,21 +255,23 @@ def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
 def _upstream_headers(
     scope: Scope, ex: Exchange, identity: Identity, *, streamed: bool
 ) -> list[tuple[str, str]]:
+    """The client's headers as the upstream gets them: hop-by-hop fields
+    dropped, the forwarding fields appended, the request id passed on."""
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    drop = hop_by_hop(raw) | {b"host", b"x-forwarded-proto"}
-    if not streamed:
-        drop = drop | {b"content-length"}
+    connection = b",".join([v for k, v in raw if k == b"connection"]) or None
+    drop = _DROP_STREAMED if streamed else _DROP_BUFFERED
+    if connection is not None:
+        drop = drop | hop_by_hop(connection)
     out: list[tuple[str, str]] = []
     forwarded: list[str] = []
     proto = None
     has_rid = False
     for name, value in raw:
-        if name == b"x-forwarded-for":
-            forwarded.append(value.decode("latin-1"))
-            continue
-        if name == b"x-forwarded-proto" and identity.trusted_peer:
-            proto = value.decode("latin-1")
         if name in drop:
+            if name == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+            elif name == b"x-forwarded-proto" and identity.trusted_peer:
+                proto = value.decode("latin-1")
             continue
         if name == b"x-request-id":
             has_rid = True
@@ -283,3 +285,9 @@ def _upstream_headers(
     if not has_rid:
         out.append(("x-request-id", ex.request_id.decode("latin-1")))
     return out
+
+
+# Set again by the gateway (host by the client library, the length when the
+# body is sent whole) or rebuilt (the forwarding fields).
+_DROP_STREAMED = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
+_DROP_BUFFERED = _DROP_STREAMED | {b"content-length"}

@@ -71,7 +71,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt=None),
-            structlog.processors.format_exc_info,
+            structlog.processors.dict_tracebacks,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

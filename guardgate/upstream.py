@@ -9,7 +9,9 @@ httpx's default transport under concurrency.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from functools import lru_cache
 
 import aiohttp
 from yarl import URL
@@ -35,13 +37,19 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def hop_by_hop(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
-    """HOP_BY_HOP plus the fields a Connection header names."""
-    named = [v for k, v in headers if k.lower() == b"connection"]
-    if not named:
+@lru_cache(maxsize=256)
+def hop_by_hop(connection: bytes | None) -> frozenset[bytes]:
+    """HOP_BY_HOP plus the fields a Connection header (all its values joined
+    by commas) names."""
+    if not connection:
         return HOP_BY_HOP
-    extra = {t.strip().lower() for v in named for t in v.split(b",") if t.strip()}
-    return HOP_BY_HOP | extra
+    named = {t.strip().lower() for t in connection.split(b",")}
+    return HOP_BY_HOP | {t for t in named if t}
+
+
+# Bodies of known length up to this size are relayed in one message rather
+# than chunk by chunk: fewer sends, and nothing a client would see as buffering.
+_WHOLE_BODY = 64 * 1024
 
 
 class HttpUpstream:
@@ -127,20 +135,32 @@ class HttpUpstream:
             ) from exc
         ex.upstream_latency = time.perf_counter() - started
         try:
-            raw = resp.raw_headers
-            drop = hop_by_hop(raw)  # type: ignore[arg-type]
-            out = [(k.lower(), v) for k, v in raw if k.lower() not in drop]
-            if resp.headers.get("x-request-id") is None:
+            connection = resp.headers.getall("connection", None)
+            drop = hop_by_hop(",".join(connection).encode("latin-1")) if connection else HOP_BY_HOP
+            out = []
+            for name, value in resp.raw_headers:
+                name = name.lower()
+                if name not in drop:
+                    out.append((name, value))
+            if "x-request-id" not in resp.headers:
                 out.append((b"x-request-id", ex.request_id))
             ex.status = resp.status
             ex.started = True
             await send({"type": "http.response.start", "status": resp.status, "headers": out})
-            if method != "HEAD":
+            length = resp.content_length
+            if method == "HEAD":
+                body = b""
+            elif length is not None and length <= _WHOLE_BODY:
+                # A small body of known length goes out in one message.
+                body = await resp.read()
+            else:
+                body = b""
                 async for chunk in resp.content.iter_any():
                     ex.bytes_out += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            ex.bytes_out += len(body)
             ex.complete = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             await ctx.__aexit__(None, None, None)
 
