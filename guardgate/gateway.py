@@ -89,6 +89,9 @@ class GuardGate:
             raise PolicyError([problem], compiled.source)
         self.runtime = Runtime.compile(compiled)
         self._watch = DisconnectWatch()
+        # Resolved once: the logging configuration in force when the gateway
+        # is built is the one it logs with.
+        self._log = access_log.bind()
 
     @property
     def policy(self) -> Policy:
@@ -184,7 +187,7 @@ class GuardGate:
             error = f"upstream failed mid-response: {exc!r}"
         finally:
             upstream_latency = ex.upstream_latency
-            access_log.info(
+            self._log.info(
                 "request",
                 request_id=ex.request_id.decode("latin-1"),
                 method=scope["method"],
