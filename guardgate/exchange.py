@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from guardgate.types import Send
 
-_JSON = (b"content-type", b"application/json")
-
 
 class Exchange:
     """What the steps of one request learn about it; never shared."""
@@ -31,11 +29,16 @@ class Exchange:
         self.upstream_latency: float | None = None
 
     async def reply(
-        self, send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        content_type: bytes = b"application/json",
     ) -> None:
-        """Answer with a JSON body of the gateway's own."""
+        """Answer with a body of the gateway's own."""
         all_headers = [
-            _JSON,
+            (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
             (b"x-request-id", self.request_id),
             *(headers or ()),

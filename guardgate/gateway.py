@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from guardgate.admit import Admission, Ticket
 from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
 from guardgate.apis.base import decode
 from guardgate.body import BodyStream, ClientGone, read_body
@@ -28,9 +29,11 @@ from guardgate.errors import PolicyError, PolicyProblem, RequestError
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
 from guardgate.logs import get_logger
+from guardgate.metering import MeteredSend
+from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
-from guardgate.store import storage_ready
+from guardgate.store import Store
 from guardgate.types import ASGIApp, Body, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
 
@@ -47,19 +50,18 @@ class Runtime:
     policy: Policy
     adapters: Mapping[str, Adapter]  # path -> adapter, for model routes
     identifier: Identifier
+    admission: Admission
     # Some step of this policy reads the `ModelCall`. When none does, a model
     # route's body is only checked to be a JSON object, not parsed further.
     parse_calls: bool
 
     @classmethod
-    def compile(cls, policy: Policy) -> Runtime:
+    def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
         adapters = {route.path: ADAPTERS[route.api] for route in policy.routes}
-        return cls(policy, adapters, Identifier(policy.identity), reads_model_calls(policy))
-
-
-def reads_model_calls(policy: Policy) -> bool:
-    """Whether any step the policy turns on reads the parsed `ModelCall`."""
-    return False
+        admission = Admission(policy, store, metrics)
+        return cls(
+            policy, adapters, Identifier(policy.identity), admission, admission.meters_tokens
+        )
 
 
 class GuardGate:
@@ -87,7 +89,9 @@ class GuardGate:
         else:
             problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
             raise PolicyError([problem], compiled.source)
-        self.runtime = Runtime.compile(compiled)
+        self.metrics = Metrics()
+        self.store = Store(compiled.storage)
+        self.runtime = Runtime.compile(compiled, self.store, self.metrics)
         self._watch = DisconnectWatch()
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
@@ -113,6 +117,7 @@ class GuardGate:
 
     async def aclose(self) -> None:
         await self.forwarder.close()
+        await self.store.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -131,7 +136,7 @@ class GuardGate:
             await ex.reply(send, 200, b'{"status":"ok"}')
         elif path == "readyz":
             upstream_ok, storage_ok = await asyncio.gather(
-                self.forwarder.ready(), storage_ready(self.policy.storage)
+                self.forwarder.ready(), self.store.ready()
             )
             report = {
                 "status": "ready" if upstream_ok and storage_ok else "unavailable",
@@ -140,6 +145,9 @@ class GuardGate:
                 "policy": self.policy.digest[:12],
             }
             await ex.reply(send, 200 if upstream_ok and storage_ok else 503, orjson.dumps(report))
+        elif path == "metrics":
+            body = self.metrics.render()
+            await ex.reply(send, 200, body, content_type=CONTENT_TYPE)
         else:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
             await ex.reply(send, 404, body)
@@ -154,6 +162,8 @@ class GuardGate:
         adapter = rt.adapters.get(scope["path"])
         error: str | None = None
         bytes_in = 0
+        ticket: Ticket | None = None
+        meter: Any | None = None
         try:
             body = await read_body(receive, headers, rt.policy.max_body, buffer=adapter is not None)
             if isinstance(body, bytes):
@@ -165,6 +175,12 @@ class GuardGate:
                     call = adapter.parse(body)
                 else:
                     decode(body)
+            ticket = await rt.admission.admit(identity, call)
+            if ticket.reservation is not None and ticket.reservation.headers or rt.parse_calls:
+                body, send, meter = _metered(ticket, call, body, send, rt.parse_calls)
+                if meter is not None:
+                    # Usage is read from the answer's bytes: ask for them uncompressed.
+                    scope = _without_header(scope, b"accept-encoding")
             await self._forward(scope, receive, send, ex, identity, call, body)
         except RequestError as err:
             error = err.reason
@@ -186,7 +202,10 @@ class GuardGate:
             # closed without a clean end, so a cut stream never looks whole.
             error = f"upstream failed mid-response: {exc!r}"
         finally:
+            if ticket is not None and ticket.reservation is not None:
+                await rt.admission.settle(ticket, ex.started, meter)
             upstream_latency = ex.upstream_latency
+            self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log.info(
                 "request",
                 request_id=ex.request_id.decode("latin-1"),
@@ -200,6 +219,8 @@ class GuardGate:
                 upstream_ms=None if upstream_latency is None else round(upstream_latency * 1000, 3),
                 bytes_in=bytes_in,
                 bytes_out=ex.bytes_out,
+                tier=ticket.decision.tier if ticket is not None else None,
+                action=_action(ticket),
                 error=error,
             )
 
@@ -215,6 +236,12 @@ class GuardGate:
     ) -> None:
         forwarder = self.forwarder
         if isinstance(forwarder, AppUpstream):
+            if isinstance(body, bytes):
+                length = str(len(body)).encode()
+                if any(k == b"content-length" and v != length for k, v in scope["headers"]):
+                    # The body was rewritten: the app must see its new length.
+                    scope = _without_header(scope, b"content-length")
+                    scope["headers"] = [*scope["headers"], (b"content-length", length)]
             await forwarder.forward(ex, scope, body, receive, send)
             return
         target = scope.get("raw_path") or scope["path"].encode()
@@ -238,6 +265,40 @@ class GuardGate:
             await forwarder.forward(ex, method, target, out, body or None, send)
         finally:
             self._watch.discard(ex)
+
+
+def _metered(
+    ticket: Ticket, call: ModelCall | None, body: Body, send: Send, meters_tokens: bool
+) -> tuple[Body, Send, Any | None]:
+    """The body to forward and the send to answer through, when the answer
+    must carry quota headers or be metered for its token usage."""
+    headers = ticket.reservation.headers if ticket.reservation is not None else []
+    if not meters_tokens or call is None:
+        return body, MeteredSend(send, headers, None, rewrites=False), None
+    from guardgate.apis.usage import UsageMeter, prepare_stream_usage
+
+    strip = False
+    if call.stream:
+        asked = prepare_stream_usage(call)
+        if asked is not None:
+            body, strip = asked, True
+    meter = UsageMeter(call.api, call.stream, strip)
+    return body, MeteredSend(send, headers, meter, rewrites=strip), meter
+
+
+def _without_header(scope: Scope, name: bytes) -> Scope:
+    headers = scope["headers"]
+    if not any(k == name for k, _ in headers):
+        return scope
+    return {**scope, "headers": [(k, v) for k, v in headers if k != name]}
+
+
+def _action(ticket: Ticket | None) -> str | None:
+    if ticket is None:
+        return None
+    if ticket.would is not None:
+        return "would_" + ticket.would
+    return ticket.decision.action
 
 
 def _with_upstream(policy: Policy, url: str) -> Policy:

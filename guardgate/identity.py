@@ -11,14 +11,11 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from guardgate.policy.model import IdentityConfig, IPNetwork
-
-# Headers that carry an API key (hashed into a ``key:`` principal) rather
-# than an account id set by a trusted auth layer (``acct:``).
-KEY_HEADERS = frozenset({"x-api-key", "api-key"})
 
 
 @dataclass(slots=True)
@@ -28,10 +25,17 @@ class Identity:
     ip_prefix: str      # the client's network, e.g. "203.0.113.0/24"
     user_agent: str
     trusted_peer: bool  # the socket peer is a trusted proxy
+    key_sha256: str | None = None  # sha256 hex of the API key, when the principal is one
+    org: str | None = None         # from the trusted org header
+    created: float | None = None   # account creation (unix seconds), from a trusted header
+
+
+def key_digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
 
 
 def key_principal(api_key: str) -> str:
-    return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return "key:" + key_digest(api_key)[:16]
 
 
 class Identifier:
@@ -88,26 +92,56 @@ class Identifier:
         trusted = self.is_trusted(peer)
         xff = headers.get(b"x-forwarded-for")
         ip = self.client_ip(peer, xff.decode("latin-1") if xff else None, trusted)
-        principal = self._principal(headers, ip, trusted)
+        principal, digest = self._principal(headers, ip, trusted)
         agent = headers.get(b"user-agent", b"").decode("latin-1")
-        return Identity(principal, ip, self.prefix_of(ip), agent, trusted)
+        identity = Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest)
+        if trusted:
+            config = self._config
+            if config.org_header:
+                org = headers.get(config.org_header.encode("latin-1"))
+                identity.org = org.decode("latin-1")[:128] if org else None
+            if config.created_header:
+                identity.created = _timestamp(headers.get(config.created_header.encode("latin-1")))
+        return identity
 
-    def _principal(self, headers: Mapping[bytes, bytes], ip: str, trusted: bool) -> str:
+    def _principal(
+        self, headers: Mapping[bytes, bytes], ip: str, trusted: bool
+    ) -> tuple[str, str | None]:
         for source in self._config.principal:
             if source.kind == "bearer":
                 auth = headers.get(b"authorization")
                 if auth and auth[:7].lower() == b"bearer ":
                     token = auth[7:].strip()
                     if token:
-                        return key_principal(token.decode("latin-1"))
+                        digest = key_digest(token.decode("latin-1"))
+                        return "key:" + digest[:16], digest
             elif source.kind == "header" and source.header:
                 value = headers.get(source.header.encode("latin-1"))
                 if not value:
                     continue
-                if source.header in KEY_HEADERS:
-                    return key_principal(value.decode("latin-1"))
+                if source.holds == "key":
+                    digest = key_digest(value.decode("latin-1"))
+                    return "key:" + digest[:16], digest
                 if trusted:
-                    return "acct:" + value.decode("latin-1")[:128]
+                    return "acct:" + value.decode("latin-1")[:128], None
             elif source.kind == "ip":
-                return "ip:" + ip
-        return "ip:" + ip
+                return "ip:" + ip, None
+        return "ip:" + ip, None
+
+
+def _timestamp(value: bytes | None) -> float | None:
+    """Unix seconds or ISO 8601, as an auth layer may write a creation time."""
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

@@ -9,7 +9,6 @@ httpx's default transport under concurrency.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import lru_cache
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from guardgate.policy.model import (
     IdentityConfig,
+    OverrideConfig,
     Policy,
     PrincipalSource,
+    QuotaConfig,
+    RampConfig,
     Route,
+    TierConfig,
     UpstreamConfig,
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
+from guardgate.policy.schema_quotas import QuotaSection, RampSection
+from guardgate.policy.schema_tiers import OverrideSection, TierSection
 
 
 def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Policy:
@@ -23,6 +29,11 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         mode=document.mode,
         identity=_identity(document.identity),
         routes=tuple(Route(route.path, route.api) for route in document.routes),
+        quotas=tuple(_quota(quota) for quota in document.quotas),
+        default_max_tokens=document.default_max_tokens,
+        new_principals=_ramp(document.new_principals),
+        tiers=_tiers(document.tiers),
+        overrides=tuple(_override(override) for override in document.overrides),
         source=source,
         digest=digest,
     )
@@ -41,7 +52,7 @@ def _upstream(section: UpstreamSection | None) -> UpstreamConfig | None:
 
 def _identity(section: IdentitySection) -> IdentityConfig:
     principal = tuple(
-        PrincipalSource("header", item.header)
+        PrincipalSource("header", item.header, item.holds)
         if isinstance(item, HeaderSource)
         else PrincipalSource(item)
         for item in section.principal
@@ -51,4 +62,43 @@ def _identity(section: IdentitySection) -> IdentityConfig:
         trusted_proxies=tuple(section.trusted_proxies),
         ipv4_prefix=section.ip_prefix.ipv4,
         ipv6_prefix=section.ip_prefix.ipv6,
+        org_header=section.org_header,
+        created_header=section.created_header,
+    )
+
+
+def _quota(section: QuotaSection) -> QuotaConfig:
+    return QuotaConfig(
+        name=section.name,
+        per=section.per,
+        windows=section.limit or (),
+        cost=section.cost,
+        concurrency=section.concurrency,
+        strategy=section.strategy,
+    )
+
+
+def _ramp(section: RampSection | None) -> RampConfig | None:
+    if section is None:
+        return None
+    return RampConfig(start=section.start, full_after=section.full_after)
+
+
+def _tiers(sections: dict[str, TierSection]) -> tuple[TierConfig, ...]:
+    tiers = (
+        TierConfig(name, tier.score, quota_factor=tier.quota_factor, deny=tier.deny)
+        for name, tier in sections.items()
+    )
+    return tuple(sorted(tiers, key=lambda tier: tier.score))
+
+
+def _override(section: OverrideSection) -> OverrideConfig:
+    return OverrideConfig(
+        api_key_sha256=section.api_key_sha256,
+        principal=section.principal,
+        ip=section.ip,
+        org=section.org,
+        tier=section.tier,
+        allow=section.allow,
+        deny=section.deny,
     )

@@ -11,7 +11,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -25,8 +25,15 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
-from guardgate.policy.model import API_NAMES, IPNetwork
-from guardgate.policy.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
+from guardgate.policy.model import API_NAMES, IPNetwork, Window
+from guardgate.policy.units import (
+    DURATION_PATTERN,
+    RATE_PATTERN,
+    SIZE_PATTERN,
+    parse_duration,
+    parse_rates,
+    parse_size,
+)
 
 STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "unix")
 HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -34,6 +41,7 @@ _HEADER = re.compile(HEADER_PATTERN)
 
 
 Located = tuple[tuple[str | int, ...], str]  # (path below the field, message)
+T = TypeVar("T")
 
 
 def problems_error(items: list[Located]) -> PydanticCustomError:
@@ -56,25 +64,54 @@ def raw_check(check: Callable[[Any], list[Located]]) -> WrapValidator:
     """
 
     def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        found = check(value)
-        try:
-            result = handler(value)
-        except ValidationError as exc:
-            if not found:
-                raise
-            errors = [_reraised(error) for error in exc.errors()]
-            errors.append(InitErrorDetails(type=problems_error(found), loc=(), input=value))
-            raise ValidationError.from_exception_data(exc.title, errors) from None
-        if found:
-            raise problems_error(found)
-        return result
+        return checked(value, handler, check)
 
     return WrapValidator(validate)
+
+
+def checked(value: Any, handler: Callable[[Any], T], check: Callable[[Any], list[Located]]) -> T:
+    """`raw_check` for a model's wrap validator: cross-key rules of a section."""
+    found = check(value)
+    try:
+        result = handler(value)
+    except ValidationError as exc:
+        if not found:
+            raise
+        errors = [_reraised(error) for error in exc.errors()]
+        errors.append(InitErrorDetails(type=problems_error(found), loc=(), input=value))
+        raise ValidationError.from_exception_data(exc.title, errors) from None
+    if found:
+        raise problems_error(found)
+    return result
+
+
+def misspells(data: dict[Any, Any], keys: tuple[str, ...], known: frozenset[str]) -> bool:
+    """Whether a key of ``data`` outside ``known`` looks like one of ``keys``.
+
+    Its "unknown key" problem already names the key it meant, so a rule
+    asking for one of ``keys`` should keep quiet rather than report it twice.
+    """
+    return any(
+        isinstance(key, str) and key not in known and difflib.get_close_matches(key, keys, n=1)
+        for key in data
+    )
 
 
 def _reraised(error: ErrorDetails) -> InitErrorDetails:
     kind = PydanticCustomError(error["type"], error["msg"], error.get("ctx"))
     return InitErrorDetails(type=kind, loc=error["loc"], input=error["input"])
+
+
+def matches(pattern: str, message: str) -> AfterValidator:
+    """Refuse a string that does not match ``pattern`` (ECMAScript-compatible), with ``message``."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if compiled.fullmatch(value) is None:
+            raise PydanticCustomError("pattern", message)
+        return value
+
+    return AfterValidator(check)
 
 
 def _version(value: Any) -> int:
@@ -112,6 +149,27 @@ def _size(value: Any) -> int:
                 return size
             raise PydanticCustomError("size", "must be larger than 0 bytes")
     raise PydanticCustomError("size", "expected a size like 64KiB, 8MiB or 1GiB")
+
+
+def _rates(value: Any) -> tuple[Window, ...]:
+    if isinstance(value, str):
+        try:
+            items = parse_rates(value)
+        except ValueError:
+            pass
+        else:
+            if any(item.amount < 1 or item.get_expiry() < 1 for item in items):
+                raise PydanticCustomError(
+                    "rate", "a rate allows at least 1 per window of at least 1 second"
+                )
+            texts = [part.strip() for part in value.split(";")]
+            return tuple(
+                Window(item.amount, item.get_expiry(), text)
+                for item, text in zip(items, texts, strict=True)
+            )
+    raise PydanticCustomError(
+        "rate", "expected a rate like 600/minute, or several joined by ';' (10/second;1000/day)"
+    )
 
 
 def _http_url(value: str) -> str:
@@ -185,7 +243,8 @@ def _route_path(value: str) -> str:
     return value
 
 
-def _string(pattern: str, **extra: Any) -> WithJsonSchema:
+def string_schema(pattern: str, **extra: Any) -> WithJsonSchema:
+    """The JSON Schema of a string field: its pattern, plus ``extra`` keywords."""
     return WithJsonSchema({"type": "string", "pattern": pattern, **extra})
 
 
@@ -211,19 +270,26 @@ Size = Annotated[
     BeforeValidator(_size),
     _string_or_number(SIZE_PATTERN, {"type": "integer", "minimum": 1}, ["64KiB", "8MiB"]),
 ]
-HttpURL = Annotated[str, AfterValidator(_http_url), _string(r"^https?://[^/?#]+", format="uri")]
+Rates = Annotated[
+    tuple[Window, ...],
+    PlainValidator(_rates),
+    string_schema(RATE_PATTERN, examples=["600/minute", "10/minute;100/hour"]),
+]
+HttpURL = Annotated[
+    str, AfterValidator(_http_url), string_schema(r"^https?://[^/?#]+", format="uri")
+]
 StorageURL = Annotated[
     str,
     AfterValidator(_storage_url),
-    _string(
+    string_schema(
         r"^(memory|redis|rediss|redis\+cluster|unix)://", examples=["redis://127.0.0.1:6379/0"]
     ),
 ]
-HeaderName = Annotated[str, AfterValidator(_header_name), _string(HEADER_PATTERN)]
+HeaderName = Annotated[str, AfterValidator(_header_name), string_schema(HEADER_PATTERN)]
 Network = Annotated[
     IPNetwork,
     PlainValidator(_network),
     WithJsonSchema({"type": "string", "examples": ["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"]}),
 ]
 ApiName = Annotated[str, AfterValidator(_api_name), WithJsonSchema({"enum": list(API_NAMES)})]
-RoutePath = Annotated[str, AfterValidator(_route_path), _string(r"^/[^?#\s]*$")]
+RoutePath = Annotated[str, AfterValidator(_route_path), string_schema(r"^/[^?#\s]*$")]

@@ -30,24 +30,85 @@ class PrincipalSource:
 
     kind: Literal["header", "bearer", "ip"]
     header: str | None = None  # lower-case header name, for kind == "header"
+    # For a header: "key" (an API key, hashed into key:...) or "account" (an
+    # account id set by a trusted auth layer, acct:..., trusted proxies only).
+    holds: Literal["key", "account"] = "account"
 
 
 @dataclass(frozen=True, slots=True)
 class IdentityConfig:
     principal: tuple[PrincipalSource, ...] = (
         PrincipalSource("bearer"),
-        PrincipalSource("header", "x-api-key"),
+        PrincipalSource("header", "x-api-key", "key"),
         PrincipalSource("ip"),
     )
     trusted_proxies: tuple[IPNetwork, ...] = ()
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
+    # Trusted metadata headers (lower-case names), honoured only from trusted proxies.
+    org_header: str | None = "x-org-id"
+    created_header: str | None = "x-account-created"  # unix seconds or ISO 8601
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
     path: str
     api: str  # one of API_NAMES
+
+
+QuotaScope = Literal["principal", "ip", "ip_prefix", "org", "global"]
+QuotaCost = Literal["requests", "input_tokens", "output_tokens", "total_tokens"]
+Strategy = Literal["fixed-window", "moving-window", "sliding-window-counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One rate of a quota: ``amount`` per ``seconds`` (from limits notation)."""
+
+    amount: int
+    seconds: int
+    text: str  # as written, e.g. "600/minute"
+
+
+@dataclass(frozen=True, slots=True)
+class RampConfig:
+    """New principals start at ``start`` of every quota, growing linearly to
+    the full quota at ``full_after`` seconds of age."""
+
+    start: float
+    full_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    name: str
+    per: QuotaScope = "principal"
+    windows: tuple[Window, ...] = ()  # rate quotas; empty for a concurrency quota
+    cost: QuotaCost = "requests"
+    concurrency: int | None = None    # in-flight requests, for a concurrency quota
+    strategy: Strategy = "fixed-window"
+
+
+@dataclass(frozen=True, slots=True)
+class TierConfig:
+    name: str
+    score: float
+    quota_factor: float = 1.0
+    deny: bool = False
+    # Keys later sections fill in (challenge, degrade, mark) go here.
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideConfig:
+    """Matches on exactly one of the four keys; then forces a tier, allows or denies."""
+
+    api_key_sha256: str | None = None  # lower-case hex
+    principal: str | None = None
+    ip: IPNetwork | None = None
+    org: str | None = None
+    tier: str | None = None
+    allow: bool = False
+    deny: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +128,11 @@ class Policy:
         Route("/v1/responses", "openai.responses"),
         Route("/v1/messages", "anthropic.messages"),
     )
+    quotas: tuple[QuotaConfig, ...] = ()
+    default_max_tokens: int = 4096   # reserved when a request names no max_tokens
+    new_principals: RampConfig | None = None
+    tiers: tuple[TierConfig, ...] = ()  # ordered by score, lowest first
+    overrides: tuple[OverrideConfig, ...] = ()
     source: str = "<policy>"
     digest: str = ""  # sha256 hex of the policy text, names the active version
 

@@ -10,9 +10,17 @@ Schema follows. Defaults here must agree with the dataclass defaults in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    ModelWrapValidatorHandler,
+    Tag,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from guardgate.policy.fields import (
@@ -26,23 +34,21 @@ from guardgate.policy.fields import (
     Size,
     StorageURL,
     Version,
+    checked,
     raw_check,
 )
+from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
+from guardgate.policy.schema_tiers import (
+    OverrideSection,
+    TierName,
+    TierSection,
+    equal_tier_scores,
+    unknown_override_tiers,
+)
+from guardgate.policy.section import Section, as_written
 
-
-def as_written(text: str) -> Any:
-    """A default written the way a policy file would say it (``"5s"``, ``"8MiB"``).
-
-    Sections validate their defaults, so this is parsed like input, and the
-    JSON Schema shows editors the readable form.
-    """
-    return text
-
-
-class Section(BaseModel):
-    """Base of every section: unknown keys are errors, defaults are validated too."""
-
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+# Headers that carry an API key unless a policy says otherwise (``as:``).
+KEY_HEADERS = frozenset({"x-api-key", "api-key"})
 
 
 class UpstreamSection(Section):
@@ -72,9 +78,29 @@ def _upstream_shorthand(value: Any) -> Any:
 
 
 class HeaderSource(Section):
-    """Take the principal from a request header (honoured only from a trusted proxy)."""
+    """Take the principal from a request header: an API key, or an account id."""
 
     header: HeaderName = Field(description="Header name, case-insensitive.")
+    as_: Literal["key", "account"] | None = Field(
+        default=None,
+        alias="as",
+        description=(
+            "What the header holds: key (an API key, hashed into key:...) or account (an "
+            "account id set by a trusted auth layer, acct:..., honoured only from trusted "
+            "proxies). Default: key for x-api-key and api-key, account for any other header."
+        ),
+    )
+
+    @property
+    def holds(self) -> Literal["key", "account"]:
+        if self.as_ is not None:
+            return self.as_
+        return "key" if self.header in KEY_HEADERS else "account"
+
+    @model_validator(mode="after")
+    def _settle_holds(self) -> Self:
+        self.as_ = self.holds  # so the JSON Schema's default shows what it is
+        return self
 
 
 def _principal_kind(value: Any) -> str | None:
@@ -120,6 +146,20 @@ class IdentitySection(Section):
     )
     ip_prefix: IpPrefix = Field(
         default=IpPrefix(), description="Prefix lengths for grouping client IPs."
+    )
+    org_header: HeaderName | None = Field(
+        default="x-org-id",
+        description=(
+            "Header naming the caller's organisation (for per: org quotas and org overrides), "
+            "honoured only from trusted proxies; null to disable."
+        ),
+    )
+    created_header: HeaderName | None = Field(
+        default="x-account-created",
+        description=(
+            "Header giving when the caller's account was created (unix seconds or ISO 8601), "
+            "for new_principals; honoured only from trusted proxies; null to disable."
+        ),
     )
 
 
@@ -193,3 +233,32 @@ class PolicyDocument(Section):
         default=_DEFAULT_ROUTES,
         description="Model routes; every other path passes through untouched.",
     )
+    quotas: Annotated[list[QuotaSection], raw_check(duplicate_quota_names)] = Field(
+        default=[], description="Quotas every model request is counted against, all enforced."
+    )
+    default_max_tokens: int = Field(
+        default=4096,
+        ge=1,
+        description="Tokens a token quota reserves for a request that names no max_tokens.",
+    )
+    new_principals: RampSection | None = Field(
+        default=None,
+        description="Scale quotas down for new principals, growing to the full quotas with age.",
+    )
+    tiers: Annotated[dict[TierName, TierSection], raw_check(equal_tier_scores)] = Field(
+        default={},
+        json_schema_extra={"additionalProperties": False},
+        description=(
+            "Treatment tiers by name, entered when a caller's risk score reaches the tier's "
+            "score; below the lowest tier a caller is normal."
+        ),
+    )
+    overrides: list[OverrideSection] = Field(
+        default=[],
+        description="Callers treated by name (a tier, allow or deny), checked before scoring.",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _cross_checks(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        return checked(data, handler, unknown_override_tiers)

@@ -35,6 +35,8 @@ _BOUNDS = {
     "less_than_equal": ("le", "must be at most {}"),
     "too_short": ("min_length", "needs at least {} item(s)"),
     "too_long": ("max_length", "takes at most {} item(s)"),
+    "string_too_short": ("min_length", "needs at least {} character(s)"),
+    "string_too_long": ("max_length", "takes at most {} character(s)"),
 }
 
 
@@ -60,7 +62,13 @@ def validate_document(decoded: Decoded) -> tuple[PolicyDocument | None, list[Pol
 def _problems(errors: Iterable[ErrorDetails], decoded: Decoded) -> list[PolicyProblem]:
     located: list[tuple[Path, str, PolicyProblem]] = []
     for error in errors:
-        path = _data_path(error["loc"], decoded.data)
+        loc = error["loc"]
+        if loc and loc[-1] == "[key]":  # a mapping key refused (a tier name, say)
+            path = _data_path(loc[:-1], decoded.data)
+            at = decoded.key_place(path)
+            located.append((path, "key", decoded.problem(path, error["msg"], at=at)))
+            continue
+        path = _data_path(loc, decoded.data)
         ctx = error.get("ctx") or {}
         if error["type"] == "policy_problems":
             for below, message in ctx["items"]:

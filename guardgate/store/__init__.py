@@ -1,30 +1,120 @@
-"""Shared state: in-process memory, or Redis for many replicas."""
+"""Shared state: in-process memory, or Redis for many replicas.
+
+A `Store` holds what the steps share: the `limits` storage the quotas
+meter against, and the in-flight slots of concurrency quotas. Errors from
+Redis and from `limits` are translated into `guardgate.StorageError` here.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import limits.errors
 import redis.asyncio as aioredis
+from limits.aio.storage import Storage as LimitsStorage
+from limits.storage import storage_from_string
 from redis.exceptions import RedisError
+
+from guardgate.errors import StorageError
+from guardgate.store.slots import MemorySlots, RedisSlots, Slots
+
+# Commands must fail fast when Redis is away: the policy decides what a
+# failure means (on_storage_error), and a hung request decides nothing.
+_TIMEOUT = 1.0
+
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    StorageError,
+    limits.errors.StorageError,
+    RedisError,
+    OSError,
+    TimeoutError,
+)
 
 
 def is_redis(url: str) -> bool:
     return url.startswith(("redis://", "rediss://", "redis+cluster://", "unix://"))
 
 
-async def storage_ready(url: str, timeout: float = 2.0) -> bool:
-    """Whether the configured storage answers (memory always does)."""
-    if not is_redis(url):
-        return True
-    cluster = url.startswith("redis+cluster://")
-    target = "redis://" + url[len("redis+cluster://") :] if cluster else url
-    client: aioredis.Redis | aioredis.RedisCluster
-    try:
-        if cluster:
-            client = aioredis.RedisCluster.from_url(target, socket_timeout=timeout)
+class Store:
+    """The state backend named by the policy's ``storage``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.shared = is_redis(url)
+        self.client: Any = None
+        if not self.shared:
+            self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
+            self.slots: Slots = MemorySlots()
+            return
+        cluster = url.startswith("redis+cluster://")
+        if url.startswith("unix://"):
+            limits_url = "async+redis+unix://" + url[len("unix://") :]
         else:
-            client = aioredis.Redis.from_url(
-                target, socket_timeout=timeout, socket_connect_timeout=timeout
+            limits_url = "async+" + url
+        self.limits = storage_from_string(  # type: ignore[assignment]
+            limits_url,
+            implementation="redispy",
+            wrap_exceptions=True,
+            socket_timeout=_TIMEOUT,
+            socket_connect_timeout=_TIMEOUT,
+        )
+        if cluster:
+            target = "redis://" + url[len("redis+cluster://") :]
+            self.client = aioredis.RedisCluster.from_url(target, socket_timeout=_TIMEOUT)
+        else:
+            self.client = aioredis.Redis.from_url(
+                url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
             )
-        async with client:
-            return bool(await client.ping())
-    except (RedisError, OSError, ValueError):
-        return False
+        self.slots = RedisSlots(self.client)
+
+    async def ready(self) -> bool:
+        """Whether the storage answers (memory always does)."""
+        if self.client is None:
+            return True
+        try:
+            return bool(await self.client.ping())
+        except STORAGE_ERRORS:
+            return False
+
+    async def close(self) -> None:
+        if self.client is not None:
+            try:
+                await self.client.aclose()
+            except STORAGE_ERRORS:
+                pass
+
+
+async def storage_ready(url: str) -> bool:
+    """Whether the storage at ``url`` answers, with a short-lived client."""
+    store = Store(url)
+    try:
+        return await store.ready()
+    finally:
+        await store.close()
+
+
+
+
+class FirstSeen:
+    """When each principal was first seen, for quotas that grow with age."""
+
+    TTL = 90 * 24 * 3600
+    _MEMORY_CAP = 1_000_000
+
+    def __init__(self, store: Store) -> None:
+        self._client = store.client
+        self._memory: dict[str, float] = {}
+
+    async def get(self, principal: str, now: float) -> float:
+        if self._client is None:
+            seen = self._memory.setdefault(principal, now)
+            if len(self._memory) > self._MEMORY_CAP:
+                self._memory.pop(next(iter(self._memory)))
+            return seen
+        previous = await self._client.set(
+            "{guardgate/seen}/" + principal, now, nx=True, get=True, ex=self.TTL
+        )
+        return float(previous) if previous is not None else now
+
+
+__all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis", "storage_ready"]

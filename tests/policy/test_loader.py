@@ -264,9 +264,11 @@ def test_full_policy_compiles_every_value() -> None:
     assert policy.mode == "shadow"
     assert policy.identity == IdentityConfig(
         principal=(
-            PrincipalSource("header", "x-account-id"),
+            PrincipalSource("header", "x-account-id", "account"),
             PrincipalSource("bearer"),
-            PrincipalSource("header", "x-api-key"),
+            PrincipalSource("header", "x-api-key", "key"),
+            PrincipalSource("header", "x-customer-key", "key"),
+            PrincipalSource("header", "api-key", "account"),
             PrincipalSource("ip"),
         ),
         trusted_proxies=(
@@ -277,6 +279,8 @@ def test_full_policy_compiles_every_value() -> None:
         ),
         ipv4_prefix=16,
         ipv6_prefix=64,
+        org_header="x-tenant",
+        created_header=None,
     )
     assert policy.routes[1] == Route("/openai/v1/completions", "openai.completions")
     assert len(policy.routes) == 4

@@ -1,0 +1,124 @@
+"""What quota enforcement costs: throughput with quotas off and on, on memory
+and on Redis, in one run; and the Redis round trips a request makes.
+
+Three quotas per principal: requests (rpm), total tokens (tpm, reserved
+before forwarding and settled after) and in-flight requests (parallel). The
+limits are far above what the run sends, so every request is admitted and
+the figures are the cost of the normal path.
+
+    apt-get install -y nginx-light wrk      # and a Redis on 127.0.0.1:6379
+    python bench/quota_bench.py [--duration 8] [--rounds 3] [--redis redis://127.0.0.1:6379/14]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.proxy_bench import (
+    CHAT_BODY,
+    WRK_POST,
+    free_port,
+    nginx,
+    process,
+    wrk,
+)
+
+QUOTAS = """
+quotas:
+  - {name: rpm, limit: 100000000/minute}
+  - {name: tpm, limit: 100000000000/minute, cost: total_tokens}
+  - {name: parallel, concurrency: 1000}
+"""
+
+
+def policy_file(upstream: str, storage: str, quotas: bool) -> Path:
+    path = Path(tempfile.mkstemp(suffix=".yaml")[1])
+    path.write_text(f"upstream: {upstream}\nstorage: {storage}\n" + (QUOTAS if quotas else ""))
+    return path
+
+
+def count_round_trips(upstream: str, redis_url: str, requests: int = 200) -> float:
+    """Redis replies read per request, counted inside a gateway in this process."""
+    import httpx
+    from redis.asyncio import connection
+
+    from guardgate import GuardGate
+    from tests.servers import serve_in_thread
+
+    replies = 0
+    original = connection.AbstractConnection.read_response
+
+    async def counting(self: object, *args: object, **kwargs: object) -> object:
+        nonlocal replies
+        replies += 1
+        return await original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    gate = GuardGate(policy=policy_file(upstream, redis_url, True))
+    connection.AbstractConnection.read_response = counting  # type: ignore[method-assign]
+    try:
+        with serve_in_thread(gate) as base, httpx.Client(base_url=base) as client:
+            body = json.loads(CHAT_BODY)
+            client.post("/v1/chat/completions", json=body)  # connect, load scripts
+            replies = 0
+            for _ in range(requests):
+                client.post("/v1/chat/completions", json=body,
+                            headers={"authorization": "Bearer sk-bench"})
+            asyncio.run(asyncio.sleep(0.2))  # settles finish after the answer
+    finally:
+        connection.AbstractConnection.read_response = original  # type: ignore[method-assign]
+    return replies / requests
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    args = parser.parse_args()
+    upstream_port = free_port()
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(WRK_POST.format(body=json.dumps(CHAT_BODY)))
+    variants = {
+        "quotas off": policy_file(upstream, "memory://", False),
+        "quotas on, memory": policy_file(upstream, "memory://", True),
+        "quotas on, redis": policy_file(upstream, args.redis, True),
+    }
+    results: dict[str, list[float]] = {name: [] for name in variants}
+    path = "/v1/chat/completions"
+    with nginx(upstream_port):
+        trips = count_round_trips(upstream, args.redis)
+        for rnd in range(args.rounds):
+            for name, policy in variants.items():
+                port = free_port()
+                cmd = [sys.executable, "-m", "guardgate.cli", "serve", "--policy", str(policy),
+                       "--port", str(port)]
+                with process(cmd, port):
+                    wrk(f"http://127.0.0.1:{port}{path}", 1, args.connections, script)
+                    rps = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections,
+                              script)
+                results[name].append(rps)
+                print(f"round {rnd + 1} {name:20s} {rps:8.0f} req/s", file=sys.stderr)
+    med = {name: statistics.median(v) for name, v in results.items()}
+    print(f"\nPOST {path}, {args.connections} connections, one worker, "
+          f"median of {args.rounds} x {args.duration}s\n")
+    print("| policy | req/s | vs quotas off |")
+    print("| --- | ---: | ---: |")
+    for name, value in med.items():
+        print(f"| {name} | {value:.0f} | {value / med['quotas off']:.2f} |")
+    print(f"\nRedis replies read per request (3 quotas): {trips:.2f}")
+    print(json.dumps({**{k: round(v) for k, v in med.items()}, "redis_round_trips": trips}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

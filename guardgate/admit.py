@@ -1,0 +1,149 @@
+"""Steps 4 and 6 together: decide what to do with a caller, reserve its quota,
+and after the answer settle what it really cost.
+
+What a storage failure means is the policy's call (``on_storage_error``):
+``open`` lets the request through unmetered, ``closed`` refuses it with 503.
+Either way the failure is logged and counted, and the next request tries
+the storage again, so the gateway recovers by itself when it returns.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from guardgate.apis.base import ModelCall
+from guardgate.decide import Decider, Decision
+from guardgate.errors import RequestError
+from guardgate.identity import Identity
+from guardgate.logs import get_logger
+from guardgate.metrics import Metrics
+from guardgate.policy.model import Policy
+from guardgate.quota import Demand, Quotas, RateLimited, Reservation, Subject, estimate_tokens
+from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
+
+log = get_logger("guardgate")
+
+
+class Denied(RequestError):
+    status = 403
+    type = "permission_error"
+    code = "access_denied"
+
+
+class StorageUnavailable(RequestError):
+    status = 503
+    type = "service_unavailable"
+    code = "storage_unavailable"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What admission decided for one request."""
+
+    decision: Decision
+    reservation: Reservation | None = None
+    would: str | None = None  # in shadow mode: the refusal that was not enforced
+
+
+class Admission:
+    def __init__(self, policy: Policy, store: Store, metrics: Metrics) -> None:
+        self.policy = policy
+        self.store = store
+        self.metrics = metrics
+        self.decider = Decider(policy)
+        self.quotas = Quotas(policy, store) if policy.quotas else None
+        self.shadow = policy.mode == "shadow"
+        self._ramp = policy.new_principals
+        self._first_seen = FirstSeen(store) if self._ramp is not None else None
+
+    @property
+    def meters_tokens(self) -> bool:
+        return self.quotas is not None and self.quotas.meters_tokens
+
+    def demand(self, call: ModelCall | None) -> Demand:
+        if call is None or not self.meters_tokens:
+            return Demand()
+        output = (call.max_tokens or self.policy.default_max_tokens) * max(1, call.n)
+        return Demand(estimate_tokens((call.system, call.prompt)), output)
+
+    async def admit(self, identity: Identity, call: ModelCall | None) -> Ticket:
+        decision = self.decider.decide(identity)
+        ticket = Ticket(decision)
+        if decision.deny:
+            self.metrics.decisions.labels(decision.tier, "block").inc()
+            if not self.shadow:
+                raise Denied("Access to this API has been denied.", reason=decision.reason)
+            ticket.would = "block"
+            return ticket
+        if self.quotas is None or decision.allow:
+            return ticket
+        subject = Subject(identity.principal, identity.client_ip, identity.ip_prefix, identity.org)
+        try:
+            factor = decision.quota_factor * await self._age_factor(identity)
+            ticket.reservation = await self.quotas.reserve(subject, self.demand(call), factor)
+        except RateLimited as refused:
+            self.metrics.quota_decisions.labels(_quota_of(refused), "refused").inc()
+            if not self.shadow:
+                raise
+            ticket.would = "throttle"
+        except STORAGE_ERRORS as exc:
+            self._storage_failed("reserve", exc)
+            if self.policy.on_storage_error == "closed" and not self.shadow:
+                raise StorageUnavailable(
+                    "The service is temporarily unavailable. Please retry shortly.",
+                    reason=f"storage unavailable: {exc!r}",
+                    headers=[(b"retry-after", b"1")],
+                ) from None
+        else:
+            for charge in ticket.reservation.charges:
+                self.metrics.quota_decisions.labels(charge.quota.name, "allowed").inc()
+        return ticket
+
+    async def _age_factor(self, identity: Identity) -> float:
+        if self._ramp is None or self._first_seen is None:
+            return 1.0
+        now = time.time()
+        born = identity.created
+        if born is None:
+            born = await self._first_seen.get(identity.principal, now)
+        age = max(0.0, now - born)
+        if age >= self._ramp.full_after:
+            return 1.0
+        # Steps of a tenth keep the set of scaled limits small.
+        share = self._ramp.start + (1 - self._ramp.start) * age / self._ramp.full_after
+        return max(self._ramp.start, int(share * 10) / 10)
+
+    async def settle(self, ticket: Ticket, answered: bool, meter: Any | None) -> None:
+        """Settle against the real usage once the upstream answered; refund
+        everything when it never did."""
+        held = ticket.reservation
+        if held is None or self.quotas is None:
+            return
+        try:
+            if not answered:
+                await self.quotas.release(held, refund=True)
+                return
+            used_in, used_out = held.demand.input_tokens, held.demand.output_tokens
+            if meter is not None:
+                if meter.input_tokens is not None:
+                    used_in = meter.input_tokens
+                used_out = (
+                    meter.output_tokens
+                    if meter.output_tokens is not None
+                    else meter.estimated_output_tokens()
+                )
+            await self.quotas.settle(held, used_in, used_out)
+        except STORAGE_ERRORS as exc:
+            self._storage_failed("settle", exc)
+
+    def _storage_failed(self, operation: str, exc: BaseException) -> None:
+        self.metrics.storage_errors.labels(operation).inc()
+        log.warning("storage error", operation=operation, error=repr(exc),
+                    on_storage_error=self.policy.on_storage_error)
+
+
+def _quota_of(refused: RateLimited) -> str:
+    reason = refused.reason
+    return reason.split()[1] if reason.startswith("quota ") else "unknown"

@@ -1,0 +1,73 @@
+"""Pipeline step 4: from who is calling to what the gateway does about it.
+
+Overrides are checked first, in order; the first that matches forces a
+tier, always allows or always denies. Without one the caller is in the
+normal tier (the risk engine will assign tiers by score).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from functools import lru_cache
+
+from guardgate.identity import Identity
+from guardgate.policy.model import OverrideConfig, Policy
+
+NORMAL = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    tier: str = NORMAL
+    quota_factor: float = 1.0
+    allow: bool = False  # never treated: no quotas, nothing changed
+    deny: bool = False
+    reason: str = ""     # private: what decided it, for the log line only
+
+    @property
+    def action(self) -> str:
+        if self.deny:
+            return "block"
+        if self.quota_factor < 1.0:
+            return "throttle"
+        return "allow"
+
+
+class Decider:
+    def __init__(self, policy: Policy) -> None:
+        self._overrides = policy.overrides
+        self._by_tier = {
+            tier.name: Decision(tier.name, tier.quota_factor, deny=tier.deny, reason=f"tier {tier.name}")
+            for tier in policy.tiers
+        }
+        self.normal = Decision()
+        self._decisions = [self._decision(i, o) for i, o in enumerate(policy.overrides)]
+        self._in_network = lru_cache(maxsize=65536)(self._match_ip)
+
+    def _decision(self, index: int, override: OverrideConfig) -> Decision:
+        reason = f"override #{index + 1}"
+        if override.allow:
+            return Decision(allow=True, reason=reason)
+        if override.deny:
+            return Decision(deny=True, reason=reason)
+        base = self._by_tier[override.tier] if override.tier else self.normal
+        return Decision(base.tier, base.quota_factor, deny=base.deny, reason=reason)
+
+    def _match_ip(self, address: str, index: int) -> bool:
+        network = self._overrides[index].ip
+        try:
+            return network is not None and ipaddress.ip_address(address) in network
+        except ValueError:
+            return False
+
+    def decide(self, identity: Identity) -> Decision:
+        for index, override in enumerate(self._overrides):
+            if (
+                (override.api_key_sha256 is not None and override.api_key_sha256 == identity.key_sha256)
+                or (override.principal is not None and override.principal == identity.principal)
+                or (override.ip is not None and self._in_network(identity.client_ip, index))
+                or (override.org is not None and override.org == identity.org)
+            ):
+                return self._decisions[index]
+        return self.normal

@@ -1,0 +1,332 @@
+"""Pipeline steps 6 and 10: reserve quota before forwarding, settle after.
+
+Rates are metered by the `limits` library's strategies and storages. A
+request reserves what it may cost (one request; its prompt estimate plus
+its max_tokens for token quotas) in every quota that applies, before it is
+forwarded, so concurrent requests and long streams can never overshoot a
+limit by more than what was honestly reserved. When the answer is complete,
+the reservation is settled against the real usage: the difference is
+refunded or charged. Refunds need a counter that can go back, so token
+quotas settle exactly on fixed windows; on sliding windows they only charge
+more, never refund.
+
+A tier's quota factor scales each limit's amount, never its counter, so a
+caller moving to a stricter tier keeps what it has already spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+
+from guardgate.errors import RequestError
+from guardgate.policy.model import Policy, QuotaConfig, Window
+from guardgate.store import Store
+
+_NAMESPACE = "guardgate"
+_TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+class RateLimited(RequestError):
+    """429: a quota has no room for this request."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a quota is counted for, one value per ``per:`` scope."""
+
+    principal: str
+    ip: str
+    ip_prefix: str
+    org: str | None
+
+    def value(self, per: str) -> str | None:
+        if per == "principal":
+            return self.principal
+        if per == "ip":
+            return self.ip
+        if per == "ip_prefix":
+            return self.ip_prefix
+        if per == "org":
+            return self.org
+        return "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a request may cost: its estimated prompt and its reserved answer."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def cost(self, kind: str) -> int:
+        if kind == "input_tokens":
+            return self.input_tokens
+        if kind == "output_tokens":
+            return self.output_tokens
+        if kind == "total_tokens":
+            return self.input_tokens + self.output_tokens
+        return 1
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A window of a quota as `limits` strategies use it.
+
+    The counter key names the quota and window, never the amount, so a
+    scaled amount meters against the same counter."""
+
+    key: str
+    amount: int
+    expiry: int
+
+    def key_for(self, *identifiers: str) -> str:
+        return "/".join((self.key, *identifiers))
+
+    def get_expiry(self) -> int:
+        return self.expiry
+
+
+@dataclass(slots=True)
+class Charge:
+    quota: QuotaConfig
+    window: Window
+    limit: Limit
+    scope: str
+    cost: int
+    used: int | None = None  # the counter after this charge, when the storage tells
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one request holds until it is settled."""
+
+    charges: list[Charge] = field(default_factory=list)
+    slots: list[tuple[str, str]] = field(default_factory=list)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    demand: Demand = Demand()
+    settled: bool = False
+
+
+class Quotas:
+    """Every quota of a policy, over one store."""
+
+    def __init__(self, policy: Policy, store: Store) -> None:
+        self.policy = policy
+        self.store = store
+        self.rates = [q for q in policy.quotas if q.concurrency is None]
+        self.concurrency = [q for q in policy.quotas if q.concurrency is not None]
+        self.meters_tokens = any(q.cost in _TOKENS for q in self.rates)
+        self._strategies: dict[str, Any] = {
+            "fixed-window": FixedWindowRateLimiter(store.limits),
+            "moving-window": MovingWindowRateLimiter(store.limits),
+            "sliding-window-counter": SlidingWindowCounterRateLimiter(store.limits),
+        }
+        self._limits: dict[tuple[str, int, float], Limit] = {}
+
+    def limit(self, quota: QuotaConfig, index: int, factor: float) -> Limit:
+        key = (quota.name, index, factor)
+        found = self._limits.get(key)
+        if found is None:
+            window = quota.windows[index]
+            found = Limit(
+                f"{_NAMESPACE}/{quota.name}/{window.seconds}",
+                max(1, math.floor(window.amount * factor)),
+                window.seconds,
+            )
+            self._limits[key] = found
+        return found
+
+    async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
+        """Charge ``demand`` to every quota that applies, or raise RateLimited
+        having charged nothing."""
+        held = Reservation(demand=demand)
+        try:
+            for quota in self.rates:
+                scope = subject.value(quota.per)
+                cost = demand.cost(quota.cost)
+                if scope is None or cost <= 0:
+                    continue
+                for index, window in enumerate(quota.windows):
+                    limit = self.limit(quota, index, factor)
+                    charge = Charge(quota, window, limit, scope, cost)
+                    allowed = await self._hit(charge)
+                    if quota.strategy == "fixed-window":
+                        held.charges.append(charge)  # counted even when refused
+                    elif allowed:
+                        held.charges.append(charge)
+                    if not allowed:
+                        raise await self._refusal(charge, held)
+            for quota in self.concurrency:
+                scope = subject.value(quota.per)
+                if scope is None or quota.concurrency is None:
+                    continue
+                key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
+                holder = f"{id(held):x}.{time.time_ns():x}"
+                if not await self.store.slots.acquire(key, quota.concurrency, holder):
+                    raise RateLimited(
+                        "Too many requests in flight. Retry when one has finished.",
+                        reason=f"quota {quota.name}: {quota.concurrency} in flight",
+                        headers=_retry_after(1.0),
+                    )
+                held.slots.append((key, holder))
+        except BaseException:
+            await self.release(held, refund=True)
+            raise
+        held.headers = self._headers(held, factor)
+        return held
+
+    async def _hit(self, charge: Charge) -> bool:
+        strategy = charge.quota.strategy
+        if strategy == "fixed-window":
+            # What FixedWindowRateLimiter.hit does, keeping the count it
+            # throws away: it gives the remaining figure for free.
+            charge.used = await self.store.limits.incr(
+                charge.limit.key_for(charge.scope), charge.limit.expiry, amount=charge.cost
+            )
+            return charge.used <= charge.limit.amount
+        allowed: bool = await self._strategies[strategy].hit(
+            charge.limit, charge.scope, cost=charge.cost
+        )
+        return allowed
+
+    async def _refusal(self, charge: Charge, held: Reservation) -> RateLimited:
+        stats = await self._strategies[charge.quota.strategy].get_window_stats(
+            charge.limit, charge.scope
+        )
+        wait = max(0.0, stats.reset_time - time.time())
+        tokens = charge.quota.cost in _TOKENS
+        kind = "tokens" if tokens else "requests"
+        limit = charge.limit.amount
+        error = RateLimited(
+            f"Rate limit reached for {kind} ({charge.quota.name}): limit {limit} per "
+            f"{_duration(charge.window.seconds)}. Please try again in {_duration(wait)}.",
+            reason=f"quota {charge.quota.name} ({charge.window.text}) refused cost {charge.cost}",
+            headers=[
+                *_retry_after(wait),
+                (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
+                (f"x-ratelimit-remaining-{kind}".encode(), str(max(0, stats.remaining)).encode()),
+                (f"x-ratelimit-reset-{kind}".encode(), _duration(wait).encode()),
+                (b"ratelimit-policy", _policy_item(charge.quota, charge.window, limit)),
+                (b"ratelimit", _state_item(charge.quota, charge.window, 0, wait)),
+            ],
+        )
+        error.type = kind
+        return error
+
+    async def settle(self, held: Reservation, input_tokens: int, output_tokens: int) -> None:
+        """Replace what was reserved by what was used, then release."""
+        if held.settled:
+            return
+        if self.meters_tokens:
+            actual = Demand(input_tokens, output_tokens)
+            for charge in held.charges:
+                if charge.quota.cost not in _TOKENS:
+                    continue
+                delta = actual.cost(charge.quota.cost) - charge.cost
+                if delta == 0:
+                    continue
+                if charge.quota.strategy == "fixed-window":
+                    await self.store.limits.incr(
+                        charge.limit.key_for(charge.scope), charge.limit.expiry, amount=delta
+                    )
+                elif delta > 0:
+                    await self._strategies[charge.quota.strategy].hit(
+                        charge.limit, charge.scope, cost=delta
+                    )
+        await self.release(held, refund=False)
+
+    async def release(self, held: Reservation, *, refund: bool) -> None:
+        """Give back in-flight slots, and with ``refund`` the charges too."""
+        if held.settled:
+            return
+        held.settled = True
+        if refund:
+            for charge in held.charges:
+                if charge.quota.strategy == "fixed-window":
+                    await self.store.limits.incr(
+                        charge.limit.key_for(charge.scope), charge.limit.expiry,
+                        amount=-charge.cost,
+                    )
+        for key, holder in held.slots:
+            await self.store.slots.release(key, holder)
+
+    def _headers(self, held: Reservation, factor: float) -> list[tuple[bytes, bytes]]:
+        headers: list[tuple[bytes, bytes]] = []
+        seen: set[str] = set()
+        policies: list[bytes] = []
+        states: list[bytes] = []
+        for charge in held.charges:
+            limit = charge.limit.amount
+            policies.append(_policy_item(charge.quota, charge.window, limit))
+            remaining = None if charge.used is None else max(0, limit - charge.used)
+            if remaining is not None:
+                states.append(_state_item(charge.quota, charge.window, remaining, None))
+            kind = "tokens" if charge.quota.cost in _TOKENS else "requests"
+            if kind in seen:
+                continue
+            seen.add(kind)
+            headers.append((f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()))
+            if remaining is not None:
+                headers.append((f"x-ratelimit-remaining-{kind}".encode(), str(remaining).encode()))
+        if policies:
+            headers.append((b"ratelimit-policy", b", ".join(policies)))
+        if states:
+            headers.append((b"ratelimit", b", ".join(states)))
+        return headers
+
+
+def _policy_name(quota: QuotaConfig, window: Window) -> str:
+    if len(quota.windows) > 1:
+        return f"{quota.name}-{window.seconds}"
+    return quota.name
+
+
+def _policy_item(quota: QuotaConfig, window: Window, limit: int) -> bytes:
+    unit = ';qu="tokens"' if quota.cost in _TOKENS else ""
+    return f'"{_policy_name(quota, window)}";q={limit};w={window.seconds}{unit}'.encode()
+
+
+def _state_item(quota: QuotaConfig, window: Window, remaining: int, wait: float | None) -> bytes:
+    reset = "" if wait is None else f";t={math.ceil(wait)}"
+    return f'"{_policy_name(quota, window)}";r={remaining}{reset}'.encode()
+
+
+def _retry_after(wait: float) -> list[tuple[bytes, bytes]]:
+    seconds = max(1, math.ceil(wait))
+    return [
+        (b"retry-after", str(seconds).encode()),
+        (b"retry-after-ms", str(max(1, math.ceil(wait * 1000))).encode()),
+    ]
+
+
+def _duration(seconds: float) -> str:
+    """Durations as OpenAI writes them: ``20ms``, ``1s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 1:
+        return f"{max(0, math.ceil(seconds * 1000))}ms"
+    whole = math.ceil(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def estimate_tokens(texts: Iterable[str | None]) -> int:
+    """A cheap prompt estimate: about four characters a token."""
+    return sum(math.ceil(len(t) / 4) for t in texts if t)

@@ -1,0 +1,64 @@
+"""In-flight slots for concurrency quotas.
+
+The `limits` library meters rates, not requests in flight, so slots are
+kept here: a counter in memory, or in Redis a sorted set of holders whose
+leases expire, so a replica that dies holding slots cannot leak them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from importlib import resources
+from typing import Any, Protocol
+
+# A slot outlives a stream that runs longer than this only by being
+# re-counted: long enough for any answer, short enough to heal a crash.
+LEASE_SECONDS = 15 * 60
+
+
+class Slots(Protocol):
+    async def acquire(self, key: str, limit: int, holder: str) -> bool: ...
+    async def release(self, key: str, holder: str) -> None: ...
+    async def held(self, key: str) -> int: ...
+
+
+class MemorySlots:
+    def __init__(self) -> None:
+        self._held: defaultdict[str, int] = defaultdict(int)
+
+    async def acquire(self, key: str, limit: int, holder: str) -> bool:
+        if self._held[key] >= limit:
+            return False
+        self._held[key] += 1
+        return True
+
+    async def release(self, key: str, holder: str) -> None:
+        count = self._held.get(key, 0) - 1
+        if count > 0:
+            self._held[key] = count
+        else:
+            self._held.pop(key, None)
+
+    async def held(self, key: str) -> int:
+        return self._held.get(key, 0)
+
+
+class RedisSlots:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        source = resources.files("guardgate.store").joinpath("lua/acquire_slot.lua").read_text()
+        self._acquire = client.register_script(source)
+
+    async def acquire(self, key: str, limit: int, holder: str) -> bool:
+        now = int(time.time() * 1000)
+        taken = await self._acquire(
+            keys=[key], args=[now, LEASE_SECONDS * 1000, limit, holder]
+        )
+        return bool(taken)
+
+    async def release(self, key: str, holder: str) -> None:
+        await self._client.zrem(key, holder)
+
+    async def held(self, key: str) -> int:
+        return int(await self._client.zcount(key, int(time.time() * 1000), "+inf"))
