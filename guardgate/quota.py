@@ -231,6 +231,7 @@ class Quotas:
         """Replace what was reserved by what was used, then release."""
         if held.settled:
             return
+        counts: list[tuple[str, int, int]] = []
         if self.meters_tokens:
             actual = Demand(input_tokens, output_tokens)
             for charge in held.charges:
@@ -240,29 +241,25 @@ class Quotas:
                 if delta == 0:
                     continue
                 if charge.quota.strategy == "fixed-window":
-                    await self.store.limits.incr(
-                        charge.limit.key_for(charge.scope), charge.limit.expiry, amount=delta
-                    )
+                    counts.append((charge.limit.key_for(charge.scope), charge.limit.expiry, delta))
                 elif delta > 0:
                     await self._strategies[charge.quota.strategy].hit(
                         charge.limit, charge.scope, cost=delta
                     )
-        await self.release(held, refund=False)
+        held.settled = True
+        await self.store.settlements.add(counts, held.slots)
 
     async def release(self, held: Reservation, *, refund: bool) -> None:
         """Give back in-flight slots, and with ``refund`` the charges too."""
         if held.settled:
             return
         held.settled = True
-        if refund:
-            for charge in held.charges:
-                if charge.quota.strategy == "fixed-window":
-                    await self.store.limits.incr(
-                        charge.limit.key_for(charge.scope), charge.limit.expiry,
-                        amount=-charge.cost,
-                    )
-        for key, holder in held.slots:
-            await self.store.slots.release(key, holder)
+        counts = [
+            (charge.limit.key_for(charge.scope), charge.limit.expiry, -charge.cost)
+            for charge in held.charges
+            if refund and charge.quota.strategy == "fixed-window"
+        ]
+        await self.store.settlements.add(counts, held.slots)
 
     def _headers(self, held: Reservation, factor: float) -> list[tuple[bytes, bytes]]:
         headers: list[tuple[bytes, bytes]] = []

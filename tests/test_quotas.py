@@ -312,19 +312,28 @@ def test_redis_stopped_mid_run_then_back(toy: str, on_error: str) -> None:
     assert back == [200, 200, 200, 429]
 
 
-def test_token_quota_in_middleware_mode_meters_streams() -> None:
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_token_quota_settles_to_real_usage(storage: str, request: pytest.FixtureRequest) -> None:
     app = create_toy_app()
-    policy = {"quotas": [{"name": "tpm", "limit": "300/minute", "cost": "total_tokens"}]}
-    body = {"model": "toy-1", "stream": True, "max_tokens": 50,
-            "messages": [{"role": "user", "content": "Hi"}]}
+    # No max_tokens: each request reserves default_max_tokens (100) and the
+    # toy answers in about 60; only refunds let more than three through.
+    policy: dict[str, Any] = {
+        "quotas": [{"name": "tpm", "limit": "300/minute", "cost": "total_tokens"}],
+        "default_max_tokens": 100,
+    }
+    if storage == "redis":
+        policy["storage"] = request.getfixturevalue("redis_url")
+    body = {"model": "toy-1", "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
+    key = {"authorization": f"Bearer sk-{uuid.uuid4().hex}"}  # a fresh counter each run
     with serve_in_thread(GuardGate(app, policy=policy)) as base:
         codes = []
         for _ in range(8):
-            response = httpx.post(base + "/v1/chat/completions", json=body)
+            response = httpx.post(base + "/v1/chat/completions", json=body, headers=key)
+            time.sleep(0.02)  # let the settlement of the last answer land
             codes.append(response.status_code)
             if response.status_code == 200:
                 assert b'"usage"' not in response.content
                 assert response.content.endswith(b"data: [DONE]\n\n")
-    # Settled at the real usage (about 52 tokens each), five fit in 300.
-    assert codes.count(200) == 5
-    assert codes[5:] == [429, 429, 429]
+    passed = codes.count(200)
+    assert passed >= 4, codes
+    assert codes == [200] * passed + [429] * (8 - passed)

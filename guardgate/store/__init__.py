@@ -16,6 +16,7 @@ from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
 from guardgate.errors import StorageError
+from guardgate.store.settle import Settlements
 from guardgate.store.slots import MemorySlots, RedisSlots, Slots
 
 # Commands must fail fast when Redis is away: the policy decides what a
@@ -45,6 +46,7 @@ class Store:
         if not self.shared:
             self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
             self.slots: Slots = MemorySlots()
+            self.settlements = Settlements(self)
             return
         cluster = url.startswith("redis+cluster://")
         if url.startswith("unix://"):
@@ -66,6 +68,7 @@ class Store:
                 url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
             )
         self.slots = RedisSlots(self.client)
+        self.settlements = Settlements(self)
 
     async def ready(self) -> bool:
         """Whether the storage answers (memory always does)."""
@@ -77,6 +80,7 @@ class Store:
             return False
 
     async def close(self) -> None:
+        await self.settlements.drain()
         if self.client is not None:
             try:
                 await self.client.aclose()

@@ -1,0 +1,84 @@
+"""Settling after the answer, batched.
+
+A request's settlement (its token delta, its in-flight slot) is not on the
+answer's path, so with Redis it joins the settlements of the requests that
+ended in the same few milliseconds and they all go in one pipelined round
+trip. In memory it is applied at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import resources
+from typing import Any
+
+from guardgate.logs import get_logger
+
+log = get_logger("guardgate")
+
+
+class Settlements:
+    def __init__(self, store: Any, interval: float = 0.005, batch: int = 256) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch = batch
+        self._counts: list[tuple[str, int, int]] = []   # (limits key, expiry, delta)
+        self._slots: list[tuple[str, str]] = []         # (slot set, holder)
+        self._pending: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+        self.failures = 0
+        client = store.client
+        self._settle_count = None
+        if client is not None:
+            source = resources.files("guardgate.store").joinpath("lua/settle_count.lua")
+            self._settle_count = client.register_script(source.read_text())
+
+    async def add(self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]) -> None:
+        if self._store.client is None:
+            for key, expiry, delta in counts:
+                await self._store.limits.incr(key, expiry, amount=delta)
+            for key, holder in slots:
+                await self._store.slots.release(key, holder)
+            return
+        self._counts.extend(counts)
+        self._slots.extend(slots)
+        if len(self._counts) + len(self._slots) >= self._batch:
+            self._flush_soon(now=True)
+        elif self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(self._interval, self._flush_soon)
+
+    def _flush_soon(self, now: bool = False) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        counts, self._counts = self._counts, []
+        slots, self._slots = self._slots, []
+        if counts or slots:
+            task = asyncio.ensure_future(self._send(counts, slots))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _send(self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]) -> None:
+        from guardgate.store import STORAGE_ERRORS
+
+        try:
+            async with self._store.client.pipeline(transaction=False) as pipe:
+                prefixed = self._store.limits.bridge.prefixed_key
+                for key, _, delta in counts:
+                    assert self._settle_count is not None
+                    await self._settle_count(keys=[prefixed(key)], args=[delta], client=pipe)
+                for key, holder in slots:
+                    pipe.zrem(key, holder)
+                await pipe.execute()
+        except STORAGE_ERRORS as exc:
+            # Lost settlements only err on the safe side: an unrefunded
+            # reservation, a slot held until its lease ends.
+            self.failures += 1
+            log.warning("settlement failed", error=repr(exc), counts=len(counts), slots=len(slots))
+
+    async def drain(self) -> None:
+        """Send what is waiting; for shutdown and tests."""
+        self._flush_soon(now=True)
+        if self._flushing:
+            await asyncio.gather(*self._flushing, return_exceptions=True)
