@@ -45,36 +45,49 @@ def policy_file(upstream: str, storage: str, quotas: bool) -> Path:
     return path
 
 
-def count_round_trips(upstream: str, redis_url: str, requests: int = 200) -> float:
-    """Redis replies read per request, counted inside a gateway in this process."""
+def count_round_trips(upstream: str, redis_url: str, requests: int = 640,
+                      concurrency: int = 32) -> tuple[float, float]:
+    """Redis round trips per request (writes to a Redis connection; a pipeline
+    is one), counted inside a gateway in this process: one client at a time,
+    then ``concurrency`` clients at once."""
     import httpx
     from redis.asyncio import connection
 
     from guardgate import GuardGate
     from tests.servers import serve_in_thread
 
-    replies = 0
-    original = connection.AbstractConnection.read_response
+    writes = 0
+    original = connection.AbstractConnection.send_packed_command
 
     async def counting(self: object, *args: object, **kwargs: object) -> object:
-        nonlocal replies
-        replies += 1
+        nonlocal writes
+        writes += 1
         return await original(self, *args, **kwargs)  # type: ignore[arg-type]
 
+    body = json.loads(CHAT_BODY)
+    headers = {"authorization": "Bearer sk-bench"}
+
+    async def load(base: str, total: int, parallel: int) -> None:
+        async with httpx.AsyncClient(base_url=base) as client:
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    await client.post("/v1/chat/completions", json=body, headers=headers)
+            await asyncio.gather(*[worker(total // parallel) for _ in range(parallel)])
+        await asyncio.sleep(0.2)  # settlements land after the answers
+
     gate = GuardGate(policy=policy_file(upstream, redis_url, True))
-    connection.AbstractConnection.read_response = counting  # type: ignore[method-assign]
+    connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
     try:
-        with serve_in_thread(gate) as base, httpx.Client(base_url=base) as client:
-            body = json.loads(CHAT_BODY)
-            client.post("/v1/chat/completions", json=body)  # connect, load scripts
-            replies = 0
-            for _ in range(requests):
-                client.post("/v1/chat/completions", json=body,
-                            headers={"authorization": "Bearer sk-bench"})
-            asyncio.run(asyncio.sleep(0.2))  # settles finish after the answer
+        with serve_in_thread(gate) as base:
+            asyncio.run(load(base, concurrency * 4, concurrency))  # connect, load scripts
+            figures = []
+            for parallel in (1, concurrency):
+                writes = 0
+                asyncio.run(load(base, requests, parallel))
+                figures.append(writes / requests)
     finally:
-        connection.AbstractConnection.read_response = original  # type: ignore[method-assign]
-    return replies / requests
+        connection.AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    return figures[0], figures[1]
 
 
 def main() -> int:
@@ -115,7 +128,8 @@ def main() -> int:
     print("| --- | ---: | ---: |")
     for name, value in med.items():
         print(f"| {name} | {value:.0f} | {value / med['quotas off']:.2f} |")
-    print(f"\nRedis replies read per request (3 quotas): {trips:.2f}")
+    print(f"\nRedis round trips per request (3 quotas): {trips[0]:.2f} with one client at a "
+          f"time, {trips[1]:.2f} with {args.connections} at once")
     print(json.dumps({**{k: round(v) for k, v in med.items()}, "redis_round_trips": trips}))
     return 0
 

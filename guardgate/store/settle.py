@@ -9,8 +9,11 @@ trip. In memory it is applied at once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from importlib import resources
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from guardgate.logs import get_logger
 
@@ -18,7 +21,7 @@ log = get_logger("guardgate")
 
 
 class Settlements:
-    def __init__(self, store: Any, interval: float = 0.005, batch: int = 256) -> None:
+    def __init__(self, store: Any, interval: float = 0.02, batch: int = 256) -> None:
         self._store = store
         self._interval = interval
         self._batch = batch
@@ -27,11 +30,8 @@ class Settlements:
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
-        client = store.client
-        self._settle_count = None
-        if client is not None:
-            source = resources.files("guardgate.store").joinpath("lua/settle_count.lua")
-            self._settle_count = client.register_script(source.read_text())
+        self._source = resources.files("guardgate.store").joinpath("lua/settle_count.lua").read_text()
+        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
 
     async def add(self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]) -> None:
         if self._store.client is None:
@@ -63,19 +63,32 @@ class Settlements:
         from guardgate.store import STORAGE_ERRORS
 
         try:
-            async with self._store.client.pipeline(transaction=False) as pipe:
-                prefixed = self._store.limits.bridge.prefixed_key
-                for key, _, delta in counts:
-                    assert self._settle_count is not None
-                    await self._settle_count(keys=[prefixed(key)], args=[delta], client=pipe)
-                for key, holder in slots:
-                    pipe.zrem(key, holder)
-                await pipe.execute()
+            results = await self._pipeline(counts, slots)
+            if any(isinstance(r, NoScriptError) for r in results):
+                # A restarted Redis forgot the script: load it, send again.
+                await self._store.client.script_load(self._source)
+                await self._pipeline(counts, slots)
         except STORAGE_ERRORS as exc:
             # Lost settlements only err on the safe side: an unrefunded
             # reservation, a slot held until its lease ends.
             self.failures += 1
             log.warning("settlement failed", error=repr(exc), counts=len(counts), slots=len(slots))
+
+    async def _pipeline(
+        self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]
+    ) -> list[Any]:
+        # One round trip: EVALSHA by hash, no per-flush script check.
+        async with self._store.client.pipeline(transaction=False) as pipe:
+            prefixed = self._store.limits.bridge.prefixed_key
+            for key, _, delta in counts:
+                pipe.evalsha(self._sha, 1, prefixed(key), delta)
+            for key, holder in slots:
+                pipe.zrem(key, holder)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
+                raise result
+        return results
 
     async def drain(self) -> None:
         """Send what is waiting; for shutdown and tests."""
