@@ -57,6 +57,10 @@ class Admission:
         self.shadow = policy.mode == "shadow"
         self._ramp = policy.new_principals
         self._first_seen = FirstSeen(store) if self._ramp is not None else None
+        # A policy with nothing to decide or meter admits every request the
+        # same way; the request path then skips admission altogether.
+        self.idle = self.quotas is None and not policy.overrides
+        self.admitted = Ticket(self.decider.normal)
 
     @property
     def meters_tokens(self) -> bool:

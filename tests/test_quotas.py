@@ -337,3 +337,25 @@ def test_token_quota_settles_to_real_usage(storage: str, request: pytest.Fixture
     passed = codes.count(200)
     assert passed >= 4, codes
     assert codes == [200] * passed + [429] * (8 - passed)
+
+
+def test_new_principals_start_low_and_grow_with_age(toy: str) -> None:
+    policy = _policy(
+        toy, [{"name": "rpm", "limit": "10/minute;1000/hour"}],
+        new_principals={"start": 0.2, "full_after": "7d"},
+        identity={"trusted_proxies": ["127.0.0.1/32"],
+                  "principal": [{"header": "x-account-id"}, "ip"]},
+    )
+    old = str(time.time() - 30 * 86400)
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        def codes(account: str, created: str | None) -> list[int]:
+            headers = {"x-account-id": account}
+            if created is not None:
+                headers["x-account-created"] = created
+            return [httpx.post(base + "/v1/chat/completions", json=CHAT, headers=headers).status_code
+                    for _ in range(11)]
+
+        fresh = codes("fresh-" + uuid.uuid4().hex, None)
+        veteran = codes("old-" + uuid.uuid4().hex, old)
+    assert fresh == [200] * 2 + [429] * 9          # a fifth of 10 on its first day
+    assert veteran == [200] * 10 + [429]           # the whole quota after 30 days
