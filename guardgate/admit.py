@@ -15,27 +15,15 @@ from typing import Any
 
 from guardgate.apis.base import ModelCall
 from guardgate.decide import Decider, Decision
-from guardgate.errors import RequestError
+from guardgate.errors import Denied, RateLimited, StorageUnavailable
 from guardgate.identity import Identity
 from guardgate.logs import get_logger
 from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
-from guardgate.quota import Demand, Quotas, RateLimited, Reservation, Subject, estimate_tokens
+from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_tokens
 from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
 
 log = get_logger("guardgate")
-
-
-class Denied(RequestError):
-    status = 403
-    type = "permission_error"
-    code = "access_denied"
-
-
-class StorageUnavailable(RequestError):
-    status = 503
-    type = "service_unavailable"
-    code = "storage_unavailable"
 
 
 @dataclass(slots=True)

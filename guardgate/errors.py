@@ -4,10 +4,13 @@
     ├── PolicyError          a policy file failed to load; carries every problem
     ├── RequestError         the client's request is refused; rendered in the API's error shape
     │   ├── BadRequest           400
-    │   └── BodyTooLarge         413
-    ├── UpstreamError        the model endpoint failed us
-    │   ├── UpstreamUnavailable  502
-    │   └── UpstreamTimeout      504
+    │   ├── Denied               403  an override or tier denies the caller
+    │   ├── BodyTooLarge         413
+    │   ├── RateLimited          429  a quota has no room
+    │   ├── StorageUnavailable   503  storage down and on_storage_error: closed
+    │   └── UpstreamError        the model endpoint failed us
+    │       ├── UpstreamUnavailable  502
+    │       └── UpstreamTimeout      504
     └── StorageError         the state backend (memory or Redis) failed
 
 Every error that reaches a client has a public message (what the client
@@ -91,6 +94,27 @@ class BadRequest(RequestError):
 class BodyTooLarge(RequestError):
     status = 413
     code = "request_too_large"
+
+
+class Denied(RequestError):
+    status = 403
+    type = "permission_error"
+    code = "access_denied"
+
+
+class RateLimited(RequestError):
+    """429: a quota has no room for this request. ``type`` says which kind
+    ("requests" or "tokens"), as the OpenAI API does."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class StorageUnavailable(RequestError):
+    status = 503
+    type = "service_unavailable"
+    code = "storage_unavailable"
 
 
 class UpstreamError(RequestError):

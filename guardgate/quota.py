@@ -28,20 +28,12 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
-from guardgate.errors import RequestError
+from guardgate.errors import RateLimited
 from guardgate.policy.model import Policy, QuotaConfig, Window
 from guardgate.store import Store
 
 _NAMESPACE = "guardgate"
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
-
-
-class RateLimited(RequestError):
-    """429: a quota has no room for this request."""
-
-    status = 429
-    type = "requests"
-    code = "rate_limit_exceeded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ import guardgate
 def test_public_names_are_pinned() -> None:
     assert guardgate.__all__ == sorted(guardgate.__all__)
     assert set(guardgate.__all__) == {
-        "BadRequest", "BodyTooLarge", "GuardGate", "GuardGateError", "ModelCall", "Policy",
-        "PolicyError", "PolicyProblem", "RequestError", "StorageError", "UpstreamError",
+        "BadRequest", "BodyTooLarge", "Denied", "GuardGate", "GuardGateError", "ModelCall", "Policy",
+        "PolicyError", "PolicyProblem", "RateLimited", "RequestError", "StorageError",
+        "StorageUnavailable", "UpstreamError",
         "UpstreamTimeout", "UpstreamUnavailable", "__version__", "load_policy",
     }
     for name in guardgate.__all__:
