@@ -107,15 +107,18 @@ class Admission:
         share = self._ramp.start + (1 - self._ramp.start) * age / self._ramp.full_after
         return max(self._ramp.start, int(share * 10) / 10)
 
-    async def settle(self, ticket: Ticket, answered: bool, meter: Any | None) -> None:
-        """Settle against the real usage once the upstream answered; refund
-        everything when it never did."""
+    async def settle(
+        self, ticket: Ticket, answered: bool, meter: Any | None, *, reached: bool = True
+    ) -> None:
+        """Settle against the real usage once the upstream answered. A request
+        that never reached the upstream is refunded; one that reached it but
+        got no answer (timeout, client gone) keeps what it reserved."""
         held = ticket.reservation
         if held is None or self.quotas is None:
             return
         try:
             if not answered:
-                await self.quotas.release(held, refund=True)
+                await self.quotas.release(held, refund=not reached)
                 return
             used_in, used_out = held.demand.input_tokens, held.demand.output_tokens
             if meter is not None:

@@ -25,7 +25,13 @@ from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
 from guardgate.apis.base import decode
 from guardgate.body import BodyStream, ClientGone, read_body
 from guardgate.disconnect import DisconnectWatch
-from guardgate.errors import PolicyError, PolicyProblem, RequestError
+from guardgate.errors import (
+    BadRequest,
+    PolicyError,
+    PolicyProblem,
+    RequestError,
+    UpstreamUnavailable,
+)
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
 from guardgate.logs import get_logger
@@ -159,12 +165,16 @@ class GuardGate:
         rid = headers.get(b"x-request-id")
         ex = Exchange(rid if rid and _REQUEST_ID.fullmatch(rid) else _new_request_id())
         identity = rt.identifier.identify(scope, headers)
-        adapter = rt.adapters.get(scope["path"])
+        # Model APIs are POSTs; other methods on their paths pass through.
+        adapter = rt.adapters.get(scope["path"]) if scope["method"] == "POST" else None
         error: str | None = None
         bytes_in = 0
         ticket: Ticket | None = None
         meter: Any | None = None
+        reached = True
         try:
+            if len(headers) != len(scope["headers"]):
+                _refuse_repeated_credentials(scope["headers"])
             body = await read_body(receive, headers, rt.policy.max_body, buffer=adapter is not None)
             if isinstance(body, bytes):
                 bytes_in = len(body)
@@ -179,7 +189,7 @@ class GuardGate:
                 ticket = rt.admission.admitted
             else:
                 ticket = await rt.admission.admit(identity, call)
-            if ticket.reservation is not None and ticket.reservation.headers or rt.parse_calls:
+            if ticket.reservation is not None:
                 body, send, meter = _metered(ticket, call, body, send, rt.parse_calls)
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
@@ -187,6 +197,7 @@ class GuardGate:
             await self._forward(scope, receive, send, ex, identity, call, body)
         except RequestError as err:
             error = err.reason
+            reached = not isinstance(err, UpstreamUnavailable)
             if ex.started:
                 raise
             await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
@@ -206,7 +217,7 @@ class GuardGate:
             error = f"upstream failed mid-response: {exc!r}"
         finally:
             if ticket is not None and ticket.reservation is not None:
-                await rt.admission.settle(ticket, ex.started, meter)
+                await rt.admission.settle(ticket, ex.started, meter, reached=reached)
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log.info(
@@ -289,6 +300,23 @@ def _metered(
     return body, MeteredSend(send, headers, meter, rewrites=strip), meter
 
 
+# Headers that name the caller: sent twice, the gateway and the upstream
+# could each believe a different one.
+_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+
+
+def _refuse_repeated_credentials(raw: list[tuple[bytes, bytes]]) -> None:
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in _CREDENTIALS:
+            if name in seen:
+                raise BadRequest(
+                    f"The {name.decode()} header may be sent only once.",
+                    reason=f"repeated {name.decode()} header",
+                )
+            seen.add(name)
+
+
 def _without_header(scope: Scope, name: bytes) -> Scope:
     headers = scope["headers"]
     if not any(k == name for k, _ in headers):
@@ -342,7 +370,7 @@ def _upstream_headers(
             continue
         if name == b"x-request-id":
             has_rid = True
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
+        out.append((name.decode("latin-1"), _text(value)))
     client = scope.get("client")
     if client:
         forwarded.append(client[0])
@@ -352,6 +380,15 @@ def _upstream_headers(
     if not has_rid:
         out.append(("x-request-id", ex.request_id.decode("latin-1")))
     return out
+
+
+def _text(value: bytes) -> str:
+    # aiohttp writes header values as UTF-8: decoding them the same way
+    # keeps their bytes; only values that are not UTF-8 fall back.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 # Set again by the gateway (host by the client library, the length when the

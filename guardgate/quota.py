@@ -154,6 +154,8 @@ class Quotas:
                     continue
                 for index, window in enumerate(quota.windows):
                     limit = self.limit(quota, index, factor)
+                    if cost > limit.amount:
+                        raise _too_large(quota, window, limit, cost)
                     charge = Charge(quota, window, limit, scope, cost)
                     allowed = await self._hit(charge)
                     if quota.strategy == "fixed-window":
@@ -176,10 +178,22 @@ class Quotas:
                     )
                 held.slots.append((key, holder))
         except BaseException:
-            await self.release(held, refund=True)
+            await self._undo(held)
             raise
         held.headers = self._headers(held, factor)
         return held
+
+    async def _undo(self, held: Reservation) -> None:
+        """Take back a reservation that failed part way, at once: a counter
+        left high would refuse other callers until a batch went out."""
+        held.settled = True
+        for charge in held.charges:
+            if charge.quota.strategy == "fixed-window":
+                await self.store.limits.incr(
+                    charge.limit.key_for(charge.scope), charge.limit.expiry, amount=-charge.cost
+                )
+        for key, holder in held.slots:
+            await self.store.slots.release(key, holder)
 
     async def _hit(self, charge: Charge) -> bool:
         strategy = charge.quota.strategy
@@ -235,9 +249,14 @@ class Quotas:
                 if charge.quota.strategy == "fixed-window":
                     counts.append((charge.limit.key_for(charge.scope), charge.limit.expiry, delta))
                 elif delta > 0:
-                    await self._strategies[charge.quota.strategy].hit(
-                        charge.limit, charge.scope, cost=delta
-                    )
+                    try:
+                        await self._strategies[charge.quota.strategy].hit(
+                            charge.limit, charge.scope, cost=delta
+                        )
+                    except BaseException:
+                        held.settled = True
+                        await self.store.settlements.add(counts, held.slots)
+                        raise
         held.settled = True
         await self.store.settlements.add(counts, held.slots)
 
@@ -276,6 +295,23 @@ class Quotas:
         if states:
             headers.append((b"ratelimit", b", ".join(states)))
         return headers
+
+
+def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> RateLimited:
+    """A request that could never fit: retrying will not help, so no Retry-After."""
+    kind = "tokens" if quota.cost in _TOKENS else "requests"
+    error = RateLimited(
+        f"Request too large for {kind} ({quota.name}): limit {limit.amount} per "
+        f"{_duration(window.seconds)}, requested {cost}. Reduce max_tokens or the input.",
+        reason=f"quota {quota.name} ({window.text}) can never fit cost {cost}",
+        headers=[
+            (b"x-should-retry", b"false"),
+            (f"x-ratelimit-limit-{kind}".encode(), str(limit.amount).encode()),
+            (b"ratelimit-policy", _policy_item(quota, window, limit.amount)),
+        ],
+    )
+    error.type = kind
+    return error
 
 
 def _policy_name(quota: QuotaConfig, window: Window) -> str:

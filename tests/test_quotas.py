@@ -359,3 +359,56 @@ def test_new_principals_start_low_and_grow_with_age(toy: str) -> None:
         veteran = codes("old-" + uuid.uuid4().hex, old)
     assert fresh == [200] * 2 + [429] * 9          # a fifth of 10 on its first day
     assert veteran == [200] * 10 + [429]           # the whole quota after 30 days
+
+
+def test_repeated_credentials_are_refused(toy: str) -> None:
+    policy = _policy(toy, [{"name": "rpm", "limit": "1/minute"}])
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        response = httpx.post(
+            base + "/v1/chat/completions", json=CHAT,
+            headers=[("authorization", "Bearer sk-real"), ("authorization", "Bearer sk-junk")],
+        )
+    assert response.status_code == 400
+    assert "only once" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_a_request_that_can_never_fit_is_refused_without_charge(
+    toy: str, storage: str, request: pytest.FixtureRequest
+) -> None:
+    policy = _policy(toy, [{"name": "tpm", "limit": "1000/minute", "cost": "total_tokens",
+                            "per": "global"}])
+    if storage == "redis":
+        policy["storage"] = request.getfixturevalue("redis_url")
+        policy["quotas"][0]["name"] = "t" + uuid.uuid4().hex[:8]
+    huge = {**CHAT, "max_tokens": 2**63 - 1}
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        refused = [httpx.post(base + "/v1/chat/completions", json=huge) for _ in range(5)]
+        normal = httpx.post(base + "/v1/chat/completions", json=CHAT)
+    assert all(r.status_code == 429 for r in refused)
+    assert refused[0].headers["x-should-retry"] == "false"
+    assert "retry-after" not in refused[0].headers
+    # Nothing was charged: a normal caller on the same global quota passes.
+    assert normal.status_code == 200
+
+
+def test_leaving_before_the_answer_keeps_the_charge() -> None:
+    with serve_in_thread(create_toy_app(token_delay=0.05)) as slow_toy:
+        policy = _policy(slow_toy, [{"name": "rpm", "limit": "2/minute"}])
+        with serve_in_thread(GuardGate(policy=policy)) as base:
+            body = {**CHAT, "max_tokens": 40}  # about 2 s to answer
+            for _ in range(2):
+                with pytest.raises(httpx.ReadTimeout):
+                    httpx.post(base + "/v1/chat/completions", json=body, timeout=0.3)
+            time.sleep(0.5)
+            after = httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=10)
+    assert after.status_code == 429
+
+
+def test_other_methods_on_model_paths_pass_through(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy={"upstream": toy})) as base:
+        options = httpx.request("OPTIONS", base + "/v1/chat/completions")
+        get = httpx.get(base + "/v1/chat/completions")
+    direct = httpx.get(toy + "/v1/chat/completions")
+    assert get.status_code == direct.status_code != 400
+    assert options.status_code != 400

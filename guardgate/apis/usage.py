@@ -91,11 +91,14 @@ class UsageMeter:
         reader = self._reader
         if reader is None:
             body = self._body
-            if body is not None:
-                if len(body) + len(chunk) > MAX_JSON:
-                    self._body = None  # too large to parse: settle on the estimate
-                else:
-                    body += chunk
+            if body is None:
+                self.text_chars += len(chunk)
+            elif len(body) + len(chunk) > MAX_JSON:
+                # Too large to parse: settle on an estimate from its size.
+                self.text_chars += len(body) + len(chunk)
+                self._body = None
+            else:
+                body += chunk
             return chunk
         pieces = reader.push(chunk)
         if not self._strip:
