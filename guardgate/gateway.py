@@ -40,7 +40,7 @@ from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
 from guardgate.store import Store
-from guardgate.types import ASGIApp, Body, Receive, Scope, Send
+from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
 
 OPS_PREFIX = "/_guardgate/"
@@ -57,6 +57,10 @@ class Runtime:
     adapters: Mapping[str, Adapter]  # path -> adapter, for model routes
     identifier: Identifier
     admission: Admission
+    # Request headers not forwarded, by (peer trusted, body streamed). Identity
+    # headers only a trusted proxy may set are dropped from anyone else, so
+    # the upstream cannot be told them either.
+    dropped: Mapping[tuple[bool, bool], frozenset[bytes]]
     # Some step of this policy reads the `ModelCall`. When none does, a model
     # route's body is only checked to be a JSON object, not parsed further.
     parse_calls: bool
@@ -65,8 +69,19 @@ class Runtime:
     def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
         adapters = {route.path: ADAPTERS[route.api] for route in policy.routes}
         admission = Admission(policy, store, metrics)
+        identity = policy.identity
+        trusted_only = {identity.org_header, identity.created_header} | {
+            source.header for source in identity.principal if source.holds == "account"
+        }
+        untrusted = frozenset(h.encode("latin-1") for h in trusted_only if h)
+        dropped = {
+            (True, True): _DROP_STREAMED,
+            (True, False): _DROP_BUFFERED,
+            (False, True): _DROP_STREAMED | untrusted,
+            (False, False): _DROP_BUFFERED | untrusted,
+        }
         return cls(
-            policy, adapters, Identifier(policy.identity), admission, admission.meters_tokens
+            policy, adapters, Identifier(identity), admission, dropped, admission.meters_tokens
         )
 
 
@@ -115,11 +130,24 @@ class GuardGate:
             else:
                 await self._exchange(scope, receive, send)
         elif self.app is not None:
+            if kind == "lifespan":
+                send = self._closing_on_shutdown(send)
             await self.app(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        """The wrapped app runs the lifespan; the gateway closes its own
+        resources (pending settlements, Redis) before shutdown completes."""
+
+        async def relay(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                await self.aclose()
+            await send(message)
+
+        return relay
 
     async def aclose(self) -> None:
         await self.forwarder.close()
@@ -265,7 +293,8 @@ class GuardGate:
         method = scope["method"]
         if isinstance(body, BodyStream):
             # A streamed upload still owns ``receive``; no watcher beside it.
-            out = _upstream_headers(scope, ex, identity, streamed=True)
+            drop = self.runtime.dropped[identity.trusted_peer, True]
+            out = _upstream_headers(scope, ex, identity, drop)
             try:
                 await forwarder.forward(ex, method, target, out, body, send)
             except Exception:
@@ -273,7 +302,9 @@ class GuardGate:
                     raise body.failure from None
                 raise
             return
-        out = _upstream_headers(scope, ex, identity, streamed=False)
+        out = _upstream_headers(
+            scope, ex, identity, self.runtime.dropped[identity.trusted_peer, False]
+        )
         self._watch.add(ex, receive)
         try:
             await forwarder.forward(ex, method, target, out, body or None, send)
@@ -348,13 +379,12 @@ def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
 
 
 def _upstream_headers(
-    scope: Scope, ex: Exchange, identity: Identity, *, streamed: bool
+    scope: Scope, ex: Exchange, identity: Identity, drop: frozenset[bytes]
 ) -> list[tuple[str, str]]:
     """The client's headers as the upstream gets them: hop-by-hop fields
     dropped, the forwarding fields appended, the request id passed on."""
     raw: list[tuple[bytes, bytes]] = scope["headers"]
     connection = b",".join([v for k, v in raw if k == b"connection"]) or None
-    drop = _DROP_STREAMED if streamed else _DROP_BUFFERED
     if connection is not None:
         drop = drop | hop_by_hop(connection)
     out: list[tuple[str, str]] = []

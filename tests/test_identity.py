@@ -85,3 +85,40 @@ def test_gateway_believes_forwarding_only_from_trusted_peers(trusted: bool) -> N
     expected = "198.51.100.77" if trusted else "127.0.0.1"
     assert line["client_ip"] == expected
     assert line["principal"] == "ip:" + expected
+
+
+def test_identity_headers_from_untrusted_peers_are_not_forwarded() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.headers))
+
+    upstream_app = Starlette(routes=[Route("/echo", echo)])
+    spoof = {"x-org-id": "acme", "x-account-created": "0", "x-account-id": "admin"}
+    identity = {"principal": [{"header": "x-account-id"}, "ip"]}
+    with serve_in_thread(upstream_app) as upstream:
+        outsider = GuardGate(policy={"upstream": upstream, "identity": identity})
+        insider = GuardGate(policy={"upstream": upstream,
+                                    "identity": {**identity, "trusted_proxies": ["127.0.0.1"]}})
+        with serve_in_thread(outsider) as a, serve_in_thread(insider) as b:
+            seen_from_outsider = httpx.get(a + "/echo", headers=spoof).json()
+            seen_from_insider = httpx.get(b + "/echo", headers=spoof).json()
+    assert not set(spoof) & set(seen_from_outsider)
+    assert {k: seen_from_insider[k] for k in spoof} == spoof
+
+
+def test_middleware_mode_closes_its_store_at_shutdown() -> None:
+    closed = []
+    app = create_toy_app()
+    gate = GuardGate(app)
+
+    async def fake_close() -> None:
+        closed.append(True)
+
+    gate.aclose = fake_close  # type: ignore[method-assign]
+    with serve_in_thread(gate, lifespan="on") as base:
+        assert httpx.get(base + "/v1/models").status_code == 200
+    assert closed == [True]
