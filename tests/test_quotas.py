@@ -171,9 +171,19 @@ def test_shadow_mode_enforces_nothing(toy: str) -> None:
     assert codes == [200, 200, 200]
 
 
-def test_concurrency_quota_holds_a_slot_until_the_stream_ends() -> None:
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_concurrency_quota_holds_a_slot_until_the_stream_ends(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
     with serve_in_thread(create_toy_app(token_delay=0.02)) as slow_toy:
-        policy = _policy(slow_toy, [{"name": "parallel", "concurrency": 1}])
+        policy = _policy(slow_toy, [{"name": "p" + uuid.uuid4().hex[:8], "concurrency": 1}])
+        if storage == "redis":
+            url = request.getfixturevalue("redis_url")
+            policy["storage"] = url
+            # Scripts forgotten by Redis must be loaded again on the fly.
+            import redis as redis_sync
+
+            redis_sync.Redis.from_url(url).script_flush()
         with serve_in_thread(GuardGate(policy=policy)) as base:
             body = {**CHAT, "stream": True, "max_tokens": 20}
             with httpx.Client(base_url=base, timeout=10) as client:
@@ -181,6 +191,7 @@ def test_concurrency_quota_holds_a_slot_until_the_stream_ends() -> None:
                     assert first.status_code == 200
                     second = client.post("/v1/chat/completions", json=body)
                     first.read()
+                time.sleep(0.05)  # the slot's release is settled after the answer
                 third = client.post("/v1/chat/completions", json=body)
     assert second.status_code == 429
     assert second.headers["retry-after"] == "1"

@@ -67,8 +67,8 @@ class Store:
             self.client = aioredis.Redis.from_url(
                 url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
             )
-        self.slots = RedisSlots(self.client)
         self.settlements = Settlements(self)
+        self.slots = RedisSlots(self.client, self.settlements)
 
     async def ready(self) -> bool:
         """Whether the storage answers (memory always does)."""

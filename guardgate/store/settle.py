@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
 
 from guardgate.logs import get_logger
+from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
 
 log = get_logger("guardgate")
 
@@ -63,32 +65,56 @@ class Settlements:
         from guardgate.store import STORAGE_ERRORS
 
         try:
-            results = await self._pipeline(counts, slots)
-            if any(isinstance(r, NoScriptError) for r in results):
-                # A restarted Redis forgot the script: load it, send again.
-                await self._store.client.script_load(self._source)
-                await self._pipeline(counts, slots)
+            await self._pipeline(counts, slots, None)
         except STORAGE_ERRORS as exc:
             # Lost settlements only err on the safe side: an unrefunded
             # reservation, a slot held until its lease ends.
             self.failures += 1
             log.warning("settlement failed", error=repr(exc), counts=len(counts), slots=len(slots))
 
+    async def acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
+        """Take an in-flight slot, sending what is waiting to be settled in the
+        same round trip: under load, settling costs no round trip of its own."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        counts, self._counts = self._counts, []
+        slots, self._slots = self._slots, []
+        now = int(time.time() * 1000)
+        results = await self._pipeline(counts, slots, (key, now, lease_ms, limit, holder))
+        return bool(results[-1])
+
     async def _pipeline(
-        self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]
+        self,
+        counts: list[tuple[str, int, int]],
+        slots: list[tuple[str, str]],
+        acquire: tuple[str, int, int, int, str] | None,
     ) -> list[Any]:
-        # One round trip: EVALSHA by hash, no per-flush script check.
-        async with self._store.client.pipeline(transaction=False) as pipe:
-            prefixed = self._store.limits.bridge.prefixed_key
-            for key, _, delta in counts:
-                pipe.evalsha(self._sha, 1, prefixed(key), delta)
-            for key, holder in slots:
-                pipe.zrem(key, holder)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        for result in results:
-            if isinstance(result, Exception) and not isinstance(result, NoScriptError):
-                raise result
-        return results
+        for attempt in (1, 2):
+            # One round trip: scripts by hash, no per-batch script check.
+            async with self._store.client.pipeline(transaction=False) as pipe:
+                prefixed = self._store.limits.bridge.prefixed_key
+                for key, _, delta in counts:
+                    pipe.evalsha(self._sha, 1, prefixed(key), delta)
+                for key, holder in slots:
+                    pipe.zrem(key, holder)
+                if acquire is not None:
+                    pipe.evalsha(ACQUIRE_SHA, 1, *acquire)
+                results: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
+                # A restarted Redis forgot the scripts: load them, send again.
+                # Settlements already applied are not resent.
+                await self._store.client.script_load(self._source)
+                await self._store.client.script_load(ACQUIRE_SOURCE)
+                counts = [c for c, r in zip(counts, results, strict=False)
+                          if isinstance(r, NoScriptError)]
+                slots = []
+                continue
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+            return results
+        raise AssertionError("unreachable")
 
     async def drain(self) -> None:
         """Send what is waiting; for shutdown and tests."""

@@ -7,10 +7,14 @@ leases expire, so a replica that dies holding slots cannot leak them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import defaultdict
 from importlib import resources
 from typing import Any, Protocol
+
+ACQUIRE_SOURCE = resources.files("guardgate.store").joinpath("lua/acquire_slot.lua").read_text()
+ACQUIRE_SHA = hashlib.sha1(ACQUIRE_SOURCE.encode()).hexdigest()
 
 # A slot outlives a stream that runs longer than this only by being
 # re-counted: long enough for any answer, short enough to heal a crash.
@@ -45,17 +49,16 @@ class MemorySlots:
 
 
 class RedisSlots:
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, settlements: Any) -> None:
         self._client = client
-        source = resources.files("guardgate.store").joinpath("lua/acquire_slot.lua").read_text()
-        self._acquire = client.register_script(source)
+        self._settlements = settlements
 
     async def acquire(self, key: str, limit: int, holder: str) -> bool:
-        now = int(time.time() * 1000)
-        taken = await self._acquire(
-            keys=[key], args=[now, LEASE_SECONDS * 1000, limit, holder]
+        # Rides with the waiting settlements, in one round trip.
+        taken: bool = await self._settlements.acquire_slot(
+            key, limit, holder, LEASE_SECONDS * 1000
         )
-        return bool(taken)
+        return taken
 
     async def release(self, key: str, holder: str) -> None:
         await self._client.zrem(key, holder)
