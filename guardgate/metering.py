@@ -24,9 +24,12 @@ class MeteredSend:
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = message.get("headers") or []
+            # The gateway's rate-limit fields replace the upstream's own, and
+            # a body that may change loses its length.
+            replaced = {k for k, _ in self._headers}
             if self._rewrites:
-                headers = [(k, v) for k, v in headers if k != b"content-length"]
+                replaced.add(b"content-length")
+            headers = [(k, v) for k, v in message.get("headers") or [] if k not in replaced]
             message["headers"] = [*headers, *self._headers]
         elif message["type"] == "http.response.body" and self.meter is not None:
             body = self.meter.feed(message.get("body", b""))

@@ -423,3 +423,20 @@ def test_other_methods_on_model_paths_pass_through(toy: str) -> None:
     direct = httpx.get(toy + "/v1/chat/completions")
     assert get.status_code == direct.status_code != 400
     assert options.status_code != 400
+
+
+def test_gateway_rate_limit_fields_replace_the_upstreams() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def chat(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True}, headers={"x-ratelimit-limit-requests": "999999"})
+
+    upstream = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    with serve_in_thread(upstream) as up:
+        policy = _policy(up, [{"name": "rpm", "limit": "5/minute"}])
+        with serve_in_thread(GuardGate(policy=policy)) as base:
+            response = httpx.post(base + "/v1/chat/completions", json=CHAT)
+    assert response.headers.get_list("x-ratelimit-limit-requests") == ["5"]
