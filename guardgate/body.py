@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from guardgate.errors import BodyTooLarge
 from guardgate.types import Body, Receive
@@ -60,6 +60,7 @@ class BodyStream:
         self._size = len(first)
         self._done = False
         self.failure: Exception | None = None
+        self.on_end: Callable[[], None] | None = None  # called once the client sent it all
 
     def __aiter__(self) -> BodyStream:
         return self
@@ -82,6 +83,8 @@ class BodyStream:
             self.failure = exc
             raise
         self._done = not message.get("more_body", False)
+        if self._done and self.on_end is not None:
+            self.on_end()
         return chunk
 
 

@@ -24,8 +24,11 @@ class DisconnectWatch:
         self._watchers: dict[Exchange, asyncio.Task[None]] = {}
         self._sweeping = False
 
-    def add(self, ex: Exchange, receive: Receive) -> None:
-        task = asyncio.current_task()
+    def add(
+        self, ex: Exchange, receive: Receive, task: asyncio.Task[object] | None = None
+    ) -> None:
+        """Watch ``ex``, run by ``task`` (by default the current one)."""
+        task = task or asyncio.current_task()
         if task is None:
             return
         self._inflight[ex] = (time.monotonic(), receive, task)

@@ -292,15 +292,22 @@ class GuardGate:
             target += "?" + scope["query_string"].decode("latin-1")
         method = scope["method"]
         if isinstance(body, BodyStream):
-            # A streamed upload still owns ``receive``; no watcher beside it.
+            # A streamed upload owns ``receive`` until it ends; only then may
+            # the disconnect watch listen on it.
             drop = self.runtime.dropped[identity.trusted_peer, True]
             out = _upstream_headers(scope, ex, identity, drop)
+            # The upload is read in the client library's own task: the one
+            # to cancel is this one.
+            task = asyncio.current_task()
+            body.on_end = lambda: self._watch.add(ex, receive, task)
             try:
                 await forwarder.forward(ex, method, target, out, body, send)
             except Exception:
                 if body.failure is not None and not ex.started:
                     raise body.failure from None
                 raise
+            finally:
+                self._watch.discard(ex)
             return
         out = _upstream_headers(
             scope, ex, identity, self.runtime.dropped[identity.trusted_peer, False]

@@ -118,11 +118,14 @@ class Probe:
 def probe_app(probe: Probe) -> Starlette:
     async def tick(request: Request) -> Response:
         count = int(request.query_params.get("n", "5"))
+        # After the first event, a long silence: only a gateway that listens
+        # for the client's disconnect notices it before the next event.
+        pause = float(request.query_params.get("pause", "0"))
 
         async def events() -> AsyncIterator[bytes]:
             try:
                 for i in range(count):
-                    await asyncio.sleep(0.1)
+                    await asyncio.sleep(pause if i == 1 else 0.1)
                     yield f"data: {json.dumps({'i': i, 'sent': time.time()})}\n\n".encode()
             finally:
                 probe.stream_closed.set()
@@ -140,6 +143,7 @@ def probe_app(probe: Probe) -> Starlette:
 
     return Starlette(routes=[
         Route("/v1/chat/completions", tick, methods=["POST"]),
+        Route("/stream-upload", tick, methods=["POST"]),
         Route("/slow", slow),
         Route("/v1/messages", slow, methods=["POST"]),
         Route("/echo", echo, methods=["GET", "POST"]),
@@ -186,7 +190,7 @@ def test_client_disconnect_cancels_upstream(probe: tuple[Probe, str]) -> None:
     with (
         serve_in_thread(GuardGate(policy={"upstream": upstream})) as base,
         httpx.Client(base_url=base, timeout=10) as client,
-        client.stream("POST", "/v1/chat/completions?n=100",
+        client.stream("POST", "/v1/chat/completions?n=100&pause=30",
                       json={"model": "m", "messages": [], "stream": True}) as response,
     ):
         for line in response.iter_lines():
@@ -350,3 +354,24 @@ def test_ready_with_real_redis(toy: str, redis_url: str) -> None:
         ready = httpx.get(base + "/_guardgate/readyz")
     assert ready.status_code == 200
     assert ready.json()["storage"] == "ok"
+
+
+def test_disconnect_after_a_streamed_upload_cancels_upstream(probe: tuple[Probe, str]) -> None:
+    p, upstream = probe
+
+    def upload() -> Iterator[bytes]:
+        yield b'{"model": "m", "messages": [], '
+        time.sleep(0.1)  # the body arrives in two messages: it streams through
+        yield b'"stream": true}'
+
+    with (
+        serve_in_thread(GuardGate(policy={"upstream": upstream})) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+        # Not a model route here: the body streams through as it arrives.
+        client.stream("POST", "/stream-upload?n=100&pause=30", content=upload()) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                break  # leaving the stream closes the connection
+        # The upstream is silent for 30 s: only a watcher notices the client left.
+        assert p.stream_closed.wait(2.0)
