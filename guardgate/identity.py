@@ -34,9 +34,6 @@ def key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-def key_principal(api_key: str) -> str:
-    return "key:" + key_digest(api_key)[:16]
-
 
 class Identifier:
     """Resolves an `Identity` from an ASGI scope under one identity config."""

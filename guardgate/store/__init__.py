@@ -88,17 +88,6 @@ class Store:
                 pass
 
 
-async def storage_ready(url: str) -> bool:
-    """Whether the storage at ``url`` answers, with a short-lived client."""
-    store = Store(url)
-    try:
-        return await store.ready()
-    finally:
-        await store.close()
-
-
-
-
 class FirstSeen:
     """When each principal was first seen, for quotas that grow with age."""
 
@@ -121,4 +110,4 @@ class FirstSeen:
         return float(previous) if previous is not None else now
 
 
-__all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis", "storage_ready"]
+__all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis"]

@@ -8,7 +8,6 @@ leases expire, so a replica that dies holding slots cannot leak them.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import defaultdict
 from importlib import resources
 from typing import Any, Protocol
@@ -24,7 +23,6 @@ LEASE_SECONDS = 15 * 60
 class Slots(Protocol):
     async def acquire(self, key: str, limit: int, holder: str) -> bool: ...
     async def release(self, key: str, holder: str) -> None: ...
-    async def held(self, key: str) -> int: ...
 
 
 class MemorySlots:
@@ -44,9 +42,6 @@ class MemorySlots:
         else:
             self._held.pop(key, None)
 
-    async def held(self, key: str) -> int:
-        return self._held.get(key, 0)
-
 
 class RedisSlots:
     def __init__(self, client: Any, settlements: Any) -> None:
@@ -62,6 +57,3 @@ class RedisSlots:
 
     async def release(self, key: str, holder: str) -> None:
         await self._client.zrem(key, holder)
-
-    async def held(self, key: str) -> int:
-        return int(await self._client.zcount(key, int(time.time() * 1000), "+inf"))
