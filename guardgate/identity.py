@@ -30,8 +30,8 @@ class Identity:
     created: float | None = None   # account creation (unix seconds), from a trusted header
 
 
-def key_digest(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+def key_digest(api_key: bytes) -> str:
+    return hashlib.sha256(api_key).hexdigest()
 
 
 
@@ -41,6 +41,12 @@ class Identifier:
     def __init__(self, config: IdentityConfig) -> None:
         self._config = config
         self._trusted: tuple[IPNetwork, ...] = config.trusted_proxies
+        # Header names as the ASGI scope has them, encoded once.
+        self._sources = tuple(
+            (s.kind, (s.header or "").encode("latin-1"), s.holds == "key") for s in config.principal
+        )
+        self._org_header = (config.org_header or "").encode("latin-1")
+        self._created_header = (config.created_header or "").encode("latin-1")
         # Peers and client addresses repeat; parsing them once each keeps
         # identification to a few dict lookups on the hot path.
         self.is_trusted = lru_cache(maxsize=4096)(self._is_trusted)
@@ -93,35 +99,34 @@ class Identifier:
         agent = headers.get(b"user-agent", b"").decode("latin-1")
         identity = Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest)
         if trusted:
-            config = self._config
-            if config.org_header:
-                org = headers.get(config.org_header.encode("latin-1"))
+            if self._org_header:
+                org = headers.get(self._org_header)
                 identity.org = org.decode("latin-1")[:128] if org else None
-            if config.created_header:
-                identity.created = _timestamp(headers.get(config.created_header.encode("latin-1")))
+            if self._created_header:
+                identity.created = _timestamp(headers.get(self._created_header))
         return identity
 
     def _principal(
         self, headers: Mapping[bytes, bytes], ip: str, trusted: bool
     ) -> tuple[str, str | None]:
-        for source in self._config.principal:
-            if source.kind == "bearer":
+        for kind, header, holds_key in self._sources:
+            if kind == "bearer":
                 auth = headers.get(b"authorization")
                 if auth and auth[:7].lower() == b"bearer ":
                     token = auth[7:].strip()
                     if token:
-                        digest = key_digest(token.decode("latin-1"))
+                        digest = key_digest(token)
                         return "key:" + digest[:16], digest
-            elif source.kind == "header" and source.header:
-                value = headers.get(source.header.encode("latin-1"))
+            elif kind == "header":
+                value = headers.get(header)
                 if not value:
                     continue
-                if source.holds == "key":
-                    digest = key_digest(value.decode("latin-1"))
+                if holds_key:
+                    digest = key_digest(value)
                     return "key:" + digest[:16], digest
                 if trusted:
                     return "acct:" + value.decode("latin-1")[:128], None
-            elif source.kind == "ip":
+            elif kind == "ip":
                 return "ip:" + ip, None
         return "ip:" + ip, None
 
