@@ -27,8 +27,10 @@ from guardgate.body import BodyStream, ClientGone, read_body
 from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import (
     BadRequest,
+    Denied,
     PolicyError,
     PolicyProblem,
+    RateLimited,
     RequestError,
     UpstreamUnavailable,
 )
@@ -200,6 +202,7 @@ class GuardGate:
         ticket: Ticket | None = None
         meter: Any | None = None
         reached = True
+        refusal: str | None = None
         try:
             if len(headers) != len(scope["headers"]):
                 _refuse_repeated_credentials(scope["headers"])
@@ -226,6 +229,10 @@ class GuardGate:
         except RequestError as err:
             error = err.reason
             reached = not isinstance(err, UpstreamUnavailable)
+            if isinstance(err, RateLimited):
+                refusal = "throttle"
+            elif isinstance(err, Denied):
+                refusal = "block"
             if ex.started:
                 raise
             await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
@@ -262,7 +269,7 @@ class GuardGate:
                 bytes_in=bytes_in,
                 bytes_out=ex.bytes_out,
                 tier=ticket.decision.tier if ticket is not None else None,
-                action=_action(ticket),
+                action=refusal or _action(ticket),
                 error=error,
             )
 

@@ -440,3 +440,23 @@ def test_gateway_rate_limit_fields_replace_the_upstreams() -> None:
         with serve_in_thread(GuardGate(policy=policy)) as base:
             response = httpx.post(base + "/v1/chat/completions", json=CHAT)
     assert response.headers.get_list("x-ratelimit-limit-requests") == ["5"]
+
+
+def test_refusals_are_logged_with_their_private_reason(toy: str) -> None:
+    from structlog.testing import capture_logs
+
+    policy = _policy(toy, [{"name": "rpm", "limit": "1/minute"}],
+                     overrides=[{"principal": "key:" + __import__("hashlib").sha256(
+                         b"sk-bad").hexdigest()[:16], "deny": True}])
+    with serve_in_thread(GuardGate(policy=policy)) as base, capture_logs() as logs:
+        httpx.post(base + "/v1/chat/completions", json=CHAT)
+        refused = httpx.post(base + "/v1/chat/completions", json=CHAT)
+        denied = httpx.post(base + "/v1/chat/completions", json=CHAT,
+                            headers={"authorization": "Bearer sk-bad"})
+    lines = [e for e in logs if e["event"] == "request"]
+    assert [(e["status"], e["action"]) for e in lines] == [
+        (200, "allow"), (429, "throttle"), (403, "block")]
+    assert "rpm" in lines[1]["error"] and "override" in lines[2]["error"]
+    # The client sees neither.
+    assert "override" not in denied.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
