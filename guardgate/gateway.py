@@ -233,9 +233,11 @@ class GuardGate:
                 refusal = "throttle"
             elif isinstance(err, Denied):
                 refusal = "block"
-            if ex.started:
-                raise
-            await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
+            # Past the response start there is no status left to send: the
+            # connection is closed without a clean end, as for an upstream
+            # failure mid-response.
+            if not ex.started:
+                await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
         except ClientGone:
             error = "client disconnected"
             ex.status = ex.status or 499
