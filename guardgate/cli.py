@@ -7,9 +7,11 @@ import gc
 import json
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from guardgate.errors import PolicyError, PolicyProblem
@@ -153,7 +155,10 @@ def _demo(args: argparse.Namespace) -> int:
             return 1
         threading.Event().wait(0.02)
     toy_port = toy.servers[0].sockets[0].getsockname()[1]
-    args.policy, args.upstream = None, f"http://127.0.0.1:{toy_port}"
+    upstream = f"http://127.0.0.1:{toy_port}"
+    policy = Path(tempfile.mkstemp(prefix="guardgate-demo-", suffix=".yaml")[1])
+    policy.write_text(_DEMO_POLICY.format(upstream=upstream))
+    args.policy, args.upstream = str(policy), upstream
     base = f"http://{args.host}:{args.port}"
     print(_DEMO_BANNER.format(base=base, toy=args.upstream), file=sys.stderr)
     try:
@@ -161,6 +166,15 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         toy.should_exit = True
 
+
+_DEMO_POLICY = """\
+# The demo's policy: a few quotas, so every answer shows its rate-limit fields.
+upstream: {upstream}
+quotas:
+  - {{name: rpm, limit: 60/minute}}
+  - {{name: tpm, limit: 20000/minute, cost: total_tokens}}
+  - {{name: parallel, concurrency: 4}}
+"""
 
 _DEMO_BANNER = """\
 guardgate demo: the gateway on {base}, in front of a toy model server at {toy}.
@@ -179,6 +193,10 @@ Try it:
 print(c.chat.completions.create(model="toy-1", messages=[{{"role": "user", "content": "Hello"}}]).choices[0].message.content)'
 
   curl -s {base}/_guardgate/readyz
+  curl -s {base}/_guardgate/metrics | grep guardgate_
+
+Quotas: 60 requests and 20,000 tokens a minute per key, 4 at once; see the
+x-ratelimit-* and RateLimit fields with curl -i, and a 429 past the limit.
 
 Every request is logged as one JSON line below. Ctrl-C stops.
 """

@@ -130,6 +130,12 @@ def test_demo_runs_in_one_command() -> None:
         assert text
         ready = httpx.get(f"http://127.0.0.1:{port}/_guardgate/readyz")
         assert ready.status_code == 200
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                            headers={"authorization": "Bearer sk-demo"},
+                            json={"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}]})
+        assert answer.status_code == 200
+        assert answer.headers["x-ratelimit-limit-requests"] == "60"
+        assert answer.headers["x-ratelimit-limit-tokens"] == "20000"
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert "curl" in err and f"127.0.0.1:{port}" in err
