@@ -460,3 +460,28 @@ def test_refusals_are_logged_with_their_private_reason(toy: str) -> None:
     # The client sees neither.
     assert "override" not in denied.text
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+@pytest.mark.parametrize("client_asks_usage", [False, True])
+def test_openai_sdk_streams_through_token_metering(toy: str, client_asks_usage: bool) -> None:
+    policy = _policy(toy, [{"name": "tpm", "limit": "100000/minute", "cost": "total_tokens"}])
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key="sk-sdk", max_retries=0)
+        extra: dict[str, Any] = (
+            {"stream_options": {"include_usage": True}} if client_asks_usage else {}
+        )
+        chunks = list(client.chat.completions.create(
+            model="toy-1", messages=[{"role": "user", "content": "Hi"}], max_tokens=20,
+            stream=True, **extra,
+        ))
+        completions = list(client.completions.create(
+            model="toy-1", prompt="Once", max_tokens=5, stream=True, **extra,
+        ))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text
+    usage = [c.usage for c in chunks if c.usage is not None]
+    assert (len(usage) == 1) is client_asks_usage
+    if client_asks_usage:
+        assert usage[0].completion_tokens == 20
+    assert any(c.choices and c.choices[0].text for c in completions)
+    assert any(c.usage is not None for c in completions) is client_asks_usage
