@@ -97,8 +97,13 @@ def app_factory() -> Any:
     policy = resolve_policy(os.environ.get(ENV_POLICY), os.environ.get(ENV_UPSTREAM))
     app = GuardGate(policy=policy)
     # Everything built so far lives as long as the process: keeping it out
-    # of the collector's generations makes each collection cheaper.
+    # of the collector's generations makes each collection cheaper. The
+    # request path allocates many short-lived objects in reference cycles
+    # (futures, tasks): collecting the youngest generation every 50,000
+    # allocations rather than every 700 measured 3 to 6 % more throughput,
+    # side by side in one benchmark run.
     gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     return app
 
 
