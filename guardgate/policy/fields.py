@@ -41,6 +41,22 @@ _HEADER = re.compile(HEADER_PATTERN)
 
 
 Located = tuple[tuple[str | int, ...], str]  # (path below the field, message)
+
+
+def repeated(items: Any, key: str, describe: Callable[[str, int], str]) -> list[Located]:
+    """Items of a raw list whose string ``key`` repeats an earlier item's, each
+    placed at its own ``key`` and described by ``describe(value, first index)``."""
+    first: dict[str, int] = {}
+    found: list[Located] = []
+    for index, item in enumerate(items if isinstance(items, list) else []):
+        value = item.get(key) if isinstance(item, dict) else None
+        if not isinstance(value, str):
+            continue
+        if value in first:
+            found.append(((index, key), describe(value, first[value])))
+        else:
+            first[value] = index
+    return found
 T = TypeVar("T")
 
 

@@ -36,6 +36,7 @@ from guardgate.policy.fields import (
     Version,
     checked,
     raw_check,
+    repeated,
 )
 from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
 from guardgate.policy.schema_tiers import (
@@ -171,19 +172,7 @@ class RouteSection(Section):
 
 
 def _duplicate_paths(routes: Any) -> list[Located]:
-    first: dict[str, int] = {}
-    duplicates: list[Located] = []
-    for index, route in enumerate(routes if isinstance(routes, list) else []):
-        path = route.get("path") if isinstance(route, dict) else None
-        if not isinstance(path, str):
-            continue
-        if path in first:
-            duplicates.append(
-                ((index, "path"), f"duplicate route path (also routes[{first[path]}])")
-            )
-        else:
-            first[path] = index
-    return duplicates
+    return repeated(routes, "path", lambda _, at: f"duplicate route path (also routes[{at}])")
 
 
 _DEFAULT_ROUTES = [

@@ -18,6 +18,7 @@ from guardgate.policy.fields import (
     checked,
     matches,
     misspells,
+    repeated,
     string_schema,
 )
 from guardgate.policy.section import Section
@@ -122,19 +123,9 @@ class QuotaSection(Section):
 
 
 def duplicate_quota_names(quotas: Any) -> list[Located]:
-    first: dict[str, int] = {}
-    duplicates: list[Located] = []
-    for index, quota in enumerate(quotas if isinstance(quotas, list) else []):
-        name = quota.get("name") if isinstance(quota, dict) else None
-        if not isinstance(name, str):
-            continue
-        if name in first:
-            duplicates.append(
-                ((index, "name"), f"duplicate quota name '{name}' (also quotas[{first[name]}])")
-            )
-        else:
-            first[name] = index
-    return duplicates
+    return repeated(
+        quotas, "name", lambda name, at: f"duplicate quota name '{name}' (also quotas[{at}])"
+    )
 
 
 class RampSection(Section):
