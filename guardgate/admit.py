@@ -76,7 +76,7 @@ class Admission:
             factor = decision.quota_factor * await self._age_factor(identity)
             ticket.reservation = await self.quotas.reserve(subject, self.demand(call), factor)
         except RateLimited as refused:
-            self.metrics.quota_decisions.labels(_quota_of(refused), "refused").inc()
+            self.metrics.quota_decisions.labels(refused.quota, "refused").inc()
             if not self.shadow:
                 raise
             ticket.would = "throttle"
@@ -138,7 +138,3 @@ class Admission:
         log.warning("storage error", operation=operation, error=repr(exc),
                     on_storage_error=self.policy.on_storage_error)
 
-
-def _quota_of(refused: RateLimited) -> str:
-    reason = refused.reason
-    return reason.split()[1] if reason.startswith("quota ") else "unknown"

@@ -109,6 +109,7 @@ class RateLimited(RequestError):
     status = 429
     type = "requests"
     code = "rate_limit_exceeded"
+    quota = "unknown"  # the refusing quota's name, for metrics; never shown to the client
 
 
 class StorageUnavailable(RequestError):

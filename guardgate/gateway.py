@@ -13,7 +13,7 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import orjson
 from guardgate.admit import Admission, Ticket
 from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
 from guardgate.apis.base import decode
+from guardgate.apis.usage import UsageMeter, prepare_stream_usage
 from guardgate.body import BodyStream, ClientGone, read_body
 from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import (
@@ -336,8 +337,6 @@ def _metered(
     headers = ticket.reservation.headers if ticket.reservation is not None else []
     if not meters_tokens or call is None:
         return body, MeteredSend(send, headers, None, rewrites=False), None
-    from guardgate.apis.usage import UsageMeter, prepare_stream_usage
-
     strip = False
     if call.stream:
         asked = prepare_stream_usage(call)
@@ -380,8 +379,6 @@ def _action(ticket: Ticket | None) -> str | None:
 
 
 def _with_upstream(policy: Policy, url: str) -> Policy:
-    from dataclasses import replace
-
     return replace(policy, upstream=minimal_policy(url).upstream)
 
 

@@ -171,11 +171,13 @@ class Quotas:
                 key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
                 holder = f"{id(held):x}.{time.time_ns():x}"
                 if not await self.store.slots.acquire(key, quota.concurrency, holder):
-                    raise RateLimited(
+                    refused = RateLimited(
                         "Too many requests in flight. Retry when one has finished.",
                         reason=f"quota {quota.name}: {quota.concurrency} in flight",
                         headers=_retry_after(1.0),
                     )
+                    refused.quota = quota.name
+                    raise refused
                 held.slots.append((key, holder))
         except BaseException:
             await self._undo(held)
@@ -231,6 +233,7 @@ class Quotas:
             ],
         )
         error.type = kind
+        error.quota = charge.quota.name
         return error
 
     async def settle(self, held: Reservation, input_tokens: int, output_tokens: int) -> None:
@@ -311,6 +314,7 @@ def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> R
         ],
     )
     error.type = kind
+    error.quota = quota.name
     return error
 
 

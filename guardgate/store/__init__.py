@@ -41,9 +41,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.shared = is_redis(url)
         self.client: Any = None
-        if not self.shared:
+        if not is_redis(url):
             self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
             self.slots: Slots = MemorySlots()
             self.settlements = Settlements(self)

@@ -45,12 +45,12 @@ class Settlements:
         self._counts.extend(counts)
         self._slots.extend(slots)
         if len(self._counts) + len(self._slots) >= self._batch:
-            self._flush_soon(now=True)
+            self._flush_soon()
         elif self._pending is None:
             loop = asyncio.get_running_loop()
             self._pending = loop.call_later(self._interval, self._flush_soon)
 
-    def _flush_soon(self, now: bool = False) -> None:
+    def _flush_soon(self) -> None:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
@@ -118,6 +118,6 @@ class Settlements:
 
     async def drain(self) -> None:
         """Send what is waiting; for shutdown and tests."""
-        self._flush_soon(now=True)
+        self._flush_soon()
         if self._flushing:
             await asyncio.gather(*self._flushing, return_exceptions=True)
