@@ -1,5 +1,6 @@
-"""Steps 4 and 6 together: decide what to do with a caller, reserve its quota,
-and after the answer settle what it really cost.
+"""Steps 3, 4 and 6 together: assess and decide what to do with a caller,
+reserve its quota, and after the answer settle what it really cost and feed
+it back into the caller's risk state.
 
 What a storage failure means is the policy's call (``on_storage_error``):
 ``open`` lets the request through unmetered, ``closed`` refuses it with 503.
@@ -21,7 +22,9 @@ from guardgate.logs import get_logger
 from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
 from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_tokens
+from guardgate.risk.engine import Assessment, RiskEngine
 from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
+from guardgate.store.risk import Clock
 
 log = get_logger("guardgate")
 
@@ -31,8 +34,17 @@ class Ticket:
     """What admission decided for one request."""
 
     decision: Decision
+    assessment: Assessment | None = None
     reservation: Reservation | None = None
     would: str | None = None  # in shadow mode: the refusal that was not enforced
+    refused: bool = False     # refused (or, in shadow mode, would have been)
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the caller is treated so, for logs: the override, or the top signals."""
+        if self.assessment is None:
+            return [self.decision.reason] if self.decision.reason else []
+        return self.assessment.scored.top()
 
 
 class Admission:
@@ -45,9 +57,13 @@ class Admission:
         self.shadow = policy.mode == "shadow"
         self._ramp = policy.new_principals
         self._first_seen = FirstSeen(store) if self._ramp is not None else None
+        self.risk: RiskEngine | None = None
+        if policy.tiers and policy.risk.enabled:
+            self.risk = RiskEngine(policy, store.risk_state(Clock(policy.risk.half_life,
+                                                                  policy.risk.window)))
         # A policy with nothing to decide or meter admits every request the
         # same way; the request path then skips admission altogether.
-        self.idle = self.quotas is None and not policy.overrides
+        self.idle = self.quotas is None and not policy.overrides and self.risk is None
         self.admitted = Ticket(self.decider.normal)
 
     @property
@@ -60,38 +76,58 @@ class Admission:
         output = (call.max_tokens or self.policy.default_max_tokens) * max(1, call.n)
         return Demand(estimate_tokens((call.system, call.prompt)), output)
 
-    async def admit(self, identity: Identity, call: ModelCall | None) -> Ticket:
-        decision = self.decider.decide(identity)
-        ticket = Ticket(decision)
+    async def assess(self, identity: Identity, call: ModelCall | None) -> Ticket:
+        """Steps 3 and 4: overrides first, then the risk engine's tier."""
+        decision = self.decider.override(identity)
+        if decision is not None:
+            return Ticket(decision)
+        if self.risk is None or call is None:
+            return Ticket(self.decider.normal)
+        try:
+            assessment = await self.risk.assess(identity, call, time.time())
+        except STORAGE_ERRORS as exc:
+            self._storage_failed("assess", exc)
+            self._refuse_if_closed(exc)
+            return Ticket(self.decider.normal)
+        return Ticket(self.decider.for_tier(assessment.tier), assessment)
+
+    def _refuse_if_closed(self, exc: BaseException) -> None:
+        if self.policy.on_storage_error == "closed" and not self.shadow:
+            raise StorageUnavailable(
+                "The service is temporarily unavailable. Please retry shortly.",
+                reason=f"storage unavailable: {exc!r}",
+                headers=[(b"retry-after", b"1")],
+            ) from None
+
+    async def admit(self, ticket: Ticket, identity: Identity, call: ModelCall | None) -> None:
+        """Step 6: refuse a denied caller, reserve the quotas of the others.
+        Raises `Denied` or `RateLimited` (not in shadow mode)."""
+        decision = ticket.decision
         if decision.deny:
             self.metrics.decisions.labels(decision.tier, "block").inc()
+            ticket.refused = True
             if not self.shadow:
                 raise Denied("Access to this API has been denied.", reason=decision.reason)
             ticket.would = "block"
-            return ticket
+            return
         if self.quotas is None or decision.allow:
-            return ticket
+            return
         subject = Subject(identity.principal, identity.client_ip, identity.ip_prefix, identity.org)
         try:
             factor = decision.quota_factor * await self._age_factor(identity)
             ticket.reservation = await self.quotas.reserve(subject, self.demand(call), factor)
         except RateLimited as refused:
             self.metrics.quota_decisions.labels(refused.quota, "refused").inc()
+            ticket.refused = True
             if not self.shadow:
                 raise
             ticket.would = "throttle"
         except STORAGE_ERRORS as exc:
             self._storage_failed("reserve", exc)
-            if self.policy.on_storage_error == "closed" and not self.shadow:
-                raise StorageUnavailable(
-                    "The service is temporarily unavailable. Please retry shortly.",
-                    reason=f"storage unavailable: {exc!r}",
-                    headers=[(b"retry-after", b"1")],
-                ) from None
+            self._refuse_if_closed(exc)
         else:
             for charge in ticket.reservation.charges:
                 self.metrics.quota_decisions.labels(charge.quota.name, "allowed").inc()
-        return ticket
 
     async def _age_factor(self, identity: Identity) -> float:
         if self._ramp is None or self._first_seen is None:
@@ -108,11 +144,29 @@ class Admission:
         return max(self._ramp.start, int(share * 10) / 10)
 
     async def settle(
-        self, ticket: Ticket, answered: bool, meter: Any | None, *, reached: bool = True
+        self,
+        ticket: Ticket,
+        answered: bool,
+        meter: Any | None,
+        *,
+        reached: bool = True,
+        call: ModelCall | None = None,
+        status: int = 200,
     ) -> None:
         """Settle against the real usage once the upstream answered. A request
         that never reached the upstream is refunded; one that reached it but
-        got no answer (timeout, client gone) keeps what it reserved."""
+        got no answer (timeout, client gone) keeps what it reserved. The risk
+        state learns the tier and, for an answer the caller was allowed, its
+        token counts: in shadow mode a request that would have been refused
+        counts as refused, so shadow and enforce keep the same state."""
+        if ticket.assessment is not None and self.risk is not None:
+            tokens = None
+            if answered and status < 400 and meter is not None and not ticket.refused:
+                tokens = _tokens(meter, call)
+            try:
+                await self.risk.record(ticket.assessment, tokens)
+            except STORAGE_ERRORS as exc:
+                self._storage_failed("record", exc)
         held = ticket.reservation
         if held is None or self.quotas is None:
             return
@@ -138,3 +192,13 @@ class Admission:
         log.warning("storage error", operation=operation, error=repr(exc),
                     on_storage_error=self.policy.on_storage_error)
 
+
+def _tokens(meter: Any, call: ModelCall | None) -> tuple[int, int]:
+    """The answer's (input, output) tokens: the upstream's counts, or estimates."""
+    used_in = meter.input_tokens
+    if used_in is None:
+        used_in = estimate_tokens((call.system, call.prompt)) if call is not None else 0
+    used_out = meter.output_tokens
+    if used_out is None:
+        used_out = meter.estimated_output_tokens()
+    return used_in, used_out

@@ -1,8 +1,8 @@
 """Pipeline step 4: from who is calling to what the gateway does about it.
 
 Overrides are checked first, in order; the first that matches forces a
-tier, always allows or always denies. Without one the caller is in the
-normal tier (the risk engine will assign tiers by score).
+tier, always allows or always denies. Without one the caller is in the tier
+the risk engine put it in by score, or normal when nothing is scored.
 """
 
 from __future__ import annotations
@@ -62,6 +62,14 @@ class Decider:
             return False
 
     def decide(self, identity: Identity) -> Decision:
+        return self.override(identity) or self.normal
+
+    def for_tier(self, tier: str) -> Decision:
+        """What the policy does with a caller the risk engine put in ``tier``."""
+        return self._by_tier.get(tier, self.normal)
+
+    def override(self, identity: Identity) -> Decision | None:
+        """The first override matching ``identity``, if any."""
         for index, override in enumerate(self._overrides):
             if (
                 (override.api_key_sha256 is not None and override.api_key_sha256 == identity.key_sha256)
@@ -70,4 +78,4 @@ class Decider:
                 or (override.org is not None and override.org == identity.org)
             ):
                 return self._decisions[index]
-        return self.normal
+        return None

@@ -83,9 +83,8 @@ class Runtime:
             (False, True): _DROP_STREAMED | untrusted,
             (False, False): _DROP_BUFFERED | untrusted,
         }
-        return cls(
-            policy, adapters, Identifier(identity), admission, dropped, admission.meters_tokens
-        )
+        parse_calls = admission.meters_tokens or admission.risk is not None
+        return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls)
 
 
 class GuardGate:
@@ -204,13 +203,13 @@ class GuardGate:
         meter: Any | None = None
         reached = True
         refusal: str | None = None
+        call: ModelCall | None = None
         try:
             if len(headers) != len(scope["headers"]):
                 _refuse_repeated_credentials(scope["headers"])
             body = await read_body(receive, headers, rt.policy.max_body, buffer=adapter is not None)
             if isinstance(body, bytes):
                 bytes_in = len(body)
-            call: ModelCall | None = None
             if adapter is not None:
                 assert isinstance(body, bytes)
                 if rt.parse_calls:
@@ -220,9 +219,10 @@ class GuardGate:
             if rt.admission.idle:
                 ticket = rt.admission.admitted
             else:
-                ticket = await rt.admission.admit(identity, call)
-            if ticket.reservation is not None:
-                body, send, meter = _metered(ticket, call, body, send, rt.parse_calls)
+                ticket = await rt.admission.assess(identity, call)
+                await rt.admission.admit(ticket, identity, call)
+            if ticket.reservation is not None or ticket.assessment is not None:
+                body, send, meter = _metered(ticket, call, body, send, rt.admission.meters_tokens)
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
                     scope = _without_header(scope, b"accept-encoding")
@@ -254,8 +254,12 @@ class GuardGate:
             # closed without a clean end, so a cut stream never looks whole.
             error = f"upstream failed mid-response: {exc!r}"
         finally:
-            if ticket is not None and ticket.reservation is not None:
-                await rt.admission.settle(ticket, ex.started, meter, reached=reached)
+            if ticket is not None and (
+                ticket.reservation is not None or ticket.assessment is not None
+            ):
+                await rt.admission.settle(
+                    ticket, ex.started, meter, reached=reached, call=call, status=ex.status
+                )
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log.info(
@@ -273,6 +277,8 @@ class GuardGate:
                 bytes_out=ex.bytes_out,
                 tier=ticket.decision.tier if ticket is not None else None,
                 action=refusal or _action(ticket),
+                score=_score(ticket),
+                reasons=ticket.reasons if ticket is not None and not ticket.decision.allow else None,
                 error=error,
             )
 
@@ -335,8 +341,12 @@ def _metered(
     """The body to forward and the send to answer through, when the answer
     must carry quota headers or be metered for its token usage."""
     headers = ticket.reservation.headers if ticket.reservation is not None else []
-    if not meters_tokens or call is None:
+    if call is None:
         return body, MeteredSend(send, headers, None, rewrites=False), None
+    if not meters_tokens:
+        # Read for the risk state only: the answer passes untouched.
+        meter = UsageMeter(call.api, call.stream, False)
+        return body, MeteredSend(send, headers, meter, rewrites=False), meter
     strip = False
     if call.stream:
         asked = prepare_stream_usage(call)
@@ -368,6 +378,12 @@ def _without_header(scope: Scope, name: bytes) -> Scope:
     if not any(k == name for k, _ in headers):
         return scope
     return {**scope, "headers": [(k, v) for k, v in headers if k != name]}
+
+
+def _score(ticket: Ticket | None) -> float | None:
+    if ticket is None or ticket.assessment is None:
+        return None
+    return round(ticket.assessment.score, 4)
 
 
 def _action(ticket: Ticket | None) -> str | None:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from guardgate.policy.model import (
+    AdminConfig,
     IdentityConfig,
     OverrideConfig,
     Policy,
     PrincipalSource,
     QuotaConfig,
     RampConfig,
+    RiskConfig,
     Route,
+    SignalConfig,
     TierConfig,
     UpstreamConfig,
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
 from guardgate.policy.schema_quotas import QuotaSection, RampSection
+from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import OverrideSection, TierSection
+from guardgate.risk.catalogue import SIGNALS
 
 
 def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Policy:
@@ -34,6 +39,8 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         new_principals=_ramp(document.new_principals),
         tiers=_tiers(document.tiers),
         overrides=tuple(_override(override) for override in document.overrides),
+        risk=_risk(document.risk),
+        admin=_admin(document.admin),
         source=source,
         digest=digest,
     )
@@ -102,3 +109,29 @@ def _override(section: OverrideSection) -> OverrideConfig:
         allow=section.allow,
         deny=section.deny,
     )
+
+
+def _risk(section: RiskSection) -> RiskConfig:
+    signals = []
+    for signal in SIGNALS:
+        given = section.signals.get(signal.name)
+        signals.append(
+            SignalConfig(
+                signal.name,
+                signal.weight if given is None or given.weight is None else given.weight,
+                signal.low if given is None or given.low is None else given.low,
+                signal.high if given is None or given.high is None else given.high,
+            )
+        )
+    return RiskConfig(
+        enabled=section.enabled,
+        half_life=section.half_life,
+        window=section.window,
+        hysteresis=section.hysteresis,
+        cluster_risk=(section.cluster_risk.low, section.cluster_risk.high),
+        signals=tuple(signals),
+    )
+
+
+def _admin(section: AdminSection | None) -> AdminConfig:
+    return AdminConfig(token=section.token if section is not None else None)

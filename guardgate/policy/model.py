@@ -112,6 +112,37 @@ class OverrideConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignalConfig:
+    """One risk signal's weight and ramp (see `guardgate.risk.catalogue`)."""
+
+    name: str
+    weight: float
+    low: float
+    high: float
+
+
+def _default_signals() -> tuple[SignalConfig, ...]:
+    from guardgate.risk.catalogue import SIGNALS
+
+    return tuple(SignalConfig(s.name, s.weight, s.low, s.high) for s in SIGNALS)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    enabled: bool = True              # scoring runs when tiers are defined and this is true
+    half_life: float = 6 * 3600.0     # rolling per-account state halves in this time
+    window: float = 3600.0            # sliding window of distinct counts (clusters, templates)
+    hysteresis: float = 0.05          # a caller leaves a tier only this far below its score
+    cluster_risk: tuple[float, float] = (0.1, 0.3)  # member risk ramp weighting cluster signals
+    signals: tuple[SignalConfig, ...] = field(default_factory=_default_signals)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    token: str | None = None  # bearer token of the operator API; None disables it
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """A validated, compiled policy. Build it with `guardgate.load_policy`."""
 
@@ -133,6 +164,8 @@ class Policy:
     new_principals: RampConfig | None = None
     tiers: tuple[TierConfig, ...] = ()  # ordered by score, lowest first
     overrides: tuple[OverrideConfig, ...] = ()
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     source: str = "<policy>"
     digest: str = ""  # sha256 hex of the policy text, names the active version
 

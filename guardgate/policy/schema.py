@@ -39,6 +39,7 @@ from guardgate.policy.fields import (
     repeated,
 )
 from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
+from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import (
     OverrideSection,
     TierName,
@@ -245,6 +246,12 @@ class PolicyDocument(Section):
     overrides: list[OverrideSection] = Field(
         default=[],
         description="Callers treated by name (a tier, allow or deny), checked before scoring.",
+    )
+    risk: RiskSection = Field(
+        default=RiskSection(), description="How callers are scored for distillation risk."
+    )
+    admin: AdminSection | None = Field(
+        default=None, description="The operator API; omitted, it is disabled."
     )
 
     @model_validator(mode="wrap")

@@ -16,6 +16,7 @@ from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
 from guardgate.errors import StorageError
+from guardgate.store.risk import Clock, MemoryRisk, RedisRisk, RiskStore
 from guardgate.store.settle import Settlements
 from guardgate.store.slots import MemorySlots, RedisSlots, Slots
 
@@ -68,6 +69,12 @@ class Store:
             )
         self.settlements = Settlements(self)
         self.slots = RedisSlots(self.client, self.settlements)
+
+    def risk_state(self, clock: Clock) -> RiskStore:
+        """The risk state on this storage, with one policy's time constants."""
+        if self.client is None:
+            return MemoryRisk(clock)
+        return RedisRisk(self.client, clock, self.settlements)
 
     async def ready(self) -> bool:
         """Whether the storage answers (memory always does)."""

@@ -17,9 +17,13 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from guardgate.logs import get_logger
+from guardgate.store.risk import RECORD_SHA, RECORD_SOURCE
 from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
 
 log = get_logger("guardgate")
+
+# What waits to be sent: counter deltas, slots to release, risk records.
+_Batch = tuple[list[tuple[str, int, int]], list[tuple[str, str]], list[list[Any]]]
 
 
 class Settlements:
@@ -29,6 +33,7 @@ class Settlements:
         self._batch = batch
         self._counts: list[tuple[str, int, int]] = []   # (limits key, expiry, delta)
         self._slots: list[tuple[str, str]] = []         # (slot set, holder)
+        self._records: list[list[Any]] = []             # risk_record.lua arguments
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
@@ -44,7 +49,15 @@ class Settlements:
             return
         self._counts.extend(counts)
         self._slots.extend(slots)
-        if len(self._counts) + len(self._slots) >= self._batch:
+        self._schedule()
+
+    async def add_record(self, args: list[Any]) -> None:
+        """A caller's risk record (`guardgate.store.risk`), sent with the next batch."""
+        self._records.append(args)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if len(self._counts) + len(self._slots) + len(self._records) >= self._batch:
             self._flush_soon()
         elif self._pending is None:
             loop = asyncio.get_running_loop()
@@ -54,23 +67,30 @@ class Settlements:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        counts, self._counts = self._counts, []
-        slots, self._slots = self._slots, []
-        if counts or slots:
-            task = asyncio.ensure_future(self._send(counts, slots))
+        batch = self._take()
+        if any(batch):
+            task = asyncio.ensure_future(self._send(batch))
             self._flushing.add(task)
             task.add_done_callback(self._flushing.discard)
 
-    async def _send(self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]) -> None:
+    def _take(self) -> _Batch:
+        batch = (self._counts, self._slots, self._records)
+        self._counts, self._slots, self._records = [], [], []
+        return batch
+
+    async def _send(self, batch: _Batch) -> None:
         from guardgate.store import STORAGE_ERRORS
 
         try:
-            await self._pipeline(counts, slots, None)
+            await self._pipeline(batch, None)
         except STORAGE_ERRORS as exc:
             # Lost settlements only err on the safe side: an unrefunded
-            # reservation, a slot held until its lease ends.
+            # reservation, a slot held until its lease ends, a risk record
+            # (tier, explanation, answer tokens) missing from the state.
             self.failures += 1
-            log.warning("settlement failed", error=repr(exc), counts=len(counts), slots=len(slots))
+            counts, slots, records = batch
+            log.warning("settlement failed", error=repr(exc), counts=len(counts),
+                        slots=len(slots), records=len(records))
 
     async def acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
         """Take an in-flight slot, sending what is waiting to be settled in the
@@ -78,18 +98,14 @@ class Settlements:
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        counts, self._counts = self._counts, []
-        slots, self._slots = self._slots, []
         now = int(time.time() * 1000)
-        results = await self._pipeline(counts, slots, (key, now, lease_ms, limit, holder))
+        results = await self._pipeline(self._take(), (key, now, lease_ms, limit, holder))
         return bool(results[-1])
 
     async def _pipeline(
-        self,
-        counts: list[tuple[str, int, int]],
-        slots: list[tuple[str, str]],
-        acquire: tuple[str, int, int, int, str] | None,
+        self, batch: _Batch, acquire: tuple[str, int, int, int, str] | None
     ) -> list[Any]:
+        counts, slots, records = batch
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
             async with self._store.client.pipeline(transaction=False) as pipe:
@@ -98,16 +114,22 @@ class Settlements:
                     pipe.evalsha(self._sha, 1, prefixed(key), delta)
                 for key, holder in slots:
                     pipe.zrem(key, holder)
+                for args in records:
+                    pipe.evalsha(RECORD_SHA, 0, *args)
                 if acquire is not None:
                     pipe.evalsha(ACQUIRE_SHA, 1, *acquire)
                 results: list[Any] = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
                 # A restarted Redis forgot the scripts: load them, send again.
-                # Settlements already applied are not resent.
-                await self._store.client.script_load(self._source)
-                await self._store.client.script_load(ACQUIRE_SOURCE)
-                counts = [c for c, r in zip(counts, results, strict=False)
-                          if isinstance(r, NoScriptError)]
+                # What was already applied is not resent.
+                for source in (self._source, ACQUIRE_SOURCE, RECORD_SOURCE):
+                    await self._store.client.script_load(source)
+                missed = [isinstance(r, NoScriptError) for r in results]
+                counts = [c for c, m in zip(counts, missed, strict=False) if m]
+                records = [
+                    r for r, m in zip(records, missed[len(batch[0]) + len(slots):], strict=False)
+                    if m
+                ]
                 slots = []
                 continue
             for result in results:

@@ -1,0 +1,114 @@
+"""The ``risk`` and ``admin`` sections of the policy.
+
+``risk.signals`` maps a signal name (see `guardgate.risk.catalogue`) to its
+weight and ramp; a signal left out keeps its defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Self
+
+from pydantic import Field, ModelWrapValidatorHandler, model_validator
+
+from guardgate.policy.fields import Located, PositiveDuration, checked
+from guardgate.policy.section import Section, as_written
+from guardgate.risk.catalogue import BY_NAME, SIGNALS
+
+
+class SignalSection(Section):
+    """A signal's weight and the ramp that maps its raw value to [0, 1]."""
+
+    weight: float | None = Field(
+        default=None, ge=0, le=1, description="Contribution at full strength; 0 turns it off."
+    )
+    low: float | None = Field(default=None, ge=0, description="Raw value mapped to 0.")
+    high: float | None = Field(default=None, ge=0, description="Raw value mapped to 1.")
+
+
+def _ramp_order(data: Any) -> list[Located]:
+    if not isinstance(data, dict):
+        return []
+    problems: list[Located] = []
+    for name, section in data.items():
+        if name not in BY_NAME or not isinstance(section, dict):
+            continue
+        default = BY_NAME[name]
+        low, high = section.get("low", default.low), section.get("high", default.high)
+        if isinstance(low, int | float) and isinstance(high, int | float) and high <= low:
+            problems.append(((name, "high"), f"high must be above low ({low})"))
+    return problems
+
+
+def _unknown_signals(data: Any) -> list[Located]:
+    if not isinstance(data, dict):
+        return []
+    problems: list[Located] = []
+    for name in data:
+        if name in BY_NAME:
+            continue
+        close = difflib.get_close_matches(str(name), BY_NAME, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "known: " + ", ".join(BY_NAME)
+        problems.append(((name,), f"unknown signal '{name}' ({hint})"))
+    return problems
+
+
+class ClusterRiskSection(Section):
+    """How risky a cluster's members must be, on average, for it to count."""
+
+    low: float = Field(default=0.1, ge=0, le=1, description="Mean member score mapped to 0.")
+    high: float = Field(default=0.3, ge=0, le=1, description="Mean member score mapped to 1.")
+
+
+class RiskSection(Section):
+    """How the risk score is computed (signals, decay, windows)."""
+
+    enabled: bool = Field(
+        default=True, description="Score callers (when tiers are defined); false turns it off."
+    )
+    half_life: PositiveDuration = Field(
+        default=as_written("6h"),
+        description="Per-account rolling state halves in this time, so behaviour fades.",
+    )
+    window: PositiveDuration = Field(
+        default=as_written("1h"),
+        description="Sliding window of distinct counts: cluster sizes, templates per account.",
+    )
+    hysteresis: float = Field(
+        default=0.05,
+        ge=0,
+        le=0.5,
+        description="A caller leaves a tier only once its score is this far below the tier's.",
+    )
+    cluster_risk: ClusterRiskSection = Field(
+        default=ClusterRiskSection(),
+        description="Mean member score ramp that weights every cluster signal.",
+    )
+    signals: dict[str, SignalSection] = Field(
+        default={},
+        json_schema_extra={
+            "propertyNames": {"enum": [signal.name for signal in SIGNALS]},
+        },
+        description="Per-signal weight, low and high; a signal left out keeps its defaults.",
+    )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        def check(value: Any) -> list[Located]:
+            signals = value.get("signals") if isinstance(value, dict) else None
+            return [
+                (("signals", *path), message)
+                for path, message in _unknown_signals(signals) + _ramp_order(signals)
+            ]
+
+        return checked(data, handler, check)
+
+
+class AdminSection(Section):
+    """The operator API under /_guardgate/ (account inspection)."""
+
+    token: str = Field(
+        min_length=16,
+        description="Bearer token of the operator API, at least 16 characters; use ${ENV}.",
+    )

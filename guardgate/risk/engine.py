@@ -1,0 +1,108 @@
+"""Pipeline step 3: assess a caller's distillation risk.
+
+`RiskEngine.assess` turns one model request into features, counts them in
+the caller's rolling state and clusters (one storage round trip), scores
+the result and places the caller in a tier. `RiskEngine.record`, once the
+answer is done, stores the tier and the explanation, feeds back the tokens
+the answer cost and adds the caller's own score to its clusters' risk.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import orjson
+
+from guardgate.apis.base import ModelCall
+from guardgate.identity import Identity
+from guardgate.policy.model import Policy, TierConfig
+from guardgate.risk.features import extract
+from guardgate.risk.signals import Scored, Scorer
+from guardgate.store.risk import Clock, Observation, Record, RiskStore
+
+NORMAL = "normal"
+
+
+@dataclass(slots=True)
+class Assessment:
+    principal: str
+    now: float
+    score: float
+    tier: str
+    scored: Scored
+    clusters: tuple[tuple[str, str], ...]
+
+    def record(self, tokens: tuple[int, int] | None) -> Record:
+        explanation = orjson.dumps(self.scored.explanation(self.tier, self.now))
+        return Record(self.principal, self.now, self.tier, self.scored.own, explanation, tokens,
+                      self.clusters)
+
+
+class RiskEngine:
+    def __init__(self, policy: Policy, state: RiskStore) -> None:
+        self.state = state
+        self.scorer = Scorer(policy.risk)
+        self.clock = Clock(policy.risk.half_life, policy.risk.window)
+        self._tiers: tuple[TierConfig, ...] = policy.tiers  # lowest score first
+        self._rank = {tier.name: i for i, tier in enumerate(policy.tiers)}
+        self._hysteresis = policy.risk.hysteresis
+        kinds = self.scorer.cluster_kinds
+        self._templates = "template" in kinds
+        self._prefixes = "prefix" in kinds
+        self._agents = "agent" in kinds
+        self._orgs = "org" in kinds
+
+    def clusters_of(self, identity: Identity, bands: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+        clusters: list[tuple[str, str]] = []
+        if self._templates:
+            clusters += (("template", band) for band in bands)
+        if self._prefixes:
+            clusters.append(("prefix", identity.ip_prefix))
+        if self._agents and identity.user_agent:
+            clusters.append(("agent", f"{zlib.crc32(identity.user_agent.encode()):08x}"))
+        if self._orgs and identity.org:
+            clusters.append(("org", identity.org))
+        return tuple(clusters)
+
+    def observation(self, identity: Identity, call: ModelCall, now: float) -> Observation:
+        features = extract(call)
+        return Observation(
+            principal=identity.principal,
+            now=now,
+            reasoning=features.reasoning,
+            harvest=features.harvest,
+            single=1.0 if features.single_turn else 0.0,
+            template=features.template,
+            prompt=features.prompt,
+            clusters=self.clusters_of(identity, features.bands),
+        )
+
+    async def assess(self, identity: Identity, call: ModelCall, now: float) -> Assessment:
+        obs = self.observation(identity, call, now)
+        snapshot = await self.state.observe(obs)
+        scored = self.scorer.score(snapshot, now, identity.created)
+        tier = self.tier_for(scored.score, snapshot.tier)
+        return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters)
+
+    async def record(self, assessment: Assessment, tokens: tuple[int, int] | None) -> None:
+        await self.state.record(assessment.record(tokens))
+
+    def tier_for(self, score: float, previous: str) -> str:
+        """The tier for ``score``, given the tier the caller was in: a caller
+        moves up as soon as its score reaches a tier, and down only once its
+        score is `hysteresis` below the tier it is in (so it does not flap
+        at a boundary)."""
+        reached = -1
+        for i, tier in enumerate(self._tiers):
+            if score >= tier.score:
+                reached = i
+        held = self._rank.get(previous, -1)
+        if reached >= held:
+            return self._tiers[reached].name if reached >= 0 else NORMAL
+        # Moving down: to the highest tier at or below the one held that the
+        # score is still within `hysteresis` of.
+        for i in range(held, reached, -1):
+            if score >= self._tiers[i].score - self._hysteresis:
+                return self._tiers[i].name
+        return self._tiers[reached].name if reached >= 0 else NORMAL

@@ -1,0 +1,123 @@
+"""From a caller's state to a score in [0, 1], signal by signal.
+
+Each signal's raw value goes through its ramp and is multiplied by its
+weight; the contributions add up, capped at 1. The caller's own score leaves
+out the cluster signals; it is what the caller adds to the risk of each
+cluster it belongs to, so that a cluster is only as risky as its members
+(and members cannot raise each other through the cluster alone).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from guardgate.policy.model import RiskConfig, SignalConfig
+from guardgate.risk.catalogue import BY_NAME, CLUSTER_KINDS
+from guardgate.store.risk import DAY, Snapshot
+
+_CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}
+
+
+def ramp(value: float, low: float, high: float) -> float:
+    if value <= low:
+        return 0.0
+    if value >= high:
+        return 1.0
+    return (value - low) / (high - low)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    score: float
+    own: float
+    # Every signal with a weight: (name, raw value, contribution), largest first.
+    signals: list[tuple[str, float, float]]
+    # The caller's clusters: (kind, key, accounts, mean member risk, contribution).
+    clusters: list[tuple[str, str, int, float, float]]
+
+    def top(self, count: int = 3) -> list[str]:
+        return [name for name, _, contribution in self.signals[:count] if contribution > 0]
+
+    def explanation(self, tier: str, now: float) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 4),
+            "own_score": round(self.own, 4),
+            "tier": tier,
+            "at": round(now, 3),
+            "signals": [
+                {"name": name, "value": round(raw, 4), "contribution": round(part, 4)}
+                for name, raw, part in self.signals
+            ],
+            "clusters": [
+                {"kind": kind, "key": key, "accounts": accounts, "risk": round(risk, 4),
+                 "contribution": round(part, 4)}
+                for kind, key, accounts, risk, part in self.clusters
+            ],
+        }
+
+
+class Scorer:
+    def __init__(self, config: RiskConfig) -> None:
+        self._signals: dict[str, SignalConfig] = {s.name: s for s in config.signals}
+        self._risk_low, self._risk_high = config.cluster_risk
+        # Signals weighted 0 are not computed, and their clusters not kept.
+        self.cluster_kinds = tuple(
+            kind for kind in CLUSTER_KINDS if self._signals[_CLUSTER_SIGNAL[kind]].weight > 0
+        )
+
+    def raw(self, s: Snapshot, now: float, created: float | None) -> dict[str, float]:
+        """Each own (not cluster) signal's raw value."""
+        n = s.n or 1.0
+        first = s.first if created is None else min(s.first, created)
+        age = now - first
+        youth = 2.0 if age < DAY else 1.5 if age < 7 * DAY else 1.0
+        reuse = 1 - s.templates / s.requests if s.requests >= 10 else 0.0
+        return {
+            "reasoning_elicitation": s.reasoning / n,
+            "logprob_harvest": s.harvest / n,
+            "volume": s.n * youth,
+            "timing_regularity": max(0.0, 1 - math.sqrt(s.gap_var)) if s.gaps >= 20 else 0.0,
+            "hours_active": float(s.hours),
+            "template_reuse": reuse,
+            "topic_sweep": reuse * s.prompts / s.requests if s.requests >= 10 else 0.0,
+            "output_ratio": (
+                s.output_tokens / max(s.input_tokens, 1.0) if s.answered >= 5 else 0.0
+            ),
+            "single_turn": s.single / n if s.n >= 20 else 0.0,
+        }
+
+    def score(self, s: Snapshot, now: float, created: float | None) -> Scored:
+        signals: list[tuple[str, float, float]] = []
+        own = 0.0
+        for name, value in self.raw(s, now, created).items():
+            config = self._signals[name]
+            if config.weight > 0:
+                part = config.weight * ramp(value, config.low, config.high)
+                own += part
+                signals.append((name, value, part))
+        own = min(1.0, own)
+        strongest: dict[str, tuple[str, str, int, float, float]] = {}
+        clusters = []
+        for kind, key, accounts, risk in s.clusters:
+            config = self._signals[_CLUSTER_SIGNAL[kind]]
+            part = (
+                config.weight
+                * ramp(accounts, config.low, config.high)
+                * ramp(risk, self._risk_low, self._risk_high)
+            )
+            entry = (kind, key, accounts, risk, part)
+            clusters.append(entry)
+            held = strongest.get(kind)
+            if held is None or part > held[4]:
+                strongest[kind] = entry
+        total = own
+        for kind, (_, _, accounts, _, part) in strongest.items():
+            total += part
+            signals.append((_CLUSTER_SIGNAL[kind], float(accounts), part))
+        signals.sort(key=lambda item: -item[2])
+        return Scored(min(1.0, total), own, signals, clusters)
+
+
+__all__ = ["BY_NAME", "Scored", "Scorer", "ramp"]

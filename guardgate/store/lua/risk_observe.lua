@@ -1,0 +1,97 @@
+-- Record one request in its caller's risk state and read back what scoring
+-- needs, in one round trip. The math mirrors guardgate/store/risk.py's
+-- MemoryRisk exactly; a change to one is a change to both.
+--
+-- ARGV: prefix, now, half_life, bucket, buckets, bucket_ttl, state_ttl,
+--       principal, reasoning, harvest, single, template, prompt,
+--       then (kind, value) pairs naming the caller's clusters.
+-- Returns: { decayed state fields..., tier, requests, templates, prompts,
+--            hours, then (accounts, risk) per cluster }, numbers as strings.
+local prefix = ARGV[1]
+local now = tonumber(ARGV[2])
+local half_life = tonumber(ARGV[3])
+local bucket = tonumber(ARGV[4])
+local buckets = tonumber(ARGV[5])
+local bucket_ttl = tonumber(ARGV[6])
+local state_ttl = tonumber(ARGV[7])
+local principal = ARGV[8]
+
+local key = prefix .. ':p:' .. principal
+local f = redis.call('HMGET', key, 't', 'first', 'seen', 'n', 'rs', 'hv', 'st', 'inp', 'out',
+  'ans', 'gc', 'gm', 'gv', 'tier')
+local t = tonumber(f[1]) or now
+local first = tonumber(f[2]) or now
+local seen = tonumber(f[3])
+local decay = 1.0
+if now > t then
+  decay = math.pow(2, -(now - t) / half_life)
+else
+  now = t  -- a replica's clock behind the last writer's: never decay backwards
+end
+local function d(value) return (tonumber(value) or 0) * decay end
+local n = d(f[4]) + 1
+local rs = d(f[5]) + tonumber(ARGV[9])
+local hv = d(f[6]) + tonumber(ARGV[10])
+local st = d(f[7]) + tonumber(ARGV[11])
+local inp, out, ans = d(f[8]), d(f[9]), d(f[10])
+-- Gaps between requests: running mean and variance of their log.
+local gc, gm, gv = tonumber(f[11]) or 0, tonumber(f[12]) or 0, tonumber(f[13]) or 0
+if seen ~= nil then
+  local gap = math.log(math.max(tonumber(ARGV[2]) - seen, 0) + 0.01)
+  gc = gc + 1
+  local alpha = math.max(0.05, 1 / gc)
+  local delta = gap - gm
+  gm = gm + alpha * delta
+  gv = (1 - alpha) * (gv + alpha * delta * delta)
+end
+local hour = math.floor(now / 3600) % 24
+redis.call('HSET', key, 't', tostring(now), 'first', tostring(first), 'seen', ARGV[2],
+  'n', tostring(n), 'rs', tostring(rs), 'hv', tostring(hv), 'st', tostring(st),
+  'inp', tostring(inp), 'out', tostring(out), 'ans', tostring(ans),
+  'gc', tostring(gc), 'gm', tostring(gm), 'gv', tostring(gv), 'h' .. hour, tostring(now))
+redis.call('EXPIRE', key, state_ttl)
+local hours = 0
+local marks = redis.call('HMGET', key, 'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8',
+  'h9', 'h10', 'h11', 'h12', 'h13', 'h14', 'h15', 'h16', 'h17', 'h18', 'h19', 'h20', 'h21',
+  'h22', 'h23')
+for i = 1, 24 do
+  local mark = tonumber(marks[i])
+  if mark ~= nil and mark > now - 86400 then hours = hours + 1 end
+end
+
+-- Windowed distinct counts: one key per bucket, the window their union.
+local function window(base)
+  local keys = {}
+  for b = bucket - buckets + 1, bucket do keys[#keys + 1] = base .. ':' .. b end
+  return keys
+end
+local function add(base, member)
+  local current = base .. ':' .. bucket
+  redis.call('PFADD', current, member)
+  redis.call('EXPIRE', current, bucket_ttl)
+  return redis.call('PFCOUNT', unpack(window(base)))
+end
+local counter = prefix .. ':wr:' .. principal .. ':' .. bucket
+redis.call('INCR', counter)
+redis.call('EXPIRE', counter, bucket_ttl)
+local requests = 0
+for _, value in ipairs(redis.call('MGET', unpack(window(prefix .. ':wr:' .. principal)))) do
+  requests = requests + (tonumber(value) or 0)
+end
+local templates = add(prefix .. ':wt:' .. principal, ARGV[12])
+local prompts = add(prefix .. ':wp:' .. principal, ARGV[13])
+
+local result = {tostring(n), tostring(rs), tostring(hv), tostring(st), tostring(inp),
+  tostring(out), tostring(ans), tostring(first), tostring(gc), tostring(gm), tostring(gv),
+  f[14] or '', tostring(requests), tostring(templates), tostring(prompts), tostring(hours)}
+for i = 14, #ARGV, 2 do
+  local name = ARGV[i] .. ':' .. ARGV[i + 1]
+  local accounts = add(prefix .. ':c:' .. name, principal)
+  local agg = redis.call('HMGET', prefix .. ':a:' .. name, 's', 'c')
+  local c = tonumber(agg[2]) or 0
+  local risk = 0
+  if c > 0 then risk = (tonumber(agg[1]) or 0) / c end
+  result[#result + 1] = tostring(accounts)
+  result[#result + 1] = tostring(risk)
+end
+return result

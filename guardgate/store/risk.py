@@ -1,0 +1,374 @@
+"""Risk state: each caller's rolling counters and the cross-account clusters.
+
+Two implementations with one behaviour: `MemoryRisk` in this process, and
+`RedisRisk`, where every replica reads and writes the same state through two
+Lua scripts (``lua/risk_observe.lua`` on the request's way in, one round
+trip; ``lua/risk_record.lua`` after the answer, batched with the quota
+settlements). The arithmetic is written twice, here and in Lua, and kept
+identical, down to rounding numbers to 14 significant digits as Lua's
+``tostring`` does, so that the same traffic gives the same scores on both.
+
+Per caller, counters decay with the policy's half-life: requests, requests
+asking for reasoning, harvest score, single-turn requests, tokens in and out
+of answered requests. Distinct counts (templates and prompts of a caller,
+accounts per cluster) are kept per bucket of a sliding window, a sixth of
+it each; Redis counts them with HyperLogLog (exact below 128, within about
+1 % above), memory exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Protocol
+
+from redis.exceptions import NoScriptError
+
+BUCKETS = 6
+PREFIX = "{guardgate/risk}"
+DAY = 86400.0
+
+OBSERVE_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_observe.lua").read_text()
+OBSERVE_SHA = hashlib.sha1(OBSERVE_SOURCE.encode()).hexdigest()
+RECORD_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_record.lua").read_text()
+RECORD_SHA = hashlib.sha1(RECORD_SOURCE.encode()).hexdigest()
+
+
+def lua(value: float) -> float:
+    """``value`` as it survives Lua's ``tostring``: 14 significant digits."""
+    return float(f"{value:.14g}")
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The time constants of one policy's risk state."""
+
+    half_life: float
+    window: float
+
+    @property
+    def bucket_seconds(self) -> float:
+        return self.window / BUCKETS
+
+    def bucket(self, now: float) -> int:
+        return int(now // self.bucket_seconds)
+
+    @property
+    def bucket_ttl(self) -> int:
+        return math.ceil(self.window + self.bucket_seconds)
+
+    @property
+    def state_ttl(self) -> int:
+        # Long enough for counters to fade to nothing, and for a day of hours.
+        return math.ceil(max(10 * self.half_life, 2 * DAY))
+
+    @property
+    def cluster_half_life(self) -> float:
+        return self.window / 2
+
+    @property
+    def cluster_ttl(self) -> int:
+        return math.ceil(2 * self.window)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One request, as the risk state takes it in."""
+
+    principal: str
+    now: float
+    reasoning: float
+    harvest: float
+    single: float
+    template: str
+    prompt: str
+    clusters: tuple[tuple[str, str], ...]  # (kind, value): template band, prefix, agent, org
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """The caller's state right after the request was counted."""
+
+    n: float           # decayed requests
+    reasoning: float   # decayed requests asking for reasoning
+    harvest: float     # decayed harvest score
+    single: float      # decayed single-turn requests
+    input_tokens: float
+    output_tokens: float
+    answered: float    # decayed answered requests (token counts fed back)
+    first: float       # first seen (unix seconds)
+    gaps: float        # gaps between requests seen
+    gap_mean: float    # running mean of log(gap)
+    gap_var: float     # running variance of log(gap)
+    tier: str          # tier the caller was left in ("" when none yet)
+    requests: int      # requests in the window
+    templates: int     # distinct skeletons in the window
+    prompts: int       # distinct prompts in the window
+    hours: int         # hours of the last 24 with a request
+    clusters: list[tuple[str, str, int, float]]  # kind, value, accounts, mean member risk
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What is written after the answer."""
+
+    principal: str
+    now: float
+    tier: str
+    own: float
+    explanation: bytes
+    tokens: tuple[int, int] | None  # (input, output) of the answer, None when not answered
+    clusters: tuple[tuple[str, str], ...]
+
+
+# What `RiskStore.peek` returns of a caller: unix seconds first and last
+# seen, the decayed request count and its time, the tier, the explanation.
+PEEKED = ("first", "seen", "n", "t", "tier", "last")
+
+
+class RiskStore(Protocol):
+    async def observe(self, obs: Observation) -> Snapshot: ...
+    async def record(self, record: Record) -> None: ...
+    async def peek(self, principal: str) -> dict[str, str] | None: ...
+
+
+# --- memory ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Caller:
+    t: float
+    first: float
+    seen: float | None = None
+    n: float = 0.0
+    rs: float = 0.0
+    hv: float = 0.0
+    st: float = 0.0
+    inp: float = 0.0
+    out: float = 0.0
+    ans: float = 0.0
+    gc: float = 0.0
+    gm: float = 0.0
+    gv: float = 0.0
+    tier: str = ""
+    last: bytes = b""
+    hours: dict[int, float] = field(default_factory=dict)
+
+
+class _Window:
+    """Distinct members per key over the last `BUCKETS` buckets: each
+    member's newest bucket, oldest first."""
+
+    __slots__ = ("members",)
+
+    def __init__(self) -> None:
+        self.members: OrderedDict[str, int] = OrderedDict()
+
+    def add(self, member: str, bucket: int) -> int:
+        members = self.members
+        members[member] = bucket
+        members.move_to_end(member)
+        oldest = bucket - BUCKETS + 1
+        while members:
+            first = next(iter(members))
+            if members[first] >= oldest:
+                break
+            del members[first]
+        return len(members)
+
+
+class MemoryRisk:
+    """Risk state in this process. Idle entries are pruned as time passes."""
+
+    _PRUNE_EVERY = 4096
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._callers: dict[str, _Caller] = {}
+        self._windows: dict[str, _Window] = {}
+        self._requests: dict[str, dict[int, int]] = {}
+        self._clusters: dict[str, list[float]] = {}  # name -> [t, s, c]
+        self._ops = 0
+
+    async def observe(self, obs: Observation) -> Snapshot:
+        return self.observe_now(obs)
+
+    def observe_now(self, obs: Observation) -> Snapshot:
+        clock = self.clock
+        real_now = obs.now
+        caller = self._callers.get(obs.principal)
+        if caller is None:
+            caller = self._callers[obs.principal] = _Caller(t=real_now, first=lua(real_now))
+        now = real_now
+        decay = 1.0
+        if now > caller.t:
+            decay = 2 ** (-(now - caller.t) / clock.half_life)
+        else:
+            now = caller.t
+        caller.n = lua(caller.n * decay + 1)
+        caller.rs = lua(caller.rs * decay + obs.reasoning)
+        caller.hv = lua(caller.hv * decay + obs.harvest)
+        caller.st = lua(caller.st * decay + obs.single)
+        caller.inp = lua(caller.inp * decay)
+        caller.out = lua(caller.out * decay)
+        caller.ans = lua(caller.ans * decay)
+        if caller.seen is not None:
+            gap = math.log(max(real_now - caller.seen, 0) + 0.01)
+            caller.gc = lua(caller.gc + 1)
+            alpha = max(0.05, 1 / caller.gc)
+            delta = gap - caller.gm
+            caller.gm = lua(caller.gm + alpha * delta)
+            caller.gv = lua((1 - alpha) * (caller.gv + alpha * delta * delta))
+        caller.t = lua(now)
+        caller.seen = lua(real_now)
+        caller.hours[int(now // 3600) % 24] = lua(now)
+        hours = sum(1 for mark in caller.hours.values() if mark > now - DAY)
+
+        bucket = clock.bucket(now)
+        counts = self._requests.setdefault(obs.principal, {})
+        counts[bucket] = counts.get(bucket, 0) + 1
+        for old in [b for b in counts if b <= bucket - BUCKETS]:
+            del counts[old]
+        templates = self._add("wt:" + obs.principal, obs.template, bucket)
+        prompts = self._add("wp:" + obs.principal, obs.prompt, bucket)
+        clusters = []
+        for kind, value in obs.clusters:
+            name = f"{kind}:{value}"
+            accounts = self._add("c:" + name, obs.principal, bucket)
+            agg = self._clusters.get(name)
+            risk = agg[1] / agg[2] if agg is not None and agg[2] > 0 else 0.0
+            clusters.append((kind, value, accounts, lua(risk)))
+        self._ops += 1
+        if self._ops % self._PRUNE_EVERY == 0:
+            self._prune(now)
+        return Snapshot(
+            n=caller.n, reasoning=caller.rs, harvest=caller.hv, single=caller.st,
+            input_tokens=caller.inp, output_tokens=caller.out, answered=caller.ans,
+            first=caller.first, gaps=caller.gc, gap_mean=caller.gm, gap_var=caller.gv,
+            tier=caller.tier, requests=sum(counts.values()), templates=templates,
+            prompts=prompts, hours=hours, clusters=clusters,
+        )
+
+    def _add(self, key: str, member: str, bucket: int) -> int:
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        return window.add(member, bucket)
+
+    async def record(self, record: Record) -> None:
+        self.record_now(record)
+
+    def record_now(self, record: Record) -> None:
+        caller = self._callers.get(record.principal)
+        if caller is not None:
+            caller.tier = record.tier
+            caller.last = record.explanation
+            if record.tokens is not None:
+                now = record.now
+                decay = 1.0
+                if now > caller.t:
+                    decay = 2 ** (-(now - caller.t) / self.clock.half_life)
+                else:
+                    now = caller.t
+                caller.t = lua(now)
+                caller.n = lua(caller.n * decay)
+                caller.rs = lua(caller.rs * decay)
+                caller.hv = lua(caller.hv * decay)
+                caller.st = lua(caller.st * decay)
+                caller.inp = lua(caller.inp * decay + record.tokens[0])
+                caller.out = lua(caller.out * decay + record.tokens[1])
+                caller.ans = lua(caller.ans * decay + 1)
+        now = record.now
+        for kind, value in record.clusters:
+            name = f"{kind}:{value}"
+            agg = self._clusters.get(name)
+            if agg is None:
+                self._clusters[name] = [lua(now), lua(record.own), 1.0]
+                continue
+            decay = 2 ** (-(now - agg[0]) / self.clock.cluster_half_life) if now > agg[0] else 1.0
+            agg[0] = lua(max(now, agg[0]))
+            agg[1] = lua(agg[1] * decay + record.own)
+            agg[2] = lua(agg[2] * decay + 1)
+
+    async def peek(self, principal: str) -> dict[str, str] | None:
+        caller = self._callers.get(principal)
+        if caller is None:
+            return None
+        return {
+            "first": repr(caller.first), "seen": repr(caller.seen), "n": repr(caller.n),
+            "t": repr(caller.t), "tier": caller.tier, "last": caller.last.decode(),
+        }
+
+    def _prune(self, now: float) -> None:
+        clock = self.clock
+        stale = now - clock.state_ttl
+        for principal in [p for p, c in self._callers.items() if (c.seen or c.t) < stale]:
+            del self._callers[principal]
+            self._requests.pop(principal, None)
+        oldest = clock.bucket(now) - BUCKETS + 1
+        for key in [k for k, w in self._windows.items()
+                    if not w.members or next(reversed(w.members.values())) < oldest]:
+            del self._windows[key]
+        expired = now - clock.cluster_ttl
+        for name in [n for n, agg in self._clusters.items() if agg[0] < expired]:
+            del self._clusters[name]
+
+
+# --- Redis -------------------------------------------------------------------
+
+
+class RedisRisk:
+    """Risk state in Redis, shared by every replica."""
+
+    def __init__(self, client: Any, clock: Clock, settlements: Any) -> None:
+        self._client = client
+        self.clock = clock
+        self._settlements = settlements
+
+    async def observe(self, obs: Observation) -> Snapshot:
+        clock = self.clock
+        args: list[Any] = [
+            PREFIX, repr(obs.now), repr(clock.half_life), clock.bucket(obs.now), BUCKETS,
+            clock.bucket_ttl, clock.state_ttl, obs.principal, repr(obs.reasoning),
+            repr(obs.harvest), repr(obs.single), obs.template, obs.prompt,
+        ]
+        for kind, value in obs.clusters:
+            args += (kind, value)
+        try:
+            raw = await self._client.evalsha(OBSERVE_SHA, 0, *args)
+        except NoScriptError:
+            raw = await self._client.eval(OBSERVE_SOURCE, 0, *args)
+        v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
+        clusters = [
+            (kind, value, int(float(v[16 + 2 * i])), float(v[17 + 2 * i]))
+            for i, (kind, value) in enumerate(obs.clusters)
+        ]
+        return Snapshot(
+            n=float(v[0]), reasoning=float(v[1]), harvest=float(v[2]), single=float(v[3]),
+            input_tokens=float(v[4]), output_tokens=float(v[5]), answered=float(v[6]),
+            first=float(v[7]), gaps=float(v[8]), gap_mean=float(v[9]), gap_var=float(v[10]),
+            tier=v[11], requests=int(float(v[12])), templates=int(float(v[13])),
+            prompts=int(float(v[14])), hours=int(float(v[15])), clusters=clusters,
+        )
+
+    async def record(self, record: Record) -> None:
+        clock = self.clock
+        args: list[Any] = [
+            PREFIX, repr(record.now), repr(clock.half_life), repr(clock.cluster_half_life),
+            clock.state_ttl, clock.cluster_ttl, record.principal, record.tier,
+            repr(record.own), record.explanation,
+            "" if record.tokens is None else record.tokens[0],
+            "" if record.tokens is None else record.tokens[1],
+        ]
+        for kind, value in record.clusters:
+            args += (kind, value)
+        await self._settlements.add_record(args)
+
+    async def peek(self, principal: str) -> dict[str, str] | None:
+        raw = await self._client.hmget(f"{PREFIX}:p:{principal}", *PEEKED)
+        if raw[0] is None:
+            return None
+        return {k: (v or b"").decode() for k, v in zip(PEEKED, raw, strict=True)}
