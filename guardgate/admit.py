@@ -24,7 +24,6 @@ from guardgate.policy.model import Policy
 from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_tokens
 from guardgate.risk.engine import Assessment, RiskEngine
 from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
-from guardgate.store.risk import Clock
 
 log = get_logger("guardgate")
 
@@ -59,8 +58,7 @@ class Admission:
         self._first_seen = FirstSeen(store) if self._ramp is not None else None
         self.risk: RiskEngine | None = None
         if policy.tiers and policy.risk.enabled:
-            self.risk = RiskEngine(policy, store.risk_state(Clock(policy.risk.half_life,
-                                                                  policy.risk.window)))
+            self.risk = RiskEngine(policy, store.risk_state(RiskEngine.clock_of(policy)))
         # A policy with nothing to decide or meter admits every request the
         # same way; the request path then skips admission altogether.
         self.idle = self.quotas is None and not policy.overrides and self.risk is None

@@ -14,6 +14,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from guardgate.errors import PolicyError, PolicyProblem
 from guardgate.policy import load_policy, minimal_policy, policy_schema
 from guardgate.policy.model import Policy
@@ -60,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the policy's JSON Schema")
     schema.set_defaults(run=_schema)
+
+    replay = sub.add_parser(
+        "replay", help="backtest a policy on recorded traffic (JSON lines); print decisions"
+    )
+    replay.add_argument("--policy", metavar="FILE", required=True, help="policy file (YAML)")
+    replay.add_argument("traffic", metavar="TRAFFIC.jsonl", help="recorded traffic, - for stdin")
+    replay.add_argument(
+        "--out", metavar="DECISIONS.jsonl", help="write decisions here (default: standard output)"
+    )
+    replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay.set_defaults(run=_replay)
     return parser
 
 
@@ -226,3 +239,39 @@ def _schema(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from guardgate.replay import Replay, read_records
+
+    policy = load_policy(args.policy)
+    replay = Replay(policy)
+    try:
+        source = sys.stdin.buffer if args.traffic == "-" else open(args.traffic, "rb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"guardgate replay: cannot read {args.traffic}: {exc.strerror}", file=sys.stderr)
+        return 1
+    out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
+    summary_to = sys.stdout if args.out else sys.stderr
+
+    async def run() -> None:
+        for record in read_records(source):
+            line = await replay.decide(record)
+            if line is not None:
+                out.write(orjson.dumps(line) + b"\n")
+
+    try:
+        asyncio.run(run())
+    finally:
+        out.flush()
+        if args.out:
+            out.close()
+        if source is not sys.stdin.buffer:
+            source.close()
+    if args.json:
+        print(json.dumps(replay.summary.as_dict()), file=summary_to)
+    else:
+        print(replay.summary.text(), file=summary_to)
+    return 0

@@ -128,6 +128,7 @@ def _risk(section: RiskSection) -> RiskConfig:
         half_life=section.half_life,
         window=section.window,
         hysteresis=section.hysteresis,
+        member_score=section.member_score,
         cluster_risk=(section.cluster_risk.low, section.cluster_risk.high),
         signals=tuple(signals),
     )

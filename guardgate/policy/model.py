@@ -131,9 +131,10 @@ def _default_signals() -> tuple[SignalConfig, ...]:
 class RiskConfig:
     enabled: bool = True              # scoring runs when tiers are defined and this is true
     half_life: float = 6 * 3600.0     # rolling per-account state halves in this time
-    window: float = 3600.0            # sliding window of distinct counts (clusters, templates)
+    window: float = 6 * 3600.0        # sliding window of distinct counts (clusters, templates)
     hysteresis: float = 0.05          # a caller leaves a tier only this far below its score
-    cluster_risk: tuple[float, float] = (0.1, 0.3)  # member risk ramp weighting cluster signals
+    member_score: float = 0.2         # own score that makes a caller a risky cluster member
+    cluster_risk: tuple[float, float] = (0.25, 0.6)  # risky-member share ramp of cluster signals
     signals: tuple[SignalConfig, ...] = field(default_factory=_default_signals)
 
 

@@ -54,10 +54,10 @@ def _unknown_signals(data: Any) -> list[Located]:
 
 
 class ClusterRiskSection(Section):
-    """How risky a cluster's members must be, on average, for it to count."""
+    """Which share of a cluster's accounts must be risky for the cluster to count."""
 
-    low: float = Field(default=0.1, ge=0, le=1, description="Mean member score mapped to 0.")
-    high: float = Field(default=0.3, ge=0, le=1, description="Mean member score mapped to 1.")
+    low: float = Field(default=0.25, ge=0, le=1, description="Risky share mapped to 0.")
+    high: float = Field(default=0.6, ge=0, le=1, description="Risky share mapped to 1.")
 
 
 class RiskSection(Section):
@@ -71,7 +71,7 @@ class RiskSection(Section):
         description="Per-account rolling state halves in this time, so behaviour fades.",
     )
     window: PositiveDuration = Field(
-        default=as_written("1h"),
+        default=as_written("6h"),
         description="Sliding window of distinct counts: cluster sizes, templates per account.",
     )
     hysteresis: float = Field(
@@ -80,9 +80,21 @@ class RiskSection(Section):
         le=0.5,
         description="A caller leaves a tier only once its score is this far below the tier's.",
     )
+    member_score: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description=(
+            "Own score (without cluster signals) at which a caller counts as a risky member "
+            "of its clusters."
+        ),
+    )
     cluster_risk: ClusterRiskSection = Field(
         default=ClusterRiskSection(),
-        description="Mean member score ramp that weights every cluster signal.",
+        description=(
+            "Ramp over the share of a cluster's accounts that are risky members; it weights "
+            "every cluster signal."
+        ),
     )
     signals: dict[str, SignalSection] = Field(
         default={},

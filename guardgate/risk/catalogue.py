@@ -27,7 +27,7 @@ class Signal:
 SIGNALS: tuple[Signal, ...] = (
     Signal(
         "reasoning_elicitation", 0.30, 0.2, 0.8, False,
-        "Share of the caller's recent requests whose prompt asks the model to write out its "
+        "Share of the caller's recent requests (plus two neutral ones) whose prompt asks the model to write out its "
         "reasoning (step by step, chain of thought, internal reasoning, show your work) or "
         "asks for high reasoning effort.",
         "Reasoning traces are what distillers want most; campaigns ask for them on every "
@@ -42,6 +42,13 @@ SIGNALS: tuple[Signal, ...] = (
         "Logprobs and logit bias leak the model's output distribution, enough to recover "
         "its final layer; mining them needs these knobs on every request.",
         "Evaluation harnesses and classifiers that read token probabilities.",
+    ),
+    Signal(
+        "account_youth", 0.10, 0.5, 0.95, False,
+        "How new the account is: 1 when just created, 0 from a week old (from the trusted "
+        "account-creation header, else from when guardgate first saw the caller).",
+        "Campaigns burn through fresh accounts; a new account is cheap to throw away.",
+        "Every new customer; alone it stays far below any tier.",
     ),
     Signal(
         "volume", 0.15, 300, 3000, False,
@@ -81,7 +88,7 @@ SIGNALS: tuple[Signal, ...] = (
         "Batch jobs over distinct records, together with template reuse.",
     ),
     Signal(
-        "output_ratio", 0.15, 3, 20, False,
+        "output_ratio", 0.15, 10, 40, False,
         "Output tokens per input token over recent answered requests (fed back when the "
         "answer ends), after 5 answers.",
         "Short prompts that pull long answers maximise harvested text per request.",
@@ -90,39 +97,41 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         "single_turn", 0.05, 0.8, 1.0, False,
         "Share of recent requests that are a single user message with no conversation, "
-        "after 20 requests.",
+        "after 10 requests.",
         "Harvesting sends independent prompts; people converse.",
         "Stateless API integrations.",
     ),
     Signal(
-        "template_cluster", 0.35, 3, 30, True,
+        "template_cluster", 0.40, 3, 30, True,
         "Distinct accounts in the window whose prompts share a MinHash band of this request's "
-        "skeleton, weighted by the cluster's risk (the mean own score of its members).",
+        "skeleton, weighted by the cluster's risk: the share of its accounts whose own score "
+        "(without cluster signals) reached risk.member_score.",
         "Hydra networks spread one harvesting template over thousands of accounts, each "
         "quiet on its own.",
-        "A popular prompt shared by many ordinary users; their low own scores keep the "
-        "cluster's risk, and so the signal, low.",
+        "A popular prompt shared by many ordinary users: few of them are risky on their own, "
+        "which keeps the cluster's risk, and so the signal, low.",
     ),
     Signal(
         "prefix_cluster", 0.25, 5, 40, True,
         "Distinct accounts in the window from the caller's IP prefix, weighted by the "
-        "cluster's risk.",
+        "cluster's risk (share of risky members).",
         "Fake accounts are operated from a few proxy networks.",
-        "Offices and carrier NATs; their members' low own scores keep it low.",
+        "Offices and carrier NATs; few risky members keep it low.",
     ),
     Signal(
         "agent_cluster", 0.05, 20, 100, True,
         "Distinct accounts in the window sending the caller's exact user agent, weighted by "
-        "the cluster's risk.",
+        "the cluster's risk (share of risky members).",
         "Campaign tooling often carries one custom user agent.",
         "Popular SDK user agents; ordinary users keep the cluster's risk low.",
     ),
     Signal(
         "org_cluster", 0.15, 5, 50, True,
         "Distinct accounts in the window of the caller's trusted organisation (or payment "
-        "fingerprint, passed as the org header), weighted by the cluster's risk.",
+        "fingerprint, passed as the org header), weighted by the cluster's risk (share of "
+        "risky members).",
         "Fake accounts paid for by one card or organisation.",
-        "Large legitimate organisations; their low own scores keep it low.",
+        "Large legitimate organisations; few risky members keep it low.",
     ),
 )
 

@@ -4,7 +4,8 @@
 the caller's rolling state and clusters (one storage round trip), scores
 the result and places the caller in a tier. `RiskEngine.record`, once the
 answer is done, stores the tier and the explanation, feeds back the tokens
-the answer cost and adds the caller's own score to its clusters' risk.
+the answer cost and counts the caller among its clusters' risky members
+when its own score reaches the policy's member score.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ class Assessment:
     tier: str
     scored: Scored
     clusters: tuple[tuple[str, str], ...]
+    risky: bool  # own score at or above the policy's member score
 
     def record(self, tokens: tuple[int, int] | None) -> Record:
         explanation = orjson.dumps(self.scored.explanation(self.tier, self.now))
-        return Record(self.principal, self.now, self.tier, self.scored.own, explanation, tokens,
+        return Record(self.principal, self.now, self.tier, self.risky, explanation, tokens,
                       self.clusters)
 
 
@@ -43,15 +45,21 @@ class RiskEngine:
     def __init__(self, policy: Policy, state: RiskStore) -> None:
         self.state = state
         self.scorer = Scorer(policy.risk)
-        self.clock = Clock(policy.risk.half_life, policy.risk.window)
+        self.clock = self.clock_of(policy)
         self._tiers: tuple[TierConfig, ...] = policy.tiers  # lowest score first
         self._rank = {tier.name: i for i, tier in enumerate(policy.tiers)}
         self._hysteresis = policy.risk.hysteresis
+        self._member_score = policy.risk.member_score
         kinds = self.scorer.cluster_kinds
         self._templates = "template" in kinds
         self._prefixes = "prefix" in kinds
         self._agents = "agent" in kinds
         self._orgs = "org" in kinds
+
+    @staticmethod
+    def clock_of(policy: Policy) -> Clock:
+        """The time constants of ``policy``'s risk state."""
+        return Clock(policy.risk.half_life, policy.risk.window)
 
     def clusters_of(self, identity: Identity, bands: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         clusters: list[tuple[str, str]] = []
@@ -83,7 +91,8 @@ class RiskEngine:
         snapshot = await self.state.observe(obs)
         scored = self.scorer.score(snapshot, now, identity.created)
         tier = self.tier_for(scored.score, snapshot.tier)
-        return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters)
+        return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters,
+                          scored.own >= self._member_score)
 
     async def record(self, assessment: Assessment, tokens: tuple[int, int] | None) -> None:
         await self.state.record(assessment.record(tokens))

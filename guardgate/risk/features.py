@@ -48,7 +48,7 @@ _ARTICLES = frozenset({"a", "an", "the"})
 # ROWS bins each. Prompts from one template share every band; a paraphrase
 # of it (a few words changed) still shares some, unrelated prompts none.
 BANDS = 3
-ROWS = 3
+ROWS = 4
 _BINS = BANDS * ROWS
 _EMPTY = 0xFFFFFFFF
 
@@ -120,7 +120,10 @@ def _digest(words: list[str]) -> str:
     return f"{zlib.crc32(' '.join(words).encode()):08x}"
 
 
-def minhash_bands(words: list[str]) -> tuple[str, ...]:
+def minhash_bands(words: list[str], exact: str) -> tuple[str, ...]:
+    """The skeleton's bands. A band with an empty bin (a short skeleton)
+    would match unrelated short prompts: such a skeleton is named by its
+    ``exact`` digest instead."""
     mins = [_EMPTY] * _BINS
     previous = "^"
     for word in words:
@@ -129,20 +132,24 @@ def minhash_bands(words: list[str]) -> tuple[str, ...]:
         if h < mins[slot]:  # noqa: PLR1730 (a comparison is cheaper than a call here)
             mins[slot] = h
         previous = word
-    return tuple(
-        f"{band}.{zlib.crc32(repr(mins[band * ROWS : (band + 1) * ROWS]).encode()):08x}"
-        for band in range(BANDS)
-    )
+    bands = []
+    for band in range(BANDS):
+        rows = mins[band * ROWS : (band + 1) * ROWS]
+        if _EMPTY in rows:
+            return ("x." + exact,)
+        bands.append(f"{band}.{zlib.crc32(repr(rows).encode()):08x}")
+    return tuple(bands)
 
 
 def extract(call: ModelCall) -> Features:
     text = call.prompt[-TEXT_WINDOW:]
     folded, kept = skeleton(text)
+    template = _digest(kept)
     return Features(
         reasoning=reasoning_of(call, text),
         harvest=harvest_of(call),
         single_turn=call.user_turns <= 1 and call.turns <= 2,
-        template=_digest(kept),
+        template=template,
         prompt=_digest(folded),
-        bands=minhash_bands(kept),
+        bands=minhash_bands(kept, template),
     )

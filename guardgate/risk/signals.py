@@ -2,9 +2,16 @@
 
 Each signal's raw value goes through its ramp and is multiplied by its
 weight; the contributions add up, capped at 1. The caller's own score leaves
-out the cluster signals; it is what the caller adds to the risk of each
-cluster it belongs to, so that a cluster is only as risky as its members
-(and members cannot raise each other through the cluster alone).
+out the cluster signals: a caller whose own score reaches the policy's
+member score counts as a risky member of its clusters, and a cluster signal
+is weighted by the share of risky members in the cluster. So a cluster is
+only as risky as its members are on their own, members cannot raise each
+other through the cluster alone, and a few heavy attackers mixing into a
+popular prompt do not make it risky for everyone else.
+
+Shares (of requests asking for reasoning, of harvest, of single turns) are
+taken over the caller's requests plus `PRIOR` requests that did none of it,
+so one request alone does not make a share of 1.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from guardgate.risk.catalogue import BY_NAME, CLUSTER_KINDS
 from guardgate.store.risk import DAY, Snapshot
 
 _CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}
+PRIOR = 2.0
+WEEK = 7 * DAY
 
 
 def ramp(value: float, low: float, high: float) -> float:
@@ -34,8 +43,8 @@ class Scored:
     own: float
     # Every signal with a weight: (name, raw value, contribution), largest first.
     signals: list[tuple[str, float, float]]
-    # The caller's clusters: (kind, key, accounts, mean member risk, contribution).
-    clusters: list[tuple[str, str, int, float, float]]
+    # The caller's clusters: (kind, key, accounts, risky accounts, contribution).
+    clusters: list[tuple[str, str, int, int, float]]
 
     def top(self, count: int = 3) -> list[str]:
         return [name for name, _, contribution in self.signals[:count] if contribution > 0]
@@ -51,9 +60,9 @@ class Scored:
                 for name, raw, part in self.signals
             ],
             "clusters": [
-                {"kind": kind, "key": key, "accounts": accounts, "risk": round(risk, 4),
+                {"kind": kind, "key": key, "accounts": accounts, "risky_accounts": risky,
                  "contribution": round(part, 4)}
-                for kind, key, accounts, risk, part in self.clusters
+                for kind, key, accounts, risky, part in self.clusters
             ],
         }
 
@@ -69,14 +78,15 @@ class Scorer:
 
     def raw(self, s: Snapshot, now: float, created: float | None) -> dict[str, float]:
         """Each own (not cluster) signal's raw value."""
-        n = s.n or 1.0
+        n = s.n + PRIOR
         first = s.first if created is None else min(s.first, created)
-        age = now - first
-        youth = 2.0 if age < DAY else 1.5 if age < 7 * DAY else 1.0
+        age = max(0.0, now - first)
+        youth = 2.0 if age < DAY else 1.5 if age < WEEK else 1.0
         reuse = 1 - s.templates / s.requests if s.requests >= 10 else 0.0
         return {
             "reasoning_elicitation": s.reasoning / n,
             "logprob_harvest": s.harvest / n,
+            "account_youth": max(0.0, 1 - age / WEEK),
             "volume": s.n * youth,
             "timing_regularity": max(0.0, 1 - math.sqrt(s.gap_var)) if s.gaps >= 20 else 0.0,
             "hours_active": float(s.hours),
@@ -85,7 +95,7 @@ class Scorer:
             "output_ratio": (
                 s.output_tokens / max(s.input_tokens, 1.0) if s.answered >= 5 else 0.0
             ),
-            "single_turn": s.single / n if s.n >= 20 else 0.0,
+            "single_turn": s.single / n if s.n >= 10 else 0.0,
         }
 
     def score(self, s: Snapshot, now: float, created: float | None) -> Scored:
@@ -98,16 +108,16 @@ class Scorer:
                 own += part
                 signals.append((name, value, part))
         own = min(1.0, own)
-        strongest: dict[str, tuple[str, str, int, float, float]] = {}
+        strongest: dict[str, tuple[str, str, int, int, float]] = {}
         clusters = []
-        for kind, key, accounts, risk in s.clusters:
+        for kind, key, accounts, risky in s.clusters:
             config = self._signals[_CLUSTER_SIGNAL[kind]]
             part = (
                 config.weight
                 * ramp(accounts, config.low, config.high)
-                * ramp(risk, self._risk_low, self._risk_high)
+                * ramp(risky / accounts, self._risk_low, self._risk_high)
             )
-            entry = (kind, key, accounts, risk, part)
+            entry = (kind, key, accounts, risky, part)
             clusters.append(entry)
             held = strongest.get(kind)
             if held is None or part > held[4]:

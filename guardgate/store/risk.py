@@ -11,9 +11,10 @@ identical, down to rounding numbers to 14 significant digits as Lua's
 Per caller, counters decay with the policy's half-life: requests, requests
 asking for reasoning, harvest score, single-turn requests, tokens in and out
 of answered requests. Distinct counts (templates and prompts of a caller,
-accounts per cluster) are kept per bucket of a sliding window, a sixth of
-it each; Redis counts them with HyperLogLog (exact below 128, within about
-1 % above), memory exactly.
+accounts per cluster, and the cluster's risky accounts: those whose own
+score reached the policy's member score) are kept per bucket of a sliding
+window, a sixth of it each; Redis counts them with HyperLogLog (exact below
+128, within about 1 % above), memory exactly.
 """
 
 from __future__ import annotations
@@ -65,14 +66,6 @@ class Clock:
         # Long enough for counters to fade to nothing, and for a day of hours.
         return math.ceil(max(10 * self.half_life, 2 * DAY))
 
-    @property
-    def cluster_half_life(self) -> float:
-        return self.window / 2
-
-    @property
-    def cluster_ttl(self) -> int:
-        return math.ceil(2 * self.window)
-
 
 @dataclass(frozen=True, slots=True)
 class Observation:
@@ -108,7 +101,7 @@ class Snapshot:
     templates: int     # distinct skeletons in the window
     prompts: int       # distinct prompts in the window
     hours: int         # hours of the last 24 with a request
-    clusters: list[tuple[str, str, int, float]]  # kind, value, accounts, mean member risk
+    clusters: list[tuple[str, str, int, int]]  # kind, value, accounts, risky accounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +111,7 @@ class Record:
     principal: str
     now: float
     tier: str
-    own: float
+    risky: bool  # the caller's own score makes it a risky member of its clusters
     explanation: bytes
     tokens: tuple[int, int] | None  # (input, output) of the answer, None when not answered
     clusters: tuple[tuple[str, str], ...]
@@ -171,6 +164,10 @@ class _Window:
         members = self.members
         members[member] = bucket
         members.move_to_end(member)
+        return self.count(bucket)
+
+    def count(self, bucket: int) -> int:
+        members = self.members
         oldest = bucket - BUCKETS + 1
         while members:
             first = next(iter(members))
@@ -190,7 +187,6 @@ class MemoryRisk:
         self._callers: dict[str, _Caller] = {}
         self._windows: dict[str, _Window] = {}
         self._requests: dict[str, dict[int, int]] = {}
-        self._clusters: dict[str, list[float]] = {}  # name -> [t, s, c]
         self._ops = 0
 
     async def observe(self, obs: Observation) -> Snapshot:
@@ -238,9 +234,9 @@ class MemoryRisk:
         for kind, value in obs.clusters:
             name = f"{kind}:{value}"
             accounts = self._add("c:" + name, obs.principal, bucket)
-            agg = self._clusters.get(name)
-            risk = agg[1] / agg[2] if agg is not None and agg[2] > 0 else 0.0
-            clusters.append((kind, value, accounts, lua(risk)))
+            risky = self._windows.get("r:" + name)
+            counted = risky.count(bucket) if risky is not None else 0
+            clusters.append((kind, value, accounts, min(counted, accounts)))
         self._ops += 1
         if self._ops % self._PRUNE_EVERY == 0:
             self._prune(now)
@@ -281,17 +277,10 @@ class MemoryRisk:
                 caller.inp = lua(caller.inp * decay + record.tokens[0])
                 caller.out = lua(caller.out * decay + record.tokens[1])
                 caller.ans = lua(caller.ans * decay + 1)
-        now = record.now
-        for kind, value in record.clusters:
-            name = f"{kind}:{value}"
-            agg = self._clusters.get(name)
-            if agg is None:
-                self._clusters[name] = [lua(now), lua(record.own), 1.0]
-                continue
-            decay = 2 ** (-(now - agg[0]) / self.clock.cluster_half_life) if now > agg[0] else 1.0
-            agg[0] = lua(max(now, agg[0]))
-            agg[1] = lua(agg[1] * decay + record.own)
-            agg[2] = lua(agg[2] * decay + 1)
+        if record.risky:
+            bucket = self.clock.bucket(record.now)
+            for kind, value in record.clusters:
+                self._add(f"r:{kind}:{value}", record.principal, bucket)
 
     async def peek(self, principal: str) -> dict[str, str] | None:
         caller = self._callers.get(principal)
@@ -312,9 +301,6 @@ class MemoryRisk:
         for key in [k for k, w in self._windows.items()
                     if not w.members or next(reversed(w.members.values())) < oldest]:
             del self._windows[key]
-        expired = now - clock.cluster_ttl
-        for name in [n for n, agg in self._clusters.items() if agg[0] < expired]:
-            del self._clusters[name]
 
 
 # --- Redis -------------------------------------------------------------------
@@ -343,7 +329,7 @@ class RedisRisk:
             raw = await self._client.eval(OBSERVE_SOURCE, 0, *args)
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         clusters = [
-            (kind, value, int(float(v[16 + 2 * i])), float(v[17 + 2 * i]))
+            (kind, value, int(float(v[16 + 2 * i])), int(float(v[17 + 2 * i])))
             for i, (kind, value) in enumerate(obs.clusters)
         ]
         return Snapshot(
@@ -357,9 +343,9 @@ class RedisRisk:
     async def record(self, record: Record) -> None:
         clock = self.clock
         args: list[Any] = [
-            PREFIX, repr(record.now), repr(clock.half_life), repr(clock.cluster_half_life),
-            clock.state_ttl, clock.cluster_ttl, record.principal, record.tier,
-            repr(record.own), record.explanation,
+            PREFIX, repr(record.now), repr(clock.half_life), clock.bucket(record.now),
+            clock.bucket_ttl, "1" if record.risky else "", record.principal, record.tier,
+            record.explanation,
             "" if record.tokens is None else record.tokens[0],
             "" if record.tokens is None else record.tokens[1],
         ]

@@ -6,7 +6,8 @@
 --       principal, reasoning, harvest, single, template, prompt,
 --       then (kind, value) pairs naming the caller's clusters.
 -- Returns: { decayed state fields..., tier, requests, templates, prompts,
---            hours, then (accounts, risk) per cluster }, numbers as strings.
+--            hours, then (accounts, risky accounts) per cluster }, numbers as
+--            strings.
 local prefix = ARGV[1]
 local now = tonumber(ARGV[2])
 local half_life = tonumber(ARGV[3])
@@ -87,11 +88,8 @@ local result = {tostring(n), tostring(rs), tostring(hv), tostring(st), tostring(
 for i = 14, #ARGV, 2 do
   local name = ARGV[i] .. ':' .. ARGV[i + 1]
   local accounts = add(prefix .. ':c:' .. name, principal)
-  local agg = redis.call('HMGET', prefix .. ':a:' .. name, 's', 'c')
-  local c = tonumber(agg[2]) or 0
-  local risk = 0
-  if c > 0 then risk = (tonumber(agg[1]) or 0) / c end
+  local risky = redis.call('PFCOUNT', unpack(window(prefix .. ':r:' .. name)))
   result[#result + 1] = tostring(accounts)
-  result[#result + 1] = tostring(risk)
+  result[#result + 1] = tostring(math.min(risky, accounts))
 end
 return result
