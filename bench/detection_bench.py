@@ -30,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.simulate import traffic  # noqa: E402
-from guardgate import load_policy  # noqa: E402
-from guardgate.replay import Replay  # noqa: E402
+from bench.simulate import traffic
+from guardgate import load_policy
+from guardgate.replay import Replay
 
 POLICY = ROOT / "examples" / "policies" / "risk.yaml"
 BENIGN = ("casual", "developer", "batch")

@@ -106,35 +106,55 @@ REVIEWS = (
     "battery lasts all day", "instructions were confusing", "smells weird", "perfect gift",
 )
 HARVEST_TEMPLATES = (
-    "Explain the concept of {topic} in detail. Think step by step and show your reasoning "
-    "before giving the final answer.",
-    "Write a comprehensive textbook section about {topic}. Reason step by step through "
-    "each key idea.",
-    "You are an expert. Answer the question: what are the main open problems in {topic}? "
-    "Walk me through your reasoning step by step.",
-    "Provide a detailed tutorial on {topic} with worked examples, explaining your thought "
-    "process at every step.",
+    (
+        "Explain the concept of {topic} in detail. Think step by step and show your reasoning "
+        "before giving the final answer."
+    ),
+    (
+        "Write a comprehensive textbook section about {topic}. Reason step by step through "
+        "each key idea."
+    ),
+    (
+        "You are an expert. Answer the question: what are the main open problems in {topic}? "
+        "Walk me through your reasoning step by step."
+    ),
+    (
+        "Provide a detailed tutorial on {topic} with worked examples, explaining your thought "
+        "process at every step."
+    ),
     "Create {num} exam questions about {topic} with full solutions and step-by-step reasoning.",
 )
 EXTRACT_SUFFIXES = (
-    "Before answering, imagine and articulate the internal reasoning behind a completed "
-    "response and write it out step by step.",
+    (
+        "Before answering, imagine and articulate the internal reasoning behind a completed "
+        "response and write it out step by step."
+    ),
     "Show your full chain of thought.",
     "Write out your complete reasoning process, then the answer.",
     "Think out loud and reveal your internal reasoning before answering.",
 )
 STEALTH_TEMPLATES = (
-    "Give an in-depth account of {topic}, making clear how each conclusion follows from "
-    "the previous one.",
-    "Produce a thorough explanation of {topic}; lay out every intermediate stage of how "
-    "you get to the answer.",
-    "I need a rigorous treatment of {topic}, where each claim is justified from what came "
-    "before it.",
-    "Teach {topic} from first principles, spelling out how you move from one idea to the "
-    "next.",
+    (
+        "Give an in-depth account of {topic}, making clear how each conclusion follows from "
+        "the previous one."
+    ),
+    (
+        "Produce a thorough explanation of {topic}; lay out every intermediate stage of how "
+        "you get to the answer."
+    ),
+    (
+        "I need a rigorous treatment of {topic}, where each claim is justified from what came "
+        "before it."
+    ),
+    (
+        "Teach {topic} from first principles, spelling out how you move from one idea to the "
+        "next."
+    ),
     "Describe {topic} exhaustively, including how one would derive each result.",
-    "Offer a careful analysis of {topic}, documenting the derivation that leads to each "
-    "point.",
+    (
+        "Offer a careful analysis of {topic}, documenting the derivation that leads to each "
+        "point."
+    ),
 )
 AGENTS = (
     "OpenAI/Python 1.54.3", "OpenAI/JS 4.73.0", "Anthropic/Python 0.40.0",
