@@ -78,6 +78,7 @@ class Admission:
         """Steps 3 and 4: overrides first, then the risk engine's tier."""
         decision = self.decider.override(identity)
         if decision is not None:
+            self.metrics.count_decision(decision.tier, decision.action)
             return Ticket(decision)
         if self.risk is None or call is None:
             return Ticket(self.decider.normal)
@@ -87,7 +88,9 @@ class Admission:
             self._storage_failed("assess", exc)
             self._refuse_if_closed(exc)
             return Ticket(self.decider.normal)
-        return Ticket(self.decider.for_tier(assessment.tier), assessment)
+        decision = self.decider.for_tier(assessment.tier)
+        self.metrics.count_decision(decision.tier, decision.action)
+        return Ticket(decision, assessment)
 
     def _refuse_if_closed(self, exc: BaseException) -> None:
         if self.policy.on_storage_error == "closed" and not self.shadow:
@@ -102,7 +105,6 @@ class Admission:
         Raises `Denied` or `RateLimited` (not in shadow mode)."""
         decision = ticket.decision
         if decision.deny:
-            self.metrics.decisions.labels(decision.tier, "block").inc()
             ticket.refused = True
             if not self.shadow:
                 raise Denied("Access to this API has been denied.", reason=decision.reason)

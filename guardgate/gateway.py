@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from guardgate.admin import Operator
 from guardgate.admit import Admission, Ticket
 from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
 from guardgate.apis.base import decode
@@ -116,6 +117,7 @@ class GuardGate:
         self.store = Store(compiled.storage)
         self.runtime = Runtime.compile(compiled, self.store, self.metrics)
         self._watch = DisconnectWatch()
+        self.operator = Operator(compiled.admin.token, self.runtime.admission.risk)
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
         self._log = access_log.bind()
@@ -184,6 +186,9 @@ class GuardGate:
         elif path == "metrics":
             body = self.metrics.render()
             await ex.reply(send, 200, body, content_type=CONTENT_TYPE)
+        elif path.startswith("accounts/"):
+            reply = await self.operator.handle(path, scope["method"], scope["headers"])
+            await ex.reply(send, reply.status, reply.body, reply.headers)
         else:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
             await ex.reply(send, 404, body)

@@ -35,6 +35,7 @@ class Metrics:
         )
 
         self._request_children: dict[tuple[str, int], Any] = {}
+        self._decision_children: dict[tuple[str, str], Any] = {}
 
     def count_request(self, api: str | None, status: int) -> None:
         key = (api or "passthrough", status // 100)
@@ -42,6 +43,12 @@ class Metrics:
         if child is None:
             child = self.requests.labels(key[0], f"{key[1]}xx")
             self._request_children[key] = child
+        child.inc()
+
+    def count_decision(self, tier: str, action: str) -> None:
+        child = self._decision_children.get((tier, action))
+        if child is None:
+            child = self._decision_children[tier, action] = self.decisions.labels(tier, action)
         child.inc()
 
     def render(self) -> bytes:

@@ -121,9 +121,10 @@ def _digest(words: list[str]) -> str:
 
 
 def minhash_bands(words: list[str], exact: str) -> tuple[str, ...]:
-    """The skeleton's bands. A band with an empty bin (a short skeleton)
-    would match unrelated short prompts: such a skeleton is named by its
-    ``exact`` digest instead."""
+    """The skeleton's bands (one-permutation MinHash). A skeleton too short
+    to fill every bin has too little to compare on: banding it would match
+    unrelated short prompts through one shared word pair, so it is named by
+    its ``exact`` digest instead."""
     mins = [_EMPTY] * _BINS
     previous = "^"
     for word in words:
@@ -132,13 +133,12 @@ def minhash_bands(words: list[str], exact: str) -> tuple[str, ...]:
         if h < mins[slot]:  # noqa: PLR1730 (a comparison is cheaper than a call here)
             mins[slot] = h
         previous = word
-    bands = []
-    for band in range(BANDS):
-        rows = mins[band * ROWS : (band + 1) * ROWS]
-        if _EMPTY in rows:
-            return ("x." + exact,)
-        bands.append(f"{band}.{zlib.crc32(repr(rows).encode()):08x}")
-    return tuple(bands)
+    if _EMPTY in mins:
+        return ("x." + exact,)
+    return tuple(
+        f"{band}.{zlib.crc32(repr(mins[band * ROWS : (band + 1) * ROWS]).encode()):08x}"
+        for band in range(BANDS)
+    )
 
 
 def extract(call: ModelCall) -> Features:

@@ -10,11 +10,15 @@ identical, down to rounding numbers to 14 significant digits as Lua's
 
 Per caller, counters decay with the policy's half-life: requests, requests
 asking for reasoning, harvest score, single-turn requests, tokens in and out
-of answered requests. Distinct counts (templates and prompts of a caller,
-accounts per cluster, and the cluster's risky accounts: those whose own
-score reached the policy's member score) are kept per bucket of a sliding
-window, a sixth of it each; Redis counts them with HyperLogLog (exact below
-128, within about 1 % above), memory exactly.
+of answered requests. Distinct counts over a sliding window (of a sixth of
+it per bucket) are exact for a caller's own templates and prompts (a sorted
+set in Redis), and for clusters (accounts, and risky accounts: those whose
+own score reached the policy's member score) counted with HyperLogLog in
+Redis, since a cluster can hold millions: exact below 128 accounts, within
+about 1 % above, where memory counts exactly. Scores on the two agree to
+the last digit while clusters stay below 128 accounts; above, cluster
+signals are usually saturated already (their ramps end below 128 by
+default).
 """
 
 from __future__ import annotations
@@ -162,8 +166,10 @@ class _Window:
 
     def add(self, member: str, bucket: int) -> int:
         members = self.members
-        members[member] = bucket
-        members.move_to_end(member)
+        held = members.get(member)
+        if held is None or bucket > held:
+            members[member] = bucket
+            members.move_to_end(member)
         return self.count(bucket)
 
     def count(self, bucket: int) -> int:
@@ -219,11 +225,11 @@ class MemoryRisk:
             caller.gm = lua(caller.gm + alpha * delta)
             caller.gv = lua((1 - alpha) * (caller.gv + alpha * delta * delta))
         caller.t = lua(now)
-        caller.seen = lua(real_now)
+        caller.seen = real_now  # stored as sent, in full
         caller.hours[int(now // 3600) % 24] = lua(now)
         hours = sum(1 for mark in caller.hours.values() if mark > now - DAY)
 
-        bucket = clock.bucket(now)
+        bucket = clock.bucket(real_now)
         counts = self._requests.setdefault(obs.principal, {})
         counts[bucket] = counts.get(bucket, 0) + 1
         for old in [b for b in counts if b <= bucket - BUCKETS]:

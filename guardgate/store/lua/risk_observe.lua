@@ -60,7 +60,16 @@ for i = 1, 24 do
   if mark ~= nil and mark > now - 86400 then hours = hours + 1 end
 end
 
--- Windowed distinct counts: one key per bucket, the window their union.
+-- A caller's own distinct counts, exact: a sorted set of members scored
+-- by the newest bucket they were seen in.
+local function distinct(key, member)
+  redis.call('ZADD', key, 'GT', bucket, member)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', bucket - buckets)
+  redis.call('EXPIRE', key, bucket_ttl)
+  return redis.call('ZCARD', key)
+end
+-- Accounts per cluster, estimated (clusters can hold millions): one
+-- HyperLogLog per bucket, the window their union.
 local function window(base)
   local keys = {}
   for b = bucket - buckets + 1, bucket do keys[#keys + 1] = base .. ':' .. b end
@@ -79,8 +88,8 @@ local requests = 0
 for _, value in ipairs(redis.call('MGET', unpack(window(prefix .. ':wr:' .. principal)))) do
   requests = requests + (tonumber(value) or 0)
 end
-local templates = add(prefix .. ':wt:' .. principal, ARGV[12])
-local prompts = add(prefix .. ':wp:' .. principal, ARGV[13])
+local templates = distinct(prefix .. ':wt:' .. principal, ARGV[12])
+local prompts = distinct(prefix .. ':wp:' .. principal, ARGV[13])
 
 local result = {tostring(n), tostring(rs), tostring(hv), tostring(st), tostring(inp),
   tostring(out), tostring(ans), tostring(first), tostring(gc), tostring(gm), tostring(gv),

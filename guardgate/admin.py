@@ -1,0 +1,103 @@
+"""The operator API under ``/_guardgate/``, behind the policy's ``admin.token``.
+
+``GET /_guardgate/accounts/{principal}`` explains a caller: its score, tier,
+each signal's contribution and the clusters it belongs to, as of its last
+assessed request, with its decayed request count as of now.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from typing import Any
+
+import orjson
+
+from guardgate.apis import openai_error_body
+from guardgate.risk.engine import RiskEngine
+from guardgate.store import STORAGE_ERRORS
+from guardgate.store.risk import RiskStore
+
+_UNAUTHORIZED = [(b"www-authenticate", b'Bearer realm="guardgate"'), (b"cache-control", b"no-store")]
+
+
+class Reply:
+    """What the operator API answers: status, JSON body, extra headers."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None):
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+
+def _error(status: int, message: str, code: str, headers: list[tuple[bytes, bytes]] | None = None
+           ) -> Reply:
+    kind = "authentication_error" if status == 401 else "invalid_request_error"
+    return Reply(status, openai_error_body(status, message, kind, code), headers)
+
+
+class Operator:
+    def __init__(self, token: str | None, risk: RiskEngine | None) -> None:
+        self._token = token.encode() if token is not None else None
+        self._risk = risk
+
+    def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        if self._token is None:
+            return False
+        given = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    given = credentials.strip()
+                break
+        return hmac.compare_digest(given, self._token)
+
+    async def handle(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
+        """Answer ``path`` (below /_guardgate/) for an operator."""
+        if self._token is None:
+            return _error(404, "The operator API is disabled: set admin.token in the policy.",
+                          "not_found")
+        if not self.authorized(headers):
+            return _error(401, "A valid operator token is required.", "invalid_token",
+                          _UNAUTHORIZED)
+        if method != "GET":
+            return _error(405, "Only GET is supported here.", "method_not_allowed",
+                          [(b"allow", b"GET")])
+        principal = path[len("accounts/"):]
+        if not principal:
+            return _error(404, "Name a principal: /_guardgate/accounts/{principal}.", "not_found")
+        if self._risk is None:
+            return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
+        try:
+            explained = await explain(self._risk.state, self._risk.clock.half_life, principal)
+        except STORAGE_ERRORS:
+            return _error(503, "The state storage is unavailable; retry shortly.",
+                          "storage_unavailable", [(b"retry-after", b"1")])
+        if explained is None:
+            return _error(404, "No risk state for this principal.", "not_found")
+        return Reply(200, orjson.dumps(explained), [(b"cache-control", b"no-store")])
+
+
+async def explain(state: RiskStore, half_life: float, principal: str) -> dict[str, Any] | None:
+    peeked = await state.peek(principal)
+    if peeked is None:
+        return None
+    now = time.time()
+    last: dict[str, Any] = orjson.loads(peeked["last"]) if peeked.get("last") else {}
+    updated = float(peeked.get("t") or now)
+    requests = float(peeked.get("n") or 0) * 2 ** (-max(0.0, now - updated) / half_life)
+    return {
+        "principal": principal,
+        "tier": peeked.get("tier") or last.get("tier") or "normal",
+        "score": last.get("score"),
+        "own_score": last.get("own_score"),
+        "assessed_at": last.get("at"),
+        "first_seen": float(peeked["first"]) if peeked.get("first") else None,
+        "last_seen": float(peeked["seen"]) if peeked.get("seen") not in (None, "", "None") else None,
+        "recent_requests": round(requests, 3),
+        "signals": last.get("signals", []),
+        "clusters": last.get("clusters", []),
+    }
