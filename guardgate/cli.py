@@ -237,9 +237,6 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def _replay(args: argparse.Namespace) -> int:
     import asyncio
@@ -275,3 +272,7 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(replay.summary.text(), file=summary_to)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -139,3 +139,62 @@ def test_demo_runs_in_one_command() -> None:
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert "curl" in err and f"127.0.0.1:{port}" in err
+
+
+def test_replay_backtests_a_policy_on_recorded_traffic(tmp_path: Path) -> None:
+    import orjson
+
+    lines = []
+    for i in range(30):
+        lines.append({
+            "ts": 1_767_225_600 + 15 * i, "method": "POST", "path": "/v1/chat/completions",
+            "client_ip": "203.0.113.7",
+            "headers": {"x-account-id": "miner", "x-account-created": "1767225000"},
+            "body": {"model": "m", "messages": [{"role": "user", "content": f"go on {i}"}],
+                     "logprobs": True, "top_logprobs": 20, "max_tokens": 1, "temperature": 0},
+            "usage": {"input_tokens": 8, "output_tokens": 1},
+        })
+        lines.append({
+            "ts": 1_767_225_601 + 15 * i, "method": "POST", "path": "/v1/chat/completions",
+            "client_ip": "198.51.100.9", "headers": {"authorization": "Bearer sk-person"},
+            "body": {"model": "m", "messages": [{"role": "user", "content": f"a cat name {i}"}]},
+        })
+    traffic = tmp_path / "traffic.jsonl"
+    raw = b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    extra = (b'{"ts": 1, "method": "GET", "path": "/v1/models", "client_ip": "1.2.3.4"}\n'
+             b"not json\n"
+             b'{"ts": 2, "path": "/v1/chat/completions", "client_ip": "1.2.3.4", "body": []}\n')
+    traffic.write_bytes(raw + extra)
+    out = tmp_path / "decisions.jsonl"
+    policy = Path(__file__).resolve().parent.parent / "examples" / "policies" / "risk.yaml"
+    result = guardgate("replay", "--policy", str(policy), str(traffic), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    decisions = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(decisions) == 60
+    assert set(decisions[0]) == {"ts", "principal", "tier", "score", "action", "reasons"}
+    miner = [d for d in decisions if d["principal"] == "acct:miner"]
+    person = [d for d in decisions if d["principal"].startswith("key:")]
+    assert miner[-1]["tier"] in ("high", "blocked") and miner[-1]["action"] in ("throttle", "block")
+    assert miner[-1]["reasons"][0] == "logprob_harvest"
+    # A steady scripted caller with one prompt shape is watched, never more.
+    assert {d["tier"] for d in person} <= {"normal", "watch"}
+    assert person[0]["action"] == "allow" and max(d["score"] for d in person) < 0.5
+    assert "63 requests: 60 decided, 1 not model requests, 2 invalid" in result.stdout
+    assert "normal" in result.stdout and "allow" in result.stdout
+
+    # From standard input, decisions on standard output, the summary as JSON on stderr.
+    piped = subprocess.run(
+        [sys.executable, "-m", "guardgate.cli", "replay", "--policy", str(policy), "-", "--json"],
+        input=raw, capture_output=True, timeout=60, check=False,
+    )
+    assert piped.returncode == 0
+    assert [orjson.loads(x) for x in piped.stdout.splitlines()] == decisions
+    summary = orjson.loads(piped.stderr)
+    assert summary["decided"] == 60 and sum(summary["by_tier"].values()) == 60
+
+
+def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    policy = Path(__file__).resolve().parent.parent / "examples" / "policies" / "risk.yaml"
+    result = guardgate("replay", "--policy", str(policy), str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 1
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr

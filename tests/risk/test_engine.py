@@ -21,7 +21,7 @@ from guardgate.store import Store
 from guardgate.store.risk import MemoryRisk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.simulate import traffic  # noqa: E402
+from bench.simulate import traffic
 
 T0 = 1_767_225_600.0
 HOUR = 3600.0

@@ -23,8 +23,10 @@ def chat(text: str, **params: Any) -> ModelCall:
     [
         "Solve 17*23. Think step by step.",
         "Show your full chain of thought.",
-        "Before answering, imagine and articulate the internal reasoning behind a completed "
-        "response and write it out step-by-step.",
+        (
+            "Before answering, imagine and articulate the internal reasoning behind a "
+            "completed response and write it out step-by-step."
+        ),
         "Walk me through your reasoning, please.",
         "Explain your thought process.",
         "Let's think about this.",
