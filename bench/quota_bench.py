@@ -46,10 +46,12 @@ def policy_file(upstream: str, storage: str, quotas: bool) -> Path:
 
 
 def count_round_trips(upstream: str, redis_url: str, requests: int = 640,
-                      concurrency: int = 32) -> tuple[float, float]:
+                      concurrency: int = 32, policy: Path | None = None,
+                      bodies: list[dict[str, object]] | None = None) -> tuple[float, float]:
     """Redis round trips per request (writes to a Redis connection; a pipeline
     is one), counted inside a gateway in this process: one client at a time,
-    then ``concurrency`` clients at once."""
+    then ``concurrency`` clients at once. ``policy`` defaults to the three
+    quotas on ``redis_url``; ``bodies`` (sent in turn) to one chat request."""
     import httpx
     from redis.asyncio import connection
 
@@ -64,18 +66,19 @@ def count_round_trips(upstream: str, redis_url: str, requests: int = 640,
         writes += 1
         return await original(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    body = json.loads(CHAT_BODY)
+    sent = bodies or [json.loads(CHAT_BODY)]
     headers = {"authorization": "Bearer sk-bench"}
 
     async def load(base: str, total: int, parallel: int) -> None:
         async with httpx.AsyncClient(base_url=base) as client:
             async def worker(count: int) -> None:
-                for _ in range(count):
-                    await client.post("/v1/chat/completions", json=body, headers=headers)
+                for i in range(count):
+                    await client.post("/v1/chat/completions", json=sent[i % len(sent)],
+                                      headers=headers)
             await asyncio.gather(*[worker(total // parallel) for _ in range(parallel)])
         await asyncio.sleep(0.2)  # settlements land after the answers
 
-    gate = GuardGate(policy=policy_file(upstream, redis_url, True))
+    gate = GuardGate(policy=policy or policy_file(upstream, redis_url, True))
     connection.AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
     try:
         with serve_in_thread(gate) as base:
