@@ -137,3 +137,18 @@ SIGNALS: tuple[Signal, ...] = (
 
 BY_NAME = {signal.name: signal for signal in SIGNALS}
 CLUSTER_KINDS = ("template", "prefix", "agent", "org")  # in the order of the cluster signals
+
+
+def markdown_table() -> str:
+    """The README's signal table, from this catalogue."""
+    rows = [
+        "| signal | default weight | ramp (low -> high) | what it measures | why it indicates "
+        "distillation | false positives |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
+    for s in SIGNALS:
+        rows.append(
+            f"| `{s.name}` | {s.weight:.2f} | {s.low:g} -> {s.high:g} | {s.measures} | {s.why} "
+            f"| {s.false_positives} |"
+        )
+    return "\n".join(rows)

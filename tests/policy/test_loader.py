@@ -284,6 +284,17 @@ def test_full_policy_compiles_every_value() -> None:
     )
     assert policy.routes[1] == Route("/openai/v1/completions", "openai.completions")
     assert len(policy.routes) == 4
+    risk = policy.risk
+    assert (risk.enabled, risk.half_life, risk.window, risk.hysteresis) == (
+        True, 3 * 3600.0, 2 * 3600.0, 0.1)
+    assert (risk.member_score, risk.cluster_risk) == (0.25, (0.2, 0.5))
+    signals = {s.name: s for s in risk.signals}
+    assert len(signals) == 14
+    assert (signals["logprob_harvest"].weight, signals["logprob_harvest"].low) == (0.5, 0.2)
+    assert (signals["volume"].weight, signals["volume"].low, signals["volume"].high) == (
+        0.15, 100, 1000)
+    assert signals["agent_cluster"].weight == 0
+    assert policy.admin.token == "full-policy-operator-token"
 
 
 def test_anchors_merge_keys_and_overrides() -> None:
