@@ -15,6 +15,7 @@ import orjson
 
 from guardgate.apis import openai_error_body
 from guardgate.risk.engine import RiskEngine
+from guardgate.risk.signals import explained
 from guardgate.store import STORAGE_ERRORS
 from guardgate.store.risk import RiskStore
 
@@ -86,7 +87,7 @@ async def explain(state: RiskStore, half_life: float, principal: str) -> dict[st
     if peeked is None:
         return None
     now = time.time()
-    last: dict[str, Any] = orjson.loads(peeked["last"]) if peeked.get("last") else {}
+    last = explained(peeked["last"].encode()) if peeked.get("last") else {}
     updated = float(peeked.get("t") or now)
     requests = float(peeked.get("n") or 0) * 2 ** (-max(0.0, now - updated) / half_life)
     return {

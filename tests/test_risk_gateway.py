@@ -197,3 +197,22 @@ def test_replicas_share_risk_state_through_redis(
     assert tiers[0] == 200 and tiers[-1] == 403
     assert explained.status_code == 200
     assert explained.json()["tier"] == "blocked"
+
+
+@pytest.mark.parametrize("on_error", ["open", "closed"])
+def test_storage_down_follows_on_storage_error(toy: str, on_error: str) -> None:
+    dead = policy(toy, storage="redis://127.0.0.1:1/0", on_storage_error=on_error)
+    gate = GuardGate(policy=dead)
+    with serve_in_thread(gate) as base:
+        response = httpx.post(base + "/v1/chat/completions", json=chat("hello", max_tokens=5),
+                              headers=headers("sk-user-0"))
+        explained = httpx.get(f"{base}/_guardgate/accounts/{principal_of('sk-user-0')}",
+                              headers={"authorization": f"Bearer {TOKEN}"})
+        metrics = httpx.get(base + "/_guardgate/metrics").text
+    if on_error == "open":
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "storage_unavailable"
+    assert explained.status_code == 503
+    assert 'guardgate_storage_errors_total{operation="assess"} 1.0' in metrics

@@ -112,6 +112,14 @@ SIGNALS: tuple[Signal, ...] = (
         "which keeps the cluster's risk, and so the signal, low.",
     ),
     Signal(
+        "system_cluster", 0.15, 3, 30, True,
+        "Distinct accounts in the window sending the caller's exact system prompt, weighted "
+        "by the cluster's risk (share of risky members).",
+        "Harvesting tooling sends one system prompt from every account it runs.",
+        "An application's own system prompt used by many of its users' keys; few risky "
+        "members keep it low.",
+    ),
+    Signal(
         "prefix_cluster", 0.25, 5, 40, True,
         "Distinct accounts in the window from the caller's IP prefix, weighted by the "
         "cluster's risk (share of risky members).",
@@ -136,16 +144,16 @@ SIGNALS: tuple[Signal, ...] = (
 )
 
 BY_NAME = {signal.name: signal for signal in SIGNALS}
-CLUSTER_KINDS = ("template", "prefix", "agent", "org")  # in the order of the cluster signals
+CLUSTER_KINDS = ("template", "system", "prefix", "agent", "org")  # in the order of the cluster signals
 
 
 def markdown_table() -> str:
     """The README's signal table, from this catalogue."""
-    rows = [
+    header = (
         "| signal | default weight | ramp (low -> high) | what it measures | why it indicates "
-        "distillation | false positives |",
-        "| --- | ---: | --- | --- | --- | --- |",
-    ]
+        "distillation | false positives |"
+    )
+    rows = [header, "| --- | ---: | --- | --- | --- | --- |"]
     for s in SIGNALS:
         rows.append(
             f"| `{s.name}` | {s.weight:.2f} | {s.low:g} -> {s.high:g} | {s.measures} | {s.why} "

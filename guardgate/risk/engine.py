@@ -13,8 +13,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-import orjson
-
 from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
 from guardgate.policy.model import Policy, TierConfig
@@ -36,9 +34,8 @@ class Assessment:
     risky: bool  # own score at or above the policy's member score
 
     def record(self, tokens: tuple[int, int] | None) -> Record:
-        explanation = orjson.dumps(self.scored.explanation(self.tier, self.now))
-        return Record(self.principal, self.now, self.tier, self.risky, explanation, tokens,
-                      self.clusters)
+        return Record(self.principal, self.now, self.tier, self.risky,
+                      self.scored.compact(self.tier, self.now), tokens, self.clusters)
 
 
 class RiskEngine:
@@ -52,6 +49,7 @@ class RiskEngine:
         self._member_score = policy.risk.member_score
         kinds = self.scorer.cluster_kinds
         self._templates = "template" in kinds
+        self._systems = "system" in kinds
         self._prefixes = "prefix" in kinds
         self._agents = "agent" in kinds
         self._orgs = "org" in kinds
@@ -61,10 +59,14 @@ class RiskEngine:
         """The time constants of ``policy``'s risk state."""
         return Clock(policy.risk.half_life, policy.risk.window)
 
-    def clusters_of(self, identity: Identity, bands: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    def clusters_of(
+        self, identity: Identity, bands: tuple[str, ...], system: str | None
+    ) -> tuple[tuple[str, str], ...]:
         clusters: list[tuple[str, str]] = []
         if self._templates:
             clusters += (("template", band) for band in bands)
+        if self._systems and system is not None:
+            clusters.append(("system", system))
         if self._prefixes:
             clusters.append(("prefix", identity.ip_prefix))
         if self._agents and identity.user_agent:
@@ -83,7 +85,7 @@ class RiskEngine:
             single=1.0 if features.single_turn else 0.0,
             template=features.template,
             prompt=features.prompt,
-            clusters=self.clusters_of(identity, features.bands),
+            clusters=self.clusters_of(identity, features.bands, features.system),
         )
 
     async def assess(self, identity: Identity, call: ModelCall, now: float) -> Assessment:

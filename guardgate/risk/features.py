@@ -30,8 +30,11 @@ _REASONING = re.compile(
     r"reasoning\s+(?:behind|process|trace|steps)|"
     r"think\s+(?:aloud|out\s+loud|through\s+(?:it|this|the\s+problem)\s+carefully)|"
     r"let'?s\s+think|<think(?:ing)?>|scratchpad",
-    re.IGNORECASE,
 )
+# Every phrase above holds one of these: a prompt with none of them (most
+# prompts) is cleared by a few substring searches, without the expression.
+_REASONING_WORDS = ("step", "thought", "reason", "think", "work", "derivation", "monologue",
+                    "scratchpad")
 
 _WORD = re.compile(r"[a-z]+|[0-9]+(?:[.,][0-9]+)*|\"[^\"]{0,200}\"|'[^'\s][^']{0,200}'")
 
@@ -63,10 +66,12 @@ class Features:
     template: str      # the prompt's skeleton (slot fillers folded), hashed
     prompt: str        # the prompt itself (numbers folded), hashed
     bands: tuple[str, ...]  # MinHash bands of the skeleton, for cross-account clusters
+    system: str | None      # the system prompt, hashed; None without one
 
 
-def reasoning_of(call: ModelCall, text: str) -> float:
-    if _REASONING.search(text) is not None:
+def reasoning_of(call: ModelCall, lower: str) -> float:
+    """``lower``: the prompt's text, lower-cased."""
+    if any(word in lower for word in _REASONING_WORDS) and _REASONING.search(lower) is not None:
         return 1.0
     if call.reasoning and (call.reasoning_effort == "high" or (call.reasoning_budget or 0) > 0):
         return 0.5
@@ -91,10 +96,11 @@ def harvest_of(call: ModelCall) -> float:
     return min(1.0, score)
 
 
-def skeleton(text: str) -> tuple[list[str], list[str]]:
-    """The prompt's words with numbers and quotes folded, and its skeleton:
-    common words kept, each run of other words folded into one ``_``."""
-    words = _WORD.findall(text.lower())
+def skeleton(lower: str) -> tuple[list[str], list[str]]:
+    """The prompt's words (from ``lower``, its lower-cased text) with numbers
+    and quotes folded, and its skeleton: common words kept, each run of other
+    words folded into one ``_``."""
+    words = _WORD.findall(lower)
     folded: list[str] = []
     kept: list[str] = []
     gap = False
@@ -142,14 +148,15 @@ def minhash_bands(words: list[str], exact: str) -> tuple[str, ...]:
 
 
 def extract(call: ModelCall) -> Features:
-    text = call.prompt[-TEXT_WINDOW:]
-    folded, kept = skeleton(text)
+    lower = call.prompt[-TEXT_WINDOW:].lower()
+    folded, kept = skeleton(lower)
     template = _digest(kept)
     return Features(
-        reasoning=reasoning_of(call, text),
+        reasoning=reasoning_of(call, lower),
         harvest=harvest_of(call),
         single_turn=call.user_turns <= 1 and call.turns <= 2,
         template=template,
         prompt=_digest(folded),
         bands=minhash_bands(kept, template),
+        system=f"{zlib.crc32(call.system.encode()):08x}" if call.system else None,
     )

@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from guardgate.policy.model import RiskConfig, SignalConfig
 from guardgate.risk.catalogue import BY_NAME, CLUSTER_KINDS
 from guardgate.store.risk import DAY, Snapshot
@@ -49,22 +51,33 @@ class Scored:
     def top(self, count: int = 3) -> list[str]:
         return [name for name, _, contribution in self.signals[:count] if contribution > 0]
 
+    def compact(self, tier: str, now: float) -> bytes:
+        """What the state keeps of this assessment, cheap to write on every
+        request; `explained` turns it into the operator's explanation."""
+        return orjson.dumps((self.score, self.own, tier, now, self.signals, self.clusters))
+
     def explanation(self, tier: str, now: float) -> dict[str, Any]:
-        return {
-            "score": round(self.score, 4),
-            "own_score": round(self.own, 4),
-            "tier": tier,
-            "at": round(now, 3),
-            "signals": [
-                {"name": name, "value": round(raw, 4), "contribution": round(part, 4)}
-                for name, raw, part in self.signals
-            ],
-            "clusters": [
-                {"kind": kind, "key": key, "accounts": accounts, "risky_accounts": risky,
-                 "contribution": round(part, 4)}
-                for kind, key, accounts, risky, part in self.clusters
-            ],
-        }
+        return explained(self.compact(tier, now))
+
+
+def explained(compact: bytes) -> dict[str, Any]:
+    """The explanation of an assessment kept as `Scored.compact` wrote it."""
+    score, own, tier, now, signals, clusters = orjson.loads(compact)
+    return {
+        "score": round(score, 4),
+        "own_score": round(own, 4),
+        "tier": tier,
+        "at": round(now, 3),
+        "signals": [
+            {"name": name, "value": round(raw, 4), "contribution": round(part, 4)}
+            for name, raw, part in signals
+        ],
+        "clusters": [
+            {"kind": kind, "key": key, "accounts": accounts, "risky_accounts": risky,
+             "contribution": round(part, 4)}
+            for kind, key, accounts, risky, part in clusters
+        ],
+    }
 
 
 class Scorer:

@@ -5,8 +5,8 @@ Two implementations with one behaviour: `MemoryRisk` in this process, and
 Lua scripts (``lua/risk_observe.lua`` on the request's way in, one round
 trip; ``lua/risk_record.lua`` after the answer, batched with the quota
 settlements). The arithmetic is written twice, here and in Lua, and kept
-identical, down to rounding numbers to 14 significant digits as Lua's
-``tostring`` does, so that the same traffic gives the same scores on both.
+identical (Lua stores numbers with 17 significant digits, so they read back
+as the same doubles), so that the same traffic gives the same scores on both.
 
 Per caller, counters decay with the policy's half-life: requests, requests
 asking for reasoning, harvest score, single-turn requests, tokens in and out
@@ -40,11 +40,6 @@ OBSERVE_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_observe.l
 OBSERVE_SHA = hashlib.sha1(OBSERVE_SOURCE.encode()).hexdigest()
 RECORD_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_record.lua").read_text()
 RECORD_SHA = hashlib.sha1(RECORD_SOURCE.encode()).hexdigest()
-
-
-def lua(value: float) -> float:
-    """``value`` as it survives Lua's ``tostring``: 14 significant digits."""
-    return float(f"{value:.14g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +179,17 @@ class _Window:
 
 
 class MemoryRisk:
-    """Risk state in this process. Idle entries are pruned as time passes."""
+    """Risk state in this process. Callers and windows are kept in the order
+    they were last touched; each request drops the few stalest ones that
+    have expired, so memory follows the traffic without a pause to sweep."""
 
-    _PRUNE_EVERY = 4096
+    _PRUNE_STEP = 2  # entries checked for expiry per request, per kind
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._callers: dict[str, _Caller] = {}
-        self._windows: dict[str, _Window] = {}
+        self._callers: OrderedDict[str, _Caller] = OrderedDict()
+        self._windows: OrderedDict[str, _Window] = OrderedDict()
         self._requests: dict[str, dict[int, int]] = {}
-        self._ops = 0
 
     async def observe(self, obs: Observation) -> Snapshot:
         return self.observe_now(obs)
@@ -203,30 +199,32 @@ class MemoryRisk:
         real_now = obs.now
         caller = self._callers.get(obs.principal)
         if caller is None:
-            caller = self._callers[obs.principal] = _Caller(t=real_now, first=lua(real_now))
+            caller = self._callers[obs.principal] = _Caller(t=real_now, first=real_now)
+        else:
+            self._callers.move_to_end(obs.principal)
         now = real_now
         decay = 1.0
         if now > caller.t:
             decay = 2 ** (-(now - caller.t) / clock.half_life)
         else:
             now = caller.t
-        caller.n = lua(caller.n * decay + 1)
-        caller.rs = lua(caller.rs * decay + obs.reasoning)
-        caller.hv = lua(caller.hv * decay + obs.harvest)
-        caller.st = lua(caller.st * decay + obs.single)
-        caller.inp = lua(caller.inp * decay)
-        caller.out = lua(caller.out * decay)
-        caller.ans = lua(caller.ans * decay)
+        caller.n = caller.n * decay + 1
+        caller.rs = caller.rs * decay + obs.reasoning
+        caller.hv = caller.hv * decay + obs.harvest
+        caller.st = caller.st * decay + obs.single
+        caller.inp = caller.inp * decay
+        caller.out = caller.out * decay
+        caller.ans = caller.ans * decay
         if caller.seen is not None:
             gap = math.log(max(real_now - caller.seen, 0) + 0.01)
-            caller.gc = lua(caller.gc + 1)
+            caller.gc = caller.gc + 1
             alpha = max(0.05, 1 / caller.gc)
             delta = gap - caller.gm
-            caller.gm = lua(caller.gm + alpha * delta)
-            caller.gv = lua((1 - alpha) * (caller.gv + alpha * delta * delta))
-        caller.t = lua(now)
+            caller.gm = caller.gm + alpha * delta
+            caller.gv = (1 - alpha) * (caller.gv + alpha * delta * delta)
+        caller.t = now
         caller.seen = real_now  # stored as sent, in full
-        caller.hours[int(now // 3600) % 24] = lua(now)
+        caller.hours[int(now // 3600) % 24] = now
         hours = sum(1 for mark in caller.hours.values() if mark > now - DAY)
 
         bucket = clock.bucket(real_now)
@@ -243,9 +241,7 @@ class MemoryRisk:
             risky = self._windows.get("r:" + name)
             counted = risky.count(bucket) if risky is not None else 0
             clusters.append((kind, value, accounts, min(counted, accounts)))
-        self._ops += 1
-        if self._ops % self._PRUNE_EVERY == 0:
-            self._prune(now)
+        self._prune(real_now, bucket)
         return Snapshot(
             n=caller.n, reasoning=caller.rs, harvest=caller.hv, single=caller.st,
             input_tokens=caller.inp, output_tokens=caller.out, answered=caller.ans,
@@ -258,6 +254,8 @@ class MemoryRisk:
         window = self._windows.get(key)
         if window is None:
             window = self._windows[key] = _Window()
+        else:
+            self._windows.move_to_end(key)
         return window.add(member, bucket)
 
     async def record(self, record: Record) -> None:
@@ -275,14 +273,14 @@ class MemoryRisk:
                     decay = 2 ** (-(now - caller.t) / self.clock.half_life)
                 else:
                     now = caller.t
-                caller.t = lua(now)
-                caller.n = lua(caller.n * decay)
-                caller.rs = lua(caller.rs * decay)
-                caller.hv = lua(caller.hv * decay)
-                caller.st = lua(caller.st * decay)
-                caller.inp = lua(caller.inp * decay + record.tokens[0])
-                caller.out = lua(caller.out * decay + record.tokens[1])
-                caller.ans = lua(caller.ans * decay + 1)
+                caller.t = now
+                caller.n = caller.n * decay
+                caller.rs = caller.rs * decay
+                caller.hv = caller.hv * decay
+                caller.st = caller.st * decay
+                caller.inp = caller.inp * decay + record.tokens[0]
+                caller.out = caller.out * decay + record.tokens[1]
+                caller.ans = caller.ans * decay + 1
         if record.risky:
             bucket = self.clock.bucket(record.now)
             for kind, value in record.clusters:
@@ -297,16 +295,25 @@ class MemoryRisk:
             "t": repr(caller.t), "tier": caller.tier, "last": caller.last.decode(),
         }
 
-    def _prune(self, now: float) -> None:
-        clock = self.clock
-        stale = now - clock.state_ttl
-        for principal in [p for p, c in self._callers.items() if (c.seen or c.t) < stale]:
-            del self._callers[principal]
+    def _prune(self, now: float, bucket: int) -> None:
+        callers = self._callers
+        stale = now - self.clock.state_ttl
+        for _ in range(self._PRUNE_STEP):
+            principal = next(iter(callers))
+            if (callers[principal].seen or 0.0) >= stale:
+                break
+            del callers[principal]
             self._requests.pop(principal, None)
-        oldest = clock.bucket(now) - BUCKETS + 1
-        for key in [k for k, w in self._windows.items()
-                    if not w.members or next(reversed(w.members.values())) < oldest]:
-            del self._windows[key]
+        windows = self._windows
+        oldest = bucket - BUCKETS + 1
+        for _ in range(self._PRUNE_STEP):
+            if not windows:
+                break
+            key = next(iter(windows))
+            members = windows[key].members
+            if members and next(reversed(members.values())) >= oldest:
+                break
+            del windows[key]
 
 
 # --- Redis -------------------------------------------------------------------

@@ -289,7 +289,7 @@ def test_full_policy_compiles_every_value() -> None:
         True, 3 * 3600.0, 2 * 3600.0, 0.1)
     assert (risk.member_score, risk.cluster_risk) == (0.25, (0.2, 0.5))
     signals = {s.name: s for s in risk.signals}
-    assert len(signals) == 14
+    assert len(signals) == 15
     assert (signals["logprob_harvest"].weight, signals["logprob_harvest"].low) == (0.5, 0.2)
     assert (signals["volume"].weight, signals["volume"].low, signals["volume"].high) == (
         0.15, 100, 1000)

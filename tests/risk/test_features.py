@@ -109,7 +109,7 @@ def test_short_prompts_cluster_only_with_the_same_skeleton() -> None:
 
 
 def test_the_skeleton_keeps_common_words_only() -> None:
-    folded, kept = skeleton("Explain quantum chromodynamics in 5 steps")
+    folded, kept = skeleton("explain quantum chromodynamics in 5 steps")
     assert folded == ["explain", "quantum", "chromodynamics", "in", "0", "steps"]
     assert kept == ["explain", "_", "in", "_", "steps"]
 

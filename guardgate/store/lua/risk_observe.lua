@@ -8,6 +8,10 @@
 -- Returns: { decayed state fields..., tier, requests, templates, prompts,
 --            hours, then (accounts, risky accounts) per cluster }, numbers as
 --            strings.
+-- Numbers are stored and returned with 17 significant digits: they read
+-- back as the very same doubles, in Lua and in Python.
+local function num(x) return string.format('%.17g', x) end
+
 local prefix = ARGV[1]
 local now = tonumber(ARGV[2])
 local half_life = tonumber(ARGV[3])
@@ -46,10 +50,10 @@ if seen ~= nil then
   gv = (1 - alpha) * (gv + alpha * delta * delta)
 end
 local hour = math.floor(now / 3600) % 24
-redis.call('HSET', key, 't', tostring(now), 'first', tostring(first), 'seen', ARGV[2],
-  'n', tostring(n), 'rs', tostring(rs), 'hv', tostring(hv), 'st', tostring(st),
-  'inp', tostring(inp), 'out', tostring(out), 'ans', tostring(ans),
-  'gc', tostring(gc), 'gm', tostring(gm), 'gv', tostring(gv), 'h' .. hour, tostring(now))
+redis.call('HSET', key, 't', num(now), 'first', num(first), 'seen', ARGV[2],
+  'n', num(n), 'rs', num(rs), 'hv', num(hv), 'st', num(st),
+  'inp', num(inp), 'out', num(out), 'ans', num(ans),
+  'gc', num(gc), 'gm', num(gm), 'gv', num(gv), 'h' .. hour, num(now))
 redis.call('EXPIRE', key, state_ttl)
 local hours = 0
 local marks = redis.call('HMGET', key, 'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8',
@@ -91,14 +95,14 @@ end
 local templates = distinct(prefix .. ':wt:' .. principal, ARGV[12])
 local prompts = distinct(prefix .. ':wp:' .. principal, ARGV[13])
 
-local result = {tostring(n), tostring(rs), tostring(hv), tostring(st), tostring(inp),
-  tostring(out), tostring(ans), tostring(first), tostring(gc), tostring(gm), tostring(gv),
-  f[14] or '', tostring(requests), tostring(templates), tostring(prompts), tostring(hours)}
+local result = {num(n), num(rs), num(hv), num(st), num(inp),
+  num(out), num(ans), num(first), num(gc), num(gm), num(gv),
+  f[14] or '', num(requests), num(templates), num(prompts), num(hours)}
 for i = 14, #ARGV, 2 do
   local name = ARGV[i] .. ':' .. ARGV[i + 1]
   local accounts = add(prefix .. ':c:' .. name, principal)
   local risky = redis.call('PFCOUNT', unpack(window(prefix .. ':r:' .. name)))
-  result[#result + 1] = tostring(accounts)
-  result[#result + 1] = tostring(math.min(risky, accounts))
+  result[#result + 1] = num(accounts)
+  result[#result + 1] = num(math.min(risky, accounts))
 end
 return result

@@ -6,6 +6,10 @@
 -- ARGV: prefix, now, half_life, bucket, bucket_ttl, risky ('1' or ''),
 --       principal, tier, explanation, input tokens, output tokens (both
 --       empty when there is no answer to count), then (kind, value) pairs.
+-- Numbers are stored and returned with 17 significant digits: they read
+-- back as the very same doubles, in Lua and in Python.
+local function num(x) return string.format('%.17g', x) end
+
 local prefix = ARGV[1]
 local now = tonumber(ARGV[2])
 local half_life = tonumber(ARGV[3])
@@ -19,10 +23,10 @@ if redis.call('EXISTS', key) == 1 then
     local decay = 1.0
     if now > t then decay = math.pow(2, -(now - t) / half_life) else now = t end
     local function d(value) return (tonumber(value) or 0) * decay end
-    redis.call('HSET', key, 't', tostring(now), 'n', tostring(d(f[2])), 'rs', tostring(d(f[3])),
-      'hv', tostring(d(f[4])), 'st', tostring(d(f[5])),
-      'inp', tostring(d(f[6]) + tonumber(ARGV[10])), 'out', tostring(d(f[7]) + tonumber(ARGV[11])),
-      'ans', tostring(d(f[8]) + 1))
+    redis.call('HSET', key, 't', num(now), 'n', num(d(f[2])), 'rs', num(d(f[3])),
+      'hv', num(d(f[4])), 'st', num(d(f[5])),
+      'inp', num(d(f[6]) + tonumber(ARGV[10])), 'out', num(d(f[7]) + tonumber(ARGV[11])),
+      'ans', num(d(f[8]) + 1))
   end
 end
 if ARGV[6] == '1' then
