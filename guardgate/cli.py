@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from guardgate.errors import PolicyError, PolicyProblem
+from guardgate.identity import key_digest
 from guardgate.policy import load_policy, minimal_policy, policy_schema
 from guardgate.policy.model import Policy
 
@@ -175,10 +176,12 @@ def _demo(args: argparse.Namespace) -> int:
     toy_port = toy.servers[0].sockets[0].getsockname()[1]
     upstream = f"http://127.0.0.1:{toy_port}"
     policy = Path(tempfile.mkstemp(prefix="guardgate-demo-", suffix=".yaml")[1])
-    policy.write_text(_DEMO_POLICY.format(upstream=upstream))
+    policy.write_text(_DEMO_POLICY.format(upstream=upstream, token=DEMO_TOKEN))
     args.policy, args.upstream = str(policy), upstream
     base = f"http://{args.host}:{args.port}"
-    print(_DEMO_BANNER.format(base=base, toy=args.upstream), file=sys.stderr)
+    principal = "key:" + key_digest(b"sk-miner")[:16]
+    print(_DEMO_BANNER.format(base=base, toy=args.upstream, token=DEMO_TOKEN,
+                              principal=principal), file=sys.stderr)
     try:
         return _serve(args)
     finally:
@@ -186,13 +189,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 _DEMO_POLICY = """\
-# The demo's policy: a few quotas, so every answer shows its rate-limit fields.
+# The demo's policy: a few quotas, so every answer shows its rate-limit fields,
+# and risk tiers, so that a caller mining logprobs is soon throttled, then refused.
 upstream: {upstream}
 quotas:
   - {{name: rpm, limit: 60/minute}}
   - {{name: tpm, limit: 20000/minute, cost: total_tokens}}
   - {{name: parallel, concurrency: 4}}
+tiers:
+  watch: {{score: 0.3, quota_factor: 0.5}}
+  suspicious: {{score: 0.5, quota_factor: 0.25}}
+  blocked: {{score: 0.6, deny: true}}
+admin:
+  token: {token}
 """
+DEMO_TOKEN = "demo-operator-token"
 
 _DEMO_BANNER = """\
 guardgate demo: the gateway on {base}, in front of a toy model server at {toy}.
@@ -215,6 +226,18 @@ print(c.chat.completions.create(model="toy-1", messages=[{{"role": "user", "cont
 
 Quotas: 60 requests and 20,000 tokens a minute per key, 4 at once; see the
 x-ratelimit-* and RateLimit fields with curl -i, and a 429 past the limit.
+
+Risk: mine logprobs fifteen times and watch the tier, score and reasons in
+the log climb until the key is refused (403), then ask why:
+
+  for i in $(seq 15); do curl -s -o /dev/null -w '%{{http_code}} ' \\
+    {base}/v1/chat/completions -H 'Authorization: Bearer sk-miner' \\
+    -H 'Content-Type: application/json' -d '{{"model": "toy-1", "logprobs": true,
+    "top_logprobs": 20, "max_tokens": 1, "temperature": 0,
+    "messages": [{{"role": "user", "content": "continue: '$i'"}}]}}'; done; echo
+
+  curl -s {base}/_guardgate/accounts/{principal} \\
+    -H 'Authorization: Bearer {token}'
 
 Every request is logged as one JSON line below. Ctrl-C stops.
 """

@@ -37,8 +37,16 @@ class Decision:
 class Decider:
     def __init__(self, policy: Policy) -> None:
         self._overrides = policy.overrides
+        # Without quotas a tier's quota factor scales nothing: its callers
+        # are allowed, and logged so.
+        scales = bool(policy.quotas)
         self._by_tier = {
-            tier.name: Decision(tier.name, tier.quota_factor, deny=tier.deny, reason=f"tier {tier.name}")
+            tier.name: Decision(
+                tier.name,
+                tier.quota_factor if scales else 1.0,
+                deny=tier.deny,
+                reason=f"tier {tier.name}",
+            )
             for tier in policy.tiers
         }
         self.normal = Decision()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -136,9 +137,25 @@ def test_demo_runs_in_one_command() -> None:
         assert answer.status_code == 200
         assert answer.headers["x-ratelimit-limit-requests"] == "60"
         assert answer.headers["x-ratelimit-limit-tokens"] == "20000"
+        # The banner's mining loop ends refused, and the operator endpoint says why.
+        mining = {"model": "toy-1", "logprobs": True, "top_logprobs": 20, "max_tokens": 1,
+                  "temperature": 0}
+        statuses = [
+            httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions",
+                       headers={"authorization": "Bearer sk-miner"},
+                       json={**mining, "messages": [{"role": "user", "content": f"go {i}"}]}
+                       ).status_code
+            for i in range(15)
+        ]
+        principal = "key:" + hashlib.sha256(b"sk-miner").hexdigest()[:16]
+        explained = httpx.get(f"http://127.0.0.1:{port}/_guardgate/accounts/{principal}",
+                              headers={"authorization": "Bearer demo-operator-token"})
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=10)
     assert "curl" in err and f"127.0.0.1:{port}" in err
+    assert statuses[0] == 200 and statuses[-1] == 403
+    assert explained.json()["signals"][0]["name"] == "logprob_harvest"
+    assert f"accounts/{principal}" in err
 
 
 def test_replay_backtests_a_policy_on_recorded_traffic(tmp_path: Path) -> None:
