@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardgate.apis.base import ModelCall
+from guardgate.challenge.gate import Passed
 from guardgate.decide import Decider, Decision
 from guardgate.errors import Denied, RateLimited, StorageUnavailable
 from guardgate.identity import Identity
@@ -37,6 +38,7 @@ class Ticket:
     reservation: Reservation | None = None
     would: str | None = None  # in shadow mode: the refusal that was not enforced
     refused: bool = False     # refused (or, in shadow mode, would have been)
+    passed: Passed | None = None  # the challenge gate let it through on a clearance
 
     @property
     def reasons(self) -> list[str]:
@@ -85,14 +87,14 @@ class Admission:
         try:
             assessment = await self.risk.assess(identity, call, time.time())
         except STORAGE_ERRORS as exc:
-            self._storage_failed("assess", exc)
-            self._refuse_if_closed(exc)
+            self.storage_failed("assess", exc)
+            self.refuse_if_closed(exc)
             return Ticket(self.decider.normal)
         decision = self.decider.for_tier(assessment.tier)
         self.metrics.count_decision(decision.tier, decision.action)
         return Ticket(decision, assessment)
 
-    def _refuse_if_closed(self, exc: BaseException) -> None:
+    def refuse_if_closed(self, exc: BaseException) -> None:
         if self.policy.on_storage_error == "closed" and not self.shadow:
             raise StorageUnavailable(
                 "The service is temporarily unavailable. Please retry shortly.",
@@ -123,8 +125,8 @@ class Admission:
                 raise
             ticket.would = "throttle"
         except STORAGE_ERRORS as exc:
-            self._storage_failed("reserve", exc)
-            self._refuse_if_closed(exc)
+            self.storage_failed("reserve", exc)
+            self.refuse_if_closed(exc)
         else:
             for charge in ticket.reservation.charges:
                 self.metrics.quota_decisions.labels(charge.quota.name, "allowed").inc()
@@ -166,7 +168,7 @@ class Admission:
             try:
                 await self.risk.record(ticket.assessment, tokens)
             except STORAGE_ERRORS as exc:
-                self._storage_failed("record", exc)
+                self.storage_failed("record", exc)
         held = ticket.reservation
         if held is None or self.quotas is None:
             return
@@ -185,9 +187,9 @@ class Admission:
                 )
             await self.quotas.settle(held, used_in, used_out)
         except STORAGE_ERRORS as exc:
-            self._storage_failed("settle", exc)
+            self.storage_failed("settle", exc)
 
-    def _storage_failed(self, operation: str, exc: BaseException) -> None:
+    def storage_failed(self, operation: str, exc: BaseException) -> None:
         self.metrics.storage_errors.labels(operation).inc()
         log.warning("storage error", operation=operation, error=repr(exc),
                     on_storage_error=self.policy.on_storage_error)

@@ -8,11 +8,11 @@ the risk engine put it in by score, or normal when nothing is scored.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from guardgate.identity import Identity
-from guardgate.policy.model import OverrideConfig, Policy
+from guardgate.policy.model import OverrideConfig, Policy, TierChallenge
 
 NORMAL = "normal"
 
@@ -24,11 +24,14 @@ class Decision:
     allow: bool = False  # never treated: no quotas, nothing changed
     deny: bool = False
     reason: str = ""     # private: what decided it, for the log line only
+    challenge: TierChallenge | None = None  # proof of work asked before passing
 
     @property
     def action(self) -> str:
         if self.deny:
             return "block"
+        if self.challenge is not None:
+            return "challenge"
         if self.quota_factor < 1.0:
             return "throttle"
         return "allow"
@@ -46,6 +49,7 @@ class Decider:
                 tier.quota_factor if scales else 1.0,
                 deny=tier.deny,
                 reason=f"tier {tier.name}",
+                challenge=tier.challenge,
             )
             for tier in policy.tiers
         }
@@ -60,7 +64,7 @@ class Decider:
         if override.deny:
             return Decision(deny=True, reason=reason)
         base = self._by_tier[override.tier] if override.tier else self.normal
-        return Decision(base.tier, base.quota_factor, deny=base.deny, reason=reason)
+        return replace(base, reason=reason)
 
     def _match_ip(self, address: str, index: int) -> bool:
         network = self._overrides[index].ip

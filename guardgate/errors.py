@@ -4,6 +4,7 @@
     ├── PolicyError          a policy file failed to load; carries every problem
     ├── RequestError         the client's request is refused; rendered in the API's error shape
     │   ├── BadRequest           400
+    │   ├── Challenged           401  the caller's tier asks for proof of work
     │   ├── Denied               403  an override or tier denies the caller
     │   ├── BodyTooLarge         413
     │   ├── RateLimited          429  a quota has no room
@@ -21,6 +22,7 @@ exceptions (aiohttp, redis, limits, YAML) are translated where they enter.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class GuardGateError(Exception):
@@ -76,6 +78,7 @@ class RequestError(GuardGateError):
         param: str | None = None,
         code: str | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -84,6 +87,7 @@ class RequestError(GuardGateError):
         if code is not None:
             self.code = code
         self.headers = headers or []
+        self.extra = extra  # more public fields for the error object (a challenge)
 
 
 class BadRequest(RequestError):
@@ -94,6 +98,16 @@ class BadRequest(RequestError):
 class BodyTooLarge(RequestError):
     status = 413
     code = "request_too_large"
+
+
+class Challenged(RequestError):
+    """401: solve the challenge in ``extra`` (and ``WWW-Authenticate``) and
+    send the request again. ``reason`` says privately why (none held, or
+    which check a solution or clearance failed)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "challenge_required"
 
 
 class Denied(RequestError):

@@ -26,9 +26,14 @@ from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
 from guardgate.apis.base import decode
 from guardgate.apis.usage import UsageMeter, prepare_stream_usage
 from guardgate.body import BodyStream, ClientGone, read_body
+from guardgate.challenge import page
+from guardgate.challenge.gate import CLEARANCE as CLEARANCE_HEADER
+from guardgate.challenge.gate import FAILED, SOLUTION, ChallengeGate, Passed
+from guardgate.challenge.tokens import TokenError
 from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import (
     BadRequest,
+    Challenged,
     Denied,
     PolicyError,
     PolicyProblem,
@@ -42,8 +47,8 @@ from guardgate.logs import get_logger
 from guardgate.metering import MeteredSend
 from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.policy import load_policy, minimal_policy
-from guardgate.policy.model import Policy
-from guardgate.store import Store
+from guardgate.policy.model import Policy, TierChallenge
+from guardgate.store import STORAGE_ERRORS, Store
 from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
 
@@ -68,6 +73,7 @@ class Runtime:
     # Some step of this policy reads the `ModelCall`. When none does, a model
     # route's body is only checked to be a JSON object, not parsed further.
     parse_calls: bool
+    gate: ChallengeGate | None  # step 5, when the policy has challenges
 
     @classmethod
     def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
@@ -85,7 +91,8 @@ class Runtime:
             (False, False): _DROP_BUFFERED | untrusted,
         }
         parse_calls = admission.meters_tokens or admission.risk is not None
-        return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls)
+        gate = ChallengeGate(policy.challenge, store, metrics) if policy.challenge else None
+        return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls, gate)
 
 
 class GuardGate:
@@ -130,7 +137,7 @@ class GuardGate:
         kind = scope["type"]
         if kind == "http":
             if scope["path"].startswith(OPS_PREFIX):
-                await self._ops(scope, send)
+                await self._ops(scope, receive, send)
             else:
                 await self._exchange(scope, receive, send)
         elif self.app is not None:
@@ -167,7 +174,7 @@ class GuardGate:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _ops(self, scope: Scope, send: Send) -> None:
+    async def _ops(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][len(OPS_PREFIX) :]
         ex = Exchange(_new_request_id())
         if path == "healthz":
@@ -189,9 +196,43 @@ class GuardGate:
         elif path.startswith("accounts/"):
             reply = await self.operator.handle(path, scope["method"], scope["headers"])
             await ex.reply(send, reply.status, reply.body, reply.headers)
+        elif path == "challenge" and self.runtime.gate is not None:
+            await self._redeem_for_browser(scope, receive, send, ex, self.runtime.gate)
         else:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
             await ex.reply(send, 404, body)
+
+    async def _redeem_for_browser(
+        self, scope: Scope, receive: Receive, send: Send, ex: Exchange, gate: ChallengeGate
+    ) -> None:
+        """POST /_guardgate/challenge {"solution": ...}: the challenge page
+        redeems its solution here and gets the clearance as a cookie."""
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        identity = self.runtime.identifier.identify(scope, headers)
+        try:
+            if scope["method"] != "POST":
+                raise BadRequest("POST a solution here.", reason="challenge endpoint: not a POST")
+            body = await read_body(receive, headers, 16 * 1024, buffer=True)
+            assert isinstance(body, bytes)
+            solution = decode(body).get("solution")
+            if not isinstance(solution, str):
+                raise BadRequest("Expected {\"solution\": \"<token>.<nonce>\"}.", param="solution")
+            try:
+                clearance, token = await gate.redeem(solution, gate.binding(identity), time.time())
+            except TokenError as err:
+                raise Challenged(FAILED, reason=f"challenge failed: {err.reason}") from None
+        except RequestError as err:
+            await ex.reply(send, err.status, _error_body(None, err), err.headers)
+            self._log.info("challenge", principal=identity.principal, status=err.status,
+                           error=err.reason)
+            return
+        except ClientGone:
+            return
+        secure = page.is_secure(_forwarded_scheme(scope, headers, identity), headers.get(b"host"))
+        cookie = page.cookie(token, clearance.expires - clearance.issued, secure)
+        await ex.reply(send, 200, b'{"status":"ok"}',
+                       [(b"set-cookie", cookie), (b"cache-control", b"no-store")])
+        self._log.info("challenge", principal=identity.principal, status=200, outcome="solved")
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.runtime
@@ -225,8 +266,18 @@ class GuardGate:
                 ticket = rt.admission.admitted
             else:
                 ticket = await rt.admission.assess(identity, call)
+                challenge = ticket.decision.challenge
+                if challenge is not None and rt.gate is not None and not ticket.decision.deny:
+                    if rt.admission.shadow:
+                        ticket.would = "challenge"
+                    else:
+                        ticket.passed = await _through_gate(rt, headers, identity, challenge)
                 await rt.admission.admit(ticket, identity, call)
-            if ticket.reservation is not None or ticket.assessment is not None:
+            if (
+                ticket.reservation is not None
+                or ticket.assessment is not None
+                or ticket.passed is not None
+            ):
                 body, send, meter = _metered(ticket, call, body, send, rt.admission.meters_tokens)
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
@@ -239,11 +290,20 @@ class GuardGate:
                 refusal = "throttle"
             elif isinstance(err, Denied):
                 refusal = "block"
+            elif isinstance(err, Challenged):
+                refusal = "challenge"
             # Past the response start there is no status left to send: the
             # connection is closed without a clean end, as for an upstream
             # failure mid-response.
             if not ex.started:
-                await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
+                if isinstance(err, Challenged) and err.extra and page.wants_page(
+                    scope["method"], headers
+                ):
+                    body_out = page.render(err.extra["challenge"])
+                    await ex.reply(send, err.status, body_out, err.headers,
+                                   content_type=b"text/html; charset=utf-8")
+                else:
+                    await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
         except ClientGone:
             error = "client disconnected"
             ex.status = ex.status or 499
@@ -265,6 +325,8 @@ class GuardGate:
                 await rt.admission.settle(
                     ticket, ex.started, meter, reached=reached, call=call, status=ex.status
                 )
+            if ticket is not None and ticket.passed is not None and meter is not None:
+                await _charge_clearance(rt, ticket, meter)
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log.info(
@@ -283,6 +345,7 @@ class GuardGate:
                 tier=ticket.decision.tier if ticket is not None else None,
                 action=refusal or _action(ticket),
                 score=_score(ticket),
+                challenge=ticket.passed.outcome if ticket is not None and ticket.passed else None,
                 reasons=ticket.reasons if ticket is not None and not ticket.decision.allow else None,
                 error=error,
             )
@@ -346,6 +409,8 @@ def _metered(
     """The body to forward and the send to answer through, when the answer
     must carry quota headers or be metered for its token usage."""
     headers = ticket.reservation.headers if ticket.reservation is not None else []
+    if ticket.passed is not None and ticket.passed.token is not None:
+        headers = [*headers, (b"guardgate-clearance", ticket.passed.token.encode("ascii"))]
     if call is None:
         return body, MeteredSend(send, headers, None, rewrites=False), None
     if not meters_tokens:
@@ -385,6 +450,40 @@ def _without_header(scope: Scope, name: bytes) -> Scope:
     return {**scope, "headers": [(k, v) for k, v in headers if k != name]}
 
 
+async def _through_gate(
+    rt: Runtime, headers: dict[bytes, bytes], identity: Identity, challenge: TierChallenge
+) -> Passed | None:
+    """Step 5. With the storage down, ``on_storage_error`` decides: open lets
+    the request through unchallenged, closed refuses it."""
+    assert rt.gate is not None
+    try:
+        return await rt.gate.check(headers, identity, challenge)
+    except STORAGE_ERRORS as exc:
+        rt.admission.storage_failed("challenge", exc)
+        rt.admission.refuse_if_closed(exc)
+        return None
+
+
+async def _charge_clearance(rt: Runtime, ticket: Ticket, meter: Any) -> None:
+    """An answer's output tokens go to the clearance that paid for it."""
+    if rt.gate is None or ticket.passed is None:
+        return
+    used = meter.output_tokens
+    if used is None:
+        used = meter.estimated_output_tokens()
+    try:
+        await rt.gate.charge(ticket.passed, used)
+    except STORAGE_ERRORS as exc:
+        rt.admission.storage_failed("charge", exc)
+
+
+def _forwarded_scheme(scope: Scope, headers: dict[bytes, bytes], identity: Identity) -> str:
+    proto = headers.get(b"x-forwarded-proto") if identity.trusted_peer else None
+    if proto:
+        return proto.decode("latin-1").split(",")[-1].strip().lower()
+    return str(scope.get("scheme", "http"))
+
+
 def _score(ticket: Ticket | None) -> float | None:
     if ticket is None or ticket.assessment is None:
         return None
@@ -409,7 +508,7 @@ def _new_request_id() -> bytes:
 
 def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
     render = adapter.error_body if adapter is not None else openai_error_body
-    return render(err.status, err.message, err.type, err.code, err.param)
+    return render(err.status, err.message, err.type, err.code, err.param, err.extra)
 
 
 def _upstream_headers(
@@ -457,5 +556,8 @@ def _text(value: bytes) -> str:
 
 # Set again by the gateway (host by the client library, the length when the
 # body is sent whole) or rebuilt (the forwarding fields).
-_DROP_STREAMED = HOP_BY_HOP | {b"host", b"x-forwarded-for", b"x-forwarded-proto"}
+# The gateway's own credentials are never passed on.
+_DROP_STREAMED = HOP_BY_HOP | {
+    b"host", b"x-forwarded-for", b"x-forwarded-proto", SOLUTION, CLEARANCE_HEADER,
+}
 _DROP_BUFFERED = _DROP_STREAMED | {b"content-length"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
@@ -34,6 +34,30 @@ class Metrics:
             ["tier", "action"], registry=self.registry,
         )
 
+        self.challenges_issued = Counter(
+            "guardgate_challenges_issued", "Proof-of-work challenges issued.",
+            registry=self.registry,
+        )
+        self.challenges_solved = Counter(
+            "guardgate_challenges_solved", "Challenges solved and redeemed.",
+            registry=self.registry,
+        )
+        self.challenges_failed = Counter(
+            "guardgate_challenges_failed",
+            "Solutions refused, by reason: malformed, bad_signature, expired, wrong_binding, "
+            "insufficient_work, replay.",
+            ["reason"], registry=self.registry,
+        )
+        self.clearances_spent = Counter(
+            "guardgate_clearances_spent", "Clearances presented after their budget was used up.",
+            registry=self.registry,
+        )
+        self.solve_seconds = Histogram(
+            "guardgate_challenge_solve_seconds",
+            "Time from issuing a challenge to redeeming its solution, measured by the server.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, int], Any] = {}
         self._decision_children: dict[tuple[str, str], Any] = {}
 

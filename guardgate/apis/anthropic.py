@@ -47,16 +47,22 @@ def anthropic_error_type(status: int) -> str:
 
 
 def anthropic_error_body(
-    status: int, message: str, type: str, code: str | None, param: str | None = None
+    status: int,
+    message: str,
+    type: str,
+    code: str | None,
+    param: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """An error in the Anthropic shape.
 
     The shape has no ``param`` or ``code``, and its ``type`` follows the
     status, so a client's SDK raises the exception it has for that status.
     """
-    return orjson.dumps(
-        {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
-    )
+    error: dict[str, Any] = {"type": anthropic_error_type(status), "message": message}
+    if extra:
+        error.update(extra)
+    return orjson.dumps({"type": "error", "error": error})
 
 
 def parse_messages(body: bytes) -> ModelCall:

@@ -59,7 +59,13 @@ class ErrorBody(Protocol):
     """Renders an error in one API family's shape, as JSON bytes."""
 
     def __call__(
-        self, status: int, message: str, type: str, code: str | None, param: str | None = None
+        self,
+        status: int,
+        message: str,
+        type: str,
+        code: str | None,
+        param: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> bytes: ...
 
 

@@ -28,10 +28,19 @@ _LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 def openai_error_body(
-    status: int, message: str, type: str, code: str | None, param: str | None = None
+    status: int,
+    message: str,
+    type: str,
+    code: str | None,
+    param: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """An error in the OpenAI shape; also used for pass-through routes and the gateway's own."""
-    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+    """An error in the OpenAI shape; also used for pass-through routes and the gateway's own.
+    ``extra`` adds fields to the error object."""
+    error = {"message": message, "type": type, "param": param, "code": code}
+    if extra:
+        error.update(extra)
+    return orjson.dumps({"error": error})
 
 
 def parse_chat(body: bytes) -> ModelCall:

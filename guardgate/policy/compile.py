@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from guardgate.policy.model import (
     AdminConfig,
+    ChallengeConfig,
     IdentityConfig,
     OverrideConfig,
     Policy,
@@ -13,10 +14,12 @@ from guardgate.policy.model import (
     RiskConfig,
     Route,
     SignalConfig,
+    TierChallenge,
     TierConfig,
     UpstreamConfig,
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
+from guardgate.policy.schema_challenge import ChallengeSection, TierChallengeSection
 from guardgate.policy.schema_quotas import QuotaSection, RampSection
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import OverrideSection, TierSection
@@ -37,10 +40,11 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         quotas=tuple(_quota(quota) for quota in document.quotas),
         default_max_tokens=document.default_max_tokens,
         new_principals=_ramp(document.new_principals),
-        tiers=_tiers(document.tiers),
+        tiers=_tiers(document.tiers, document.challenge),
         overrides=tuple(_override(override) for override in document.overrides),
         risk=_risk(document.risk),
         admin=_admin(document.admin),
+        challenge=_challenge(document.challenge),
         source=source,
         digest=digest,
     )
@@ -91,12 +95,52 @@ def _ramp(section: RampSection | None) -> RampConfig | None:
     return RampConfig(start=section.start, full_after=section.full_after)
 
 
-def _tiers(sections: dict[str, TierSection]) -> tuple[TierConfig, ...]:
+def _tiers(
+    sections: dict[str, TierSection], challenge: ChallengeSection | None
+) -> tuple[TierConfig, ...]:
     tiers = (
-        TierConfig(name, tier.score, quota_factor=tier.quota_factor, deny=tier.deny)
+        TierConfig(
+            name,
+            tier.score,
+            quota_factor=tier.quota_factor,
+            deny=tier.deny,
+            challenge=_tier_challenge(tier.challenge, challenge),
+        )
         for name, tier in sections.items()
     )
     return tuple(sorted(tiers, key=lambda tier: tier.score))
+
+
+def _tier_challenge(
+    section: TierChallengeSection | None, defaults: ChallengeSection | None
+) -> TierChallenge | None:
+    if section is None or defaults is None:
+        return None
+    budget = section.budget
+    base = defaults.clearance.budget
+    return TierChallenge(
+        difficulty=section.difficulty if section.difficulty is not None else defaults.difficulty,
+        requests=(budget.requests if budget and budget.requests else base.requests) or 100,
+        output_tokens=(
+            budget.output_tokens if budget and budget.output_tokens else base.output_tokens
+        ) or 50000,
+    )
+
+
+def _challenge(section: ChallengeSection | None) -> ChallengeConfig | None:
+    if section is None:
+        return None
+    return ChallengeConfig(
+        secret=section.secret,
+        key_id=section.key_id,
+        previous=tuple((p.key_id, p.secret) for p in section.previous),
+        ttl=section.ttl,
+        difficulty=section.difficulty,
+        issue_limit=section.issue_limit,
+        clearance_ttl=section.clearance.ttl,
+        requests=section.clearance.budget.requests or 100,
+        output_tokens=section.clearance.budget.output_tokens or 50000,
+    )
 
 
 def _override(section: OverrideSection) -> OverrideConfig:

@@ -90,12 +90,35 @@ class QuotaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TierChallenge:
+    """What a tier's challenge asks and what solving it buys."""
+
+    difficulty: float
+    requests: int          # requests a clearance buys
+    output_tokens: int     # output tokens a clearance buys
+
+
+@dataclass(frozen=True, slots=True)
 class TierConfig:
     name: str
     score: float
     quota_factor: float = 1.0
     deny: bool = False
-    # Keys later sections fill in (challenge, degrade, mark) go here.
+    challenge: TierChallenge | None = None
+    # Keys later sections fill in (degrade, mark) go here.
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeConfig:
+    secret: str
+    key_id: str = "k1"
+    previous: tuple[tuple[str, str], ...] = ()  # (key id, secret) still accepted
+    ttl: float = 120.0
+    difficulty: float = 18.0
+    issue_limit: tuple[Window, ...] = (Window(30, 60, "30/minute"),)
+    clearance_ttl: float = 900.0
+    requests: int = 100
+    output_tokens: int = 50000
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +190,7 @@ class Policy:
     overrides: tuple[OverrideConfig, ...] = ()
     risk: RiskConfig = field(default_factory=RiskConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    challenge: ChallengeConfig | None = None
     source: str = "<policy>"
     digest: str = ""  # sha256 hex of the policy text, names the active version
 

@@ -38,6 +38,7 @@ from guardgate.policy.fields import (
     raw_check,
     repeated,
 )
+from guardgate.policy.schema_challenge import ChallengeSection, challenge_needs_secret
 from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import (
@@ -253,8 +254,14 @@ class PolicyDocument(Section):
     admin: AdminSection | None = Field(
         default=None, description="The operator API; omitted, it is disabled."
     )
+    challenge: ChallengeSection | None = Field(
+        default=None,
+        description="Proof-of-work challenges, for tiers with challenge; needs a secret.",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
     def _cross_checks(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
-        return checked(data, handler, unknown_override_tiers)
+        return checked(
+            data, handler, lambda doc: unknown_override_tiers(doc) + challenge_needs_secret(doc)
+        )

@@ -30,6 +30,7 @@ from guardgate.policy.fields import (
     misspells,
     string_schema,
 )
+from guardgate.policy.schema_challenge import TierChallengeSection
 from guardgate.policy.section import Section
 
 TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
@@ -114,6 +115,13 @@ class TierSection(Section):
         description="Every quota is scaled by this factor (in (0, 1]) for callers in this tier.",
     )
     deny: bool = Field(default=False, description="Refuse every request from this tier (403).")
+    challenge: TierChallengeSection | None = Field(
+        default=None,
+        description=(
+            "Ask this tier's callers for proof of work: {difficulty, budget}, or {} for the "
+            "challenge section's defaults."
+        ),
+    )
 
 
 def equal_tier_scores(tiers: Any) -> list[Located]:

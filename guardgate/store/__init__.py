@@ -16,6 +16,7 @@ from limits.storage import storage_from_string
 from redis.exceptions import RedisError
 
 from guardgate.errors import StorageError
+from guardgate.store.clearances import Clearances, MemoryClearances, RedisClearances
 from guardgate.store.risk import Clock, MemoryRisk, RedisRisk, RiskStore
 from guardgate.store.settle import Settlements
 from guardgate.store.slots import MemorySlots, RedisSlots, Slots
@@ -69,6 +70,12 @@ class Store:
             )
         self.settlements = Settlements(self)
         self.slots = RedisSlots(self.client, self.settlements)
+
+    def clearances(self) -> Clearances:
+        """Challenge redemptions and clearance meters on this storage."""
+        if self.client is None:
+            return MemoryClearances()
+        return RedisClearances(self.client, self.settlements)
 
     def risk_state(self, clock: Clock) -> RiskStore:
         """The risk state on this storage, with one policy's time constants."""

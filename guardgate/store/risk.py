@@ -23,23 +23,19 @@ default).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
+from guardgate.store.scripts import LuaScript
 
 BUCKETS = 6
 PREFIX = "{guardgate/risk}"
 DAY = 86400.0
 
-OBSERVE_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_observe.lua").read_text()
-OBSERVE_SHA = hashlib.sha1(OBSERVE_SOURCE.encode()).hexdigest()
-RECORD_SOURCE = resources.files("guardgate.store").joinpath("lua/risk_record.lua").read_text()
-RECORD_SHA = hashlib.sha1(RECORD_SOURCE.encode()).hexdigest()
+OBSERVE = LuaScript.named("risk_observe")
+RECORD = LuaScript.named("risk_record")
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,10 +332,7 @@ class RedisRisk:
         ]
         for kind, value in obs.clusters:
             args += (kind, value)
-        try:
-            raw = await self._client.evalsha(OBSERVE_SHA, 0, *args)
-        except NoScriptError:
-            raw = await self._client.eval(OBSERVE_SOURCE, 0, *args)
+        raw = await OBSERVE.run(self._client, [], args)
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         clusters = [
             (kind, value, int(float(v[16 + 2 * i])), int(float(v[17 + 2 * i])))
@@ -364,7 +357,7 @@ class RedisRisk:
         ]
         for kind, value in record.clusters:
             args += (kind, value)
-        await self._settlements.add_record(args)
+        await self._settlements.add_call(RECORD, [], args)
 
     async def peek(self, principal: str) -> dict[str, str] | None:
         raw = await self._client.hmget(f"{PREFIX}:p:{principal}", *PEEKED)

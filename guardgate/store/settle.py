@@ -17,13 +17,14 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from guardgate.logs import get_logger
-from guardgate.store.risk import RECORD_SHA, RECORD_SOURCE
+from guardgate.store.scripts import LuaScript
 from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
 
 log = get_logger("guardgate")
 
 # What waits to be sent: counter deltas, slots to release, risk records.
-_Batch = tuple[list[tuple[str, int, int]], list[tuple[str, str]], list[list[Any]]]
+_Call = tuple[LuaScript, list[str], list[Any]]
+_Batch = tuple[list[tuple[str, int, int]], list[tuple[str, str]], list[_Call]]
 
 
 class Settlements:
@@ -33,7 +34,7 @@ class Settlements:
         self._batch = batch
         self._counts: list[tuple[str, int, int]] = []   # (limits key, expiry, delta)
         self._slots: list[tuple[str, str]] = []         # (slot set, holder)
-        self._records: list[list[Any]] = []             # risk_record.lua arguments
+        self._calls: list[_Call] = []                   # scripts run after answers
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
@@ -51,13 +52,13 @@ class Settlements:
         self._slots.extend(slots)
         self._schedule()
 
-    async def add_record(self, args: list[Any]) -> None:
-        """A caller's risk record (`guardgate.store.risk`), sent with the next batch."""
-        self._records.append(args)
+    async def add_call(self, script: LuaScript, keys: list[str], args: list[Any]) -> None:
+        """A script to run with the next batch (a risk record, a clearance charge)."""
+        self._calls.append((script, keys, args))
         self._schedule()
 
     def _schedule(self) -> None:
-        if len(self._counts) + len(self._slots) + len(self._records) >= self._batch:
+        if len(self._counts) + len(self._slots) + len(self._calls) >= self._batch:
             self._flush_soon()
         elif self._pending is None:
             loop = asyncio.get_running_loop()
@@ -74,8 +75,8 @@ class Settlements:
             task.add_done_callback(self._flushing.discard)
 
     def _take(self) -> _Batch:
-        batch = (self._counts, self._slots, self._records)
-        self._counts, self._slots, self._records = [], [], []
+        batch = (self._counts, self._slots, self._calls)
+        self._counts, self._slots, self._calls = [], [], []
         return batch
 
     async def _send(self, batch: _Batch) -> None:
@@ -88,9 +89,9 @@ class Settlements:
             # reservation, a slot held until its lease ends, a risk record
             # (tier, explanation, answer tokens) missing from the state.
             self.failures += 1
-            counts, slots, records = batch
+            counts, slots, calls = batch
             log.warning("settlement failed", error=repr(exc), counts=len(counts),
-                        slots=len(slots), records=len(records))
+                        slots=len(slots), calls=len(calls))
 
     async def acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
         """Take an in-flight slot, sending what is waiting to be settled in the
@@ -105,7 +106,7 @@ class Settlements:
     async def _pipeline(
         self, batch: _Batch, acquire: tuple[str, int, int, int, str] | None
     ) -> list[Any]:
-        counts, slots, records = batch
+        counts, slots, calls = batch
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
             async with self._store.client.pipeline(transaction=False) as pipe:
@@ -114,20 +115,20 @@ class Settlements:
                     pipe.evalsha(self._sha, 1, prefixed(key), delta)
                 for key, holder in slots:
                     pipe.zrem(key, holder)
-                for args in records:
-                    pipe.evalsha(RECORD_SHA, 0, *args)
+                for script, keys, args in calls:
+                    pipe.evalsha(script.sha, len(keys), *keys, *args)
                 if acquire is not None:
                     pipe.evalsha(ACQUIRE_SHA, 1, *acquire)
                 results: list[Any] = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
                 # A restarted Redis forgot the scripts: load them, send again.
                 # What was already applied is not resent.
-                for source in (self._source, ACQUIRE_SOURCE, RECORD_SOURCE):
+                for source in {self._source, ACQUIRE_SOURCE, *(c[0].source for c in calls)}:
                     await self._store.client.script_load(source)
                 missed = [isinstance(r, NoScriptError) for r in results]
                 counts = [c for c, m in zip(counts, missed, strict=False) if m]
-                records = [
-                    r for r, m in zip(records, missed[len(batch[0]) + len(slots):], strict=False)
+                calls = [
+                    c for c, m in zip(calls, missed[len(batch[0]) + len(slots):], strict=False)
                     if m
                 ]
                 slots = []

@@ -1,0 +1,201 @@
+"""Pipeline step 5: the challenge gate.
+
+For a caller whose tier asks for a challenge, a request passes when it
+carries a clearance that still holds (``GuardGate-Clearance`` header, or the
+browser cookie), or a solution to a challenge issued to this caller
+(``GuardGate-Solution: <challenge>.<nonce>``), redeemed once. Anything else
+gets a fresh challenge: 401 with ``WWW-Authenticate: GuardGate-PoW``, and the
+challenge in the error body. Every way of failing (a forged, tampered,
+expired, replayed or under-worked solution, a spent or revoked clearance)
+gets the same answer; only the log and the metrics say which check failed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+
+from limits import parse_many
+from limits.aio.strategies import FixedWindowRateLimiter
+
+from guardgate.challenge import puzzle
+from guardgate.challenge.tokens import (
+    Binding,
+    Challenge,
+    Clearance,
+    Signer,
+    TokenError,
+    agent_hash,
+    new_id,
+)
+from guardgate.errors import Challenged, RateLimited
+from guardgate.identity import Identity
+from guardgate.metrics import Metrics
+from guardgate.policy.model import ChallengeConfig, TierChallenge
+from guardgate.store import Store
+
+SOLUTION = b"guardgate-solution"
+CLEARANCE = b"guardgate-clearance"
+COOKIES = ("__Host-guardgate", "guardgate")  # over TLS (or loopback), and plain HTTP
+
+REQUIRED = "Solve the challenge and send the request again."
+FAILED = "The challenge was not passed. Solve the new challenge and send the request again."
+
+
+@dataclass(slots=True)
+class Passed:
+    """A request the gate let through, and the clearance paying for it."""
+
+    clearance: Clearance
+    token: str | None  # a clearance issued now, to hand back; None when one was presented
+    outcome: str       # "cleared" (a clearance held) or "solved"
+
+
+class ChallengeGate:
+    def __init__(self, config: ChallengeConfig, store: Store, metrics: Metrics) -> None:
+        self.config = config
+        self.signer = Signer(config.key_id, config.secret, config.previous)
+        self.clearances = store.clearances()
+        self.metrics = metrics
+        self._limiter = FixedWindowRateLimiter(store.limits)
+        self._issue_limits = parse_many(";".join(w.text for w in config.issue_limit))
+
+    @staticmethod
+    def binding(identity: Identity) -> Binding:
+        return Binding(identity.principal, identity.ip_prefix, agent_hash(identity.user_agent))
+
+    async def check(self, headers: dict[bytes, bytes], identity: Identity,
+                    tier: TierChallenge) -> Passed:
+        """Let the request through, or raise `Challenged` (or `RateLimited`
+        when this caller has been issued too many challenges)."""
+        binding = self.binding(identity)
+        now = time.time()
+        failure: str | None = None
+        presented = headers.get(CLEARANCE) or _cookie(headers.get(b"cookie"))
+        if presented:
+            try:
+                return await self._cleared(presented.decode("latin-1"), binding, now)
+            except TokenError as err:
+                failure = "clearance " + err.reason
+        solution = headers.get(SOLUTION)
+        if solution:
+            try:
+                clearance, token = await self.redeem(solution.decode("latin-1"), binding, now)
+                return Passed(clearance, token, "solved")
+            except TokenError as err:
+                failure = err.reason
+        raise await self.challenge(binding, tier, now, failure)
+
+    async def _cleared(self, token: str, binding: Binding, now: float) -> Passed:
+        clearance = self.signer.open_clearance(token)
+        if clearance.expires <= now:
+            raise TokenError("expired")
+        if clearance.binding != binding:
+            raise TokenError("wrong_binding")
+        spent = await self.clearances.spend(
+            binding.principal, clearance.id, clearance.epoch, clearance.requests,
+            clearance.output_tokens, clearance.expires - now,
+        )
+        if spent != "ok":
+            if spent == "spent":
+                self.metrics.clearances_spent.inc()
+            raise TokenError(spent)
+        return Passed(clearance, None, "cleared")
+
+    async def redeem(self, solution: str, binding: Binding, now: float) -> tuple[Clearance, str]:
+        """A new clearance (and its token) for a solution, once; `TokenError`
+        names the check that failed."""
+        try:
+            try:
+                token, _ = puzzle.split(solution)
+            except ValueError:
+                raise TokenError("malformed") from None
+            challenge = self.signer.open_challenge(token)
+            if challenge.expires <= now:
+                raise TokenError("expired")
+            if challenge.binding != binding:
+                raise TokenError("wrong_binding")
+            if not puzzle.has_work(solution, challenge.difficulty):
+                raise TokenError("insufficient_work")
+            epoch = await self.clearances.redeem(binding.principal, challenge.id,
+                                                 challenge.expires - now + 1)
+            if epoch is None:
+                raise TokenError("replay")
+        except TokenError as err:
+            self.metrics.challenges_failed.labels(err.reason).inc()
+            raise
+        clearance = Clearance(
+            self.signer.key_id, new_id(), now, now + self.config.clearance_ttl, binding, epoch,
+            challenge.requests, challenge.output_tokens,
+        )
+        # The request carrying the solution is the clearance's first.
+        await self.clearances.spend(binding.principal, clearance.id, epoch, clearance.requests,
+                                    clearance.output_tokens, self.config.clearance_ttl)
+        self.metrics.challenges_solved.inc()
+        self.metrics.solve_seconds.observe(max(0.0, now - challenge.issued))
+        return clearance, self.signer.clearance(clearance)
+
+    async def challenge(self, binding: Binding, tier: TierChallenge, now: float,
+                        failure: str | None) -> Challenged | RateLimited:
+        """A fresh challenge for ``binding``, unless too many were issued."""
+        for item in self._issue_limits:
+            for scope in (binding.principal, binding.prefix):
+                if not await self._limiter.hit(item, "guardgate", "challenge", scope):
+                    return RateLimited(
+                        "Too many challenges requested. Please retry later.",
+                        reason=f"challenge issue limit {item} for {scope}",
+                        headers=[(b"retry-after", str(item.get_expiry()).encode())],
+                    )
+        challenge = Challenge(
+            self.signer.key_id, new_id(), now, now + self.config.ttl, tier.difficulty, binding,
+            tier.requests, tier.output_tokens,
+        )
+        token = self.signer.challenge(challenge)
+        self.metrics.challenges_issued.inc()
+        header = (f'GuardGate-PoW challenge="{token}", algorithm="sha256", '
+                  f'difficulty="{tier.difficulty:g}"')
+        return Challenged(
+            REQUIRED if failure is None else FAILED,
+            reason=f"challenge failed: {failure}" if failure else "challenge required",
+            headers=[
+                (b"www-authenticate", header.encode("ascii")),
+                (b"x-should-retry", b"false"),
+                (b"cache-control", b"no-store"),
+            ],
+            extra={"challenge": describe(token, challenge)},
+        )
+
+    async def charge(self, passed: Passed, output_tokens: int) -> None:
+        """Charge an answer's output tokens to the clearance that paid for it."""
+        if output_tokens > 0:
+            await self.clearances.charge(passed.clearance.binding.principal,
+                                         passed.clearance.id, output_tokens)
+
+
+def describe(token: str, challenge: Challenge) -> dict[str, Any]:
+    """The challenge as the error body and the browser page give it."""
+    return {
+        "token": token,
+        "algorithm": "sha256",
+        "difficulty": challenge.difficulty,
+        "target": f"{puzzle.target(challenge.difficulty):064x}",
+        "expires_at": round(challenge.expires, 3),
+        "solution_header": "GuardGate-Solution",
+        "solution_format": "<token>.<nonce>: SHA-256 of it below target",
+    }
+
+
+def _cookie(header: bytes | None) -> bytes | None:
+    if not header:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header.decode("latin-1"))
+    except CookieError:
+        return None
+    for name in COOKIES:
+        if name in jar:
+            return jar[name].value.encode("latin-1")
+    return None

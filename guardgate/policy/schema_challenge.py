@@ -1,0 +1,109 @@
+"""The ``challenge`` section, and the ``challenge`` key of a tier.
+
+A tier with ``challenge`` asks its callers for proof of work before their
+requests pass; the section holds what every challenge shares: the signing
+secret (one for all replicas), lifetimes, the default difficulty and the
+clearance a solution buys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from guardgate.policy.fields import Located, PositiveDuration, Rates
+from guardgate.policy.section import Section, as_written
+
+KEY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,16}$"
+
+
+
+class BudgetSection(Section):
+    """What one clearance buys before its holder is challenged again."""
+
+    requests: int | None = Field(default=None, ge=1, description="Requests per clearance.")
+    output_tokens: int | None = Field(
+        default=None, ge=1, description="Output tokens per clearance (counted from answers)."
+    )
+
+
+class ClearanceSection(Section):
+    """The pass a solved challenge buys."""
+
+    ttl: PositiveDuration = Field(
+        default=as_written("15m"), description="How long a clearance is valid."
+    )
+    budget: BudgetSection = Field(
+        default=BudgetSection(requests=100, output_tokens=50000),
+        description="Requests and output tokens a clearance buys.",
+    )
+
+
+class PreviousSecret(Section):
+    """A secret being rotated out: tokens it signed are still accepted."""
+
+    key_id: str = Field(pattern=KEY_ID_PATTERN, description="The key id it was used under.")
+    secret: str = Field(min_length=16, description="The old secret.")
+
+
+class ChallengeSection(Section):
+    """Proof-of-work challenges for tiers that ask for them."""
+
+    secret: str = Field(
+        min_length=16,
+        description=(
+            "HMAC-SHA256 key signing challenges and clearances, the same on every replica; "
+            "at least 16 characters; write ${GUARDGATE_SECRET}."
+        ),
+    )
+    key_id: str = Field(
+        default="k1",
+        pattern=KEY_ID_PATTERN,
+        description="Names the secret in every token, so a new secret can be rolled out.",
+    )
+    previous: list[PreviousSecret] = Field(
+        default=[], description="Older secrets still accepted while a rotation rolls out."
+    )
+    ttl: PositiveDuration = Field(
+        default=as_written("2m"), description="How long a challenge can be redeemed."
+    )
+    difficulty: float = Field(
+        default=18,
+        ge=1,
+        le=32,
+        description="Default puzzle difficulty: about 2^difficulty SHA-256 hashes to solve.",
+    )
+    issue_limit: Rates = Field(
+        default=as_written("30/minute"),
+        description="Challenges issued per principal and per IP prefix, at most.",
+    )
+    clearance: ClearanceSection = Field(
+        default=ClearanceSection(),
+        description="How long the clearance a solution buys lasts, and its budget.",
+    )
+
+
+class TierChallengeSection(Section):
+    """A tier's challenge: harder puzzles and smaller budgets for riskier tiers."""
+
+    difficulty: float | None = Field(
+        default=None, ge=1, le=32, description="Puzzle difficulty; default challenge.difficulty."
+    )
+    budget: BudgetSection | None = Field(
+        default=None, description="Clearance budget; keys left out take challenge.clearance's."
+    )
+
+
+def challenge_needs_secret(document: Any) -> list[Located]:
+    """Tiers asking for a challenge need the ``challenge`` section (its secret)."""
+    if not isinstance(document, dict) or document.get("challenge") is not None:
+        return []
+    tiers = document.get("tiers")
+    if not isinstance(tiers, dict):
+        return []
+    return [
+        (("tiers", name, "challenge"), "a challenge needs the challenge section with its secret")
+        for name, tier in tiers.items()
+        if isinstance(tier, dict) and tier.get("challenge") is not None
+    ]
