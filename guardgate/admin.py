@@ -3,6 +3,9 @@
 ``GET /_guardgate/accounts/{principal}`` explains a caller: its score, tier,
 each signal's contribution and the clusters it belongs to, as of its last
 assessed request, with its decayed request count as of now.
+
+``POST /_guardgate/accounts/{principal}/revoke`` revokes every clearance the
+caller holds (on every replica); its next request is challenged again.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from guardgate.apis import openai_error_body
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
 from guardgate.store import STORAGE_ERRORS
+from guardgate.store.clearances import Clearances
 from guardgate.store.risk import RiskStore
 
 _UNAUTHORIZED = [(b"www-authenticate", b'Bearer realm="guardgate"'), (b"cache-control", b"no-store")]
@@ -40,9 +44,11 @@ def _error(status: int, message: str, code: str, headers: list[tuple[bytes, byte
 
 
 class Operator:
-    def __init__(self, token: str | None, risk: RiskEngine | None) -> None:
+    def __init__(self, token: str | None, risk: RiskEngine | None,
+                 clearances: Clearances | None) -> None:
         self._token = token.encode() if token is not None else None
         self._risk = risk
+        self._clearances = clearances
 
     def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self._token is None:
@@ -64,10 +70,12 @@ class Operator:
         if not self.authorized(headers):
             return _error(401, "A valid operator token is required.", "invalid_token",
                           _UNAUTHORIZED)
+        principal = path[len("accounts/"):]
+        if principal.endswith("/revoke"):
+            return await self._revoke(principal[: -len("/revoke")], method)
         if method != "GET":
             return _error(405, "Only GET is supported here.", "method_not_allowed",
                           [(b"allow", b"GET")])
-        principal = path[len("accounts/"):]
         if not principal:
             return _error(404, "Name a principal: /_guardgate/accounts/{principal}.", "not_found")
         if self._risk is None:
@@ -80,6 +88,21 @@ class Operator:
         if explained is None:
             return _error(404, "No risk state for this principal.", "not_found")
         return Reply(200, orjson.dumps(explained), [(b"cache-control", b"no-store")])
+
+
+    async def _revoke(self, principal: str, method: str) -> Reply:
+        if method != "POST":
+            return _error(405, "Only POST is supported here.", "method_not_allowed",
+                          [(b"allow", b"POST")])
+        if self._clearances is None:
+            return _error(404, "This policy has no challenges.", "not_found")
+        try:
+            epoch = await self._clearances.revoke(principal)
+        except STORAGE_ERRORS:
+            return _error(503, "The state storage is unavailable; retry shortly.",
+                          "storage_unavailable", [(b"retry-after", b"1")])
+        return Reply(200, orjson.dumps({"principal": principal, "revoked": True,
+                                        "epoch": epoch}), [(b"cache-control", b"no-store")])
 
 
 async def explain(state: RiskStore, half_life: float, principal: str) -> dict[str, Any] | None:

@@ -74,6 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
     replay.set_defaults(run=_replay)
+
+    solve = sub.add_parser(
+        "solve", help="solve a challenge; print the GuardGate-Solution header value"
+    )
+    solve.add_argument("challenge", metavar="CHALLENGE",
+                       help='the token from WWW-Authenticate: GuardGate-PoW challenge="..."')
+    solve.add_argument("--difficulty", type=float,
+                       help="the challenge's difficulty (default: read from the token)")
+    solve.set_defaults(run=_solve)
     return parser
 
 
@@ -295,6 +304,24 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         print(replay.summary.text(), file=summary_to)
     return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from guardgate.challenge.puzzle import solve
+    from guardgate.challenge.tokens import CHALLENGE, TokenError, read_difficulty
+
+    token = args.challenge.strip().strip('"')
+    difficulty = args.difficulty
+    if difficulty is None:
+        try:
+            difficulty = read_difficulty(token)
+        except TokenError as err:
+            print(f"guardgate solve: not a {CHALLENGE} challenge token ({err.reason})",
+                  file=sys.stderr)
+            return 1
+    print(solve(token, difficulty))
+    return 0
+
 
 
 if __name__ == "__main__":

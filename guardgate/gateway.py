@@ -124,7 +124,9 @@ class GuardGate:
         self.store = Store(compiled.storage)
         self.runtime = Runtime.compile(compiled, self.store, self.metrics)
         self._watch = DisconnectWatch()
-        self.operator = Operator(compiled.admin.token, self.runtime.admission.risk)
+        gate = self.runtime.gate
+        self.operator = Operator(compiled.admin.token, self.runtime.admission.risk,
+                                 gate.clearances if gate is not None else None)
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
         self._log = access_log.bind()
@@ -362,6 +364,10 @@ class GuardGate:
     ) -> None:
         forwarder = self.forwarder
         if isinstance(forwarder, AppUpstream):
+            if any(k in _CHALLENGE_HEADERS for k, _ in scope["headers"]):
+                scope = {**scope, "headers": [
+                    (k, v) for k, v in scope["headers"] if k not in _CHALLENGE_HEADERS
+                ]}
             if isinstance(body, bytes):
                 length = str(len(body)).encode()
                 if any(k == b"content-length" and v != length for k, v in scope["headers"]):
@@ -557,7 +563,8 @@ def _text(value: bytes) -> str:
 # Set again by the gateway (host by the client library, the length when the
 # body is sent whole) or rebuilt (the forwarding fields).
 # The gateway's own credentials are never passed on.
-_DROP_STREAMED = HOP_BY_HOP | {
-    b"host", b"x-forwarded-for", b"x-forwarded-proto", SOLUTION, CLEARANCE_HEADER,
+_CHALLENGE_HEADERS = frozenset({SOLUTION, CLEARANCE_HEADER})
+_DROP_STREAMED = HOP_BY_HOP | _CHALLENGE_HEADERS | {
+    b"host", b"x-forwarded-for", b"x-forwarded-proto",
 }
 _DROP_BUFFERED = _DROP_STREAMED | {b"content-length"}

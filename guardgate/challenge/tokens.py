@@ -183,3 +183,16 @@ class Signer:
             return Clearance.from_fields(self.open(token, CLEARANCE))
         except ValueError:
             raise TokenError("malformed") from None
+
+
+def read_difficulty(token: str) -> float:
+    """A challenge's difficulty, read without checking its signature (for a
+    client solving it; the gateway checks everything when it is redeemed)."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != CHALLENGE or len(token) > MAX_TOKEN:
+        raise TokenError("malformed")
+    try:
+        fields = _decode(_unb64(parts[1]), _FIELDS[CHALLENGE])
+        return Challenge.from_fields(fields).difficulty
+    except (binascii.Error, ValueError, UnicodeDecodeError, struct.error):
+        raise TokenError("malformed") from None
