@@ -1,0 +1,73 @@
+"""A real browser behind the gateway: headless Chromium loads a page whose
+caller is challenged, its Web Worker solves the puzzle, the clearance comes
+back as a cookie, and the reload reaches the upstream page.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs
+them); skipped without them, failed without them when CI is set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from guardgate import GuardGate
+from tests.servers import serve_in_thread
+
+PAGE = b"<!doctype html><title>upstream</title><h1 id='served'>the upstream page</h1>"
+
+
+async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html; charset=utf-8")]})
+    await send({"type": "http.response.body", "body": PAGE})
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver:
+        message = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu",
+                     "--disable-background-networking"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(options=options,
+                               service=webdriver.ChromeService(executable_path=driver))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def test_a_browser_solves_the_challenge_and_reaches_the_page(chromium: Any) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with serve_in_thread(upstream) as origin:
+        policy = {
+            "upstream": origin,
+            "tiers": {"suspicious": {"score": 0.5, "challenge": {"difficulty": 12}}},
+            "overrides": [{"ip": "127.0.0.1/32", "tier": "suspicious"}],
+            "challenge": {"secret": "browser-test-secret-0123456789"},
+        }
+        with serve_in_thread(GuardGate(policy=policy)) as base:
+            chromium.get(base + "/docs/page")
+            WebDriverWait(chromium, 30).until(
+                lambda browser: "the upstream page" in browser.page_source)
+            cookies = {c["name"]: c for c in chromium.get_cookies()}
+    clearance = cookies.get("__Host-guardgate")
+    assert clearance is not None, cookies
+    assert clearance["httpOnly"] and clearance["secure"] and clearance["sameSite"] == "Lax"
+    assert clearance["value"].startswith("ggk1.")
