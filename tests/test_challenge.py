@@ -180,6 +180,7 @@ def test_every_failed_solution_gets_the_same_answer_and_its_own_reason(
         time.sleep(1.1)
         expired = solved(auth(), puzzle.solve(token, 8))
         untouched = httpx.post(base + url_path, json=CHAT, headers=other_key)
+        metrics = httpx.get(base + "/_guardgate/metrics").text
 
     assert first.status_code == 200 and first.headers["guardgate-clearance"].startswith("ggk1.")
     assert same_prefix.status_code == 200  # a NATed or dual-stack client keeps its pass
@@ -189,6 +190,11 @@ def test_every_failed_solution_gets_the_same_answer_and_its_own_reason(
     assert len({r.json()["error"]["message"] for r in failed}) == 1
     for response in failed:
         assert "challenge" in response.json()["error"]  # and a fresh one to solve
+    for reason, count in (("replay", 1), ("wrong_binding", 1), ("bad_signature", 2),
+                          ("insufficient_work", 1), ("expired", 1), ("malformed", 1)):
+        assert f'guardgate_challenges_failed_total{{reason="{reason}"}} {count}.0' in metrics
+    assert "guardgate_challenges_solved_total 2.0" in metrics
+    assert "guardgate_challenge_solve_seconds_count 2.0" in metrics
     reasons = [e["error"] for e in logs if e["event"] == "request" and e["status"] == 401
                and "failed" in (e["error"] or "")]
     assert reasons == [
@@ -202,8 +208,8 @@ def test_every_failed_solution_gets_the_same_answer_and_its_own_reason(
     ]
 
 
-def test_a_solution_for_another_principal_is_refused(toy: str) -> None:
-    both = policy(toy)
+def test_a_solution_for_another_principal_is_refused(toy: str, storage: str) -> None:
+    both = policy(toy, storage)
     other = "sk-also-challenged"
     both["overrides"].append(
         {"api_key_sha256": hashlib.sha256(other.encode()).hexdigest(), "tier": "suspicious"})
@@ -309,3 +315,31 @@ def test_the_challenge_headers_never_reach_the_upstream(toy: str) -> None:
     assert len(seen) == 2
     for headers in seen:
         assert "guardgate-solution" not in headers and "guardgate-clearance" not in headers
+
+
+def test_guardgate_solve_prints_a_solution(toy: str) -> None:
+    import subprocess
+    import sys
+
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        token = challenge_of(httpx.post(base + "/v1/chat/completions", json=CHAT, headers=auth()))
+        solved = subprocess.run([sys.executable, "-m", "guardgate.cli", "solve", token],
+                                capture_output=True, text=True, timeout=60, check=True)
+        solution = solved.stdout.strip()
+        answer = httpx.post(base + "/v1/chat/completions", json=CHAT,
+                            headers={**auth(), "guardgate-solution": solution})
+    assert solution.startswith(token + ".") and puzzle.has_work(solution, 8)
+    assert answer.status_code == 200
+
+
+def test_an_anthropic_route_is_challenged_in_anthropic_shape(toy: str) -> None:
+    message = {"model": "toy-1", "max_tokens": 5, "messages": [{"role": "user", "content": "Hi"}]}
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        refused = httpx.post(base + "/v1/messages", json=message, headers=auth())
+        with httpx.Client(auth=ChallengeAuth()) as client:
+            answered = client.post(base + "/v1/messages", json=message, headers=auth())
+    body = refused.json()
+    assert refused.status_code == 401 and body["type"] == "error"
+    assert body["error"]["type"] == "authentication_error"
+    assert body["error"]["challenge"]["token"].startswith("ggc1.")
+    assert answered.status_code == 200 and answered.json()["type"] == "message"
