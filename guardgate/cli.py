@@ -83,6 +83,15 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--difficulty", type=float,
                        help="the challenge's difficulty (default: read from the token)")
     solve.set_defaults(run=_solve)
+
+    detect = sub.add_parser(
+        "detect", help="look for the watermark of a key in texts or JSON lines of answers"
+    )
+    detect.add_argument("--key", required=True, help="the watermark key (as in watermark.key)")
+    detect.add_argument("files", metavar="FILE", nargs="+",
+                        help="text files, or .jsonl files of answers (OpenAI or Anthropic)")
+    detect.add_argument("--json", action="store_true", help="print the evidence as JSON")
+    detect.set_defaults(run=_detect)
     return parser
 
 
@@ -322,6 +331,28 @@ def _solve(args: argparse.Namespace) -> int:
     print(solve(token, difficulty))
     return 0
 
+
+def _detect(args: argparse.Namespace) -> int:
+    from guardgate.perturb.texts import answer_texts
+    from guardgate.perturb.watermark import Detector
+
+    detector = Detector(args.key.encode())
+    for name in args.files:
+        try:
+            raw = Path(name).read_bytes()
+        except OSError as exc:
+            print(f"guardgate detect: cannot read {name}: {exc.strerror}", file=sys.stderr)
+            return 1
+        for text in answer_texts(raw, jsonl=name.endswith((".jsonl", ".ndjson"))):
+            detector.feed(text)
+    evidence = detector.evidence()
+    if args.json:
+        print(json.dumps(evidence.as_dict()))
+    else:
+        print(f"slots scored: {evidence.slots}\nhits: {evidence.hits} "
+              f"(expected without the key: {evidence.expected:.1f})\n"
+              f"z-score: {evidence.z:.2f}\np-value: {evidence.p_value:.3g}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Degrading and marking answers for high-risk callers: transforms, watermark, detector."""

