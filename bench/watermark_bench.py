@@ -1,0 +1,87 @@
+"""Watermark detection power, null and quality.
+
+- Power: marked text cut into windows of 500 words, each checked alone:
+  answers of the demo's toy upstream (one per prompt, 500 tokens each), and
+  the prose corpus of `bench/corpus.py` (documents of 500 words).
+- Null: 1,000 unmarked documents, and the marked ones checked with a wrong
+  key: the share reaching p < 1e-3 (at most 0.1 % expected).
+- Quality: the share of words the marker changed.
+
+    python bench/watermark_bench.py [--documents 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.corpus import documents
+from guardgate.perturb.watermark import Key, Marker, detect
+from guardgate.toy import toy_answer
+
+KEY = b"watermark-bench-key-0001"
+WRONG = b"watermark-bench-key-9999"
+
+
+def windows(text: str, size: int = 500) -> list[str]:
+    words = text.split()
+    return [" ".join(words[i : i + size]) for i in range(0, len(words) - size + 1, size)]
+
+
+def marked(texts: list[str]) -> tuple[list[str], float]:
+    out, changed, total = [], 0, 0
+    for text in texts:
+        marker = Marker(Key(KEY))
+        out.append(marker.feed(text) + marker.flush())
+        changed += marker.changed
+        total += len(text.split())
+    return out, changed / total
+
+
+def power(texts: list[str]) -> dict[str, float]:
+    ps = sorted(detect(w, KEY).p_value for text in texts for w in windows(text))
+    return {"windows": len(ps), "below_1e-4": sum(p < 1e-4 for p in ps) / len(ps),
+            "median_p": statistics.median(ps), "worst_p": ps[-1]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=1000)
+    args = parser.parse_args()
+    prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
+    toy = [" ".join("".join(toy_answer(p, max_tokens=500).tokens).split()) for p in prompts]
+    prose = documents(args.documents, words=500, seed=1)
+    toy_marked, toy_changed = marked(toy)
+    prose_marked, prose_changed = marked(prose)
+    null_unmarked = [detect(d, KEY).p_value for d in prose]
+    null_wrong = [detect(d, WRONG).p_value for d in prose_marked]
+    report = {
+        "toy_power": power(toy_marked),
+        "prose_power": power(prose_marked),
+        "null_unmarked_below_1e-3": sum(p < 1e-3 for p in null_unmarked) / len(null_unmarked),
+        "null_wrong_key_below_1e-3": sum(p < 1e-3 for p in null_wrong) / len(null_wrong),
+        "words_changed_toy": toy_changed,
+        "words_changed_prose": prose_changed,
+    }
+    print("| text | 500-word windows | p < 1e-4 | median p | worst p | words changed |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, key, changed in (("toy upstream answers", "toy_power", toy_changed),
+                               ("prose corpus", "prose_power", prose_changed)):
+        r = report[key]
+        assert isinstance(r, dict)
+        print(f"| {name} | {r['windows']} | {r['below_1e-4']:.1%} | {r['median_p']:.2g} | "
+              f"{r['worst_p']:.2g} | {changed:.1%} |")
+    print(f"\nNull, {len(prose)} documents: unmarked reaching p < 1e-3: "
+          f"{report['null_unmarked_below_1e-3']:.2%}; marked, checked with a wrong key: "
+          f"{report['null_wrong_key_below_1e-3']:.2%}")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
