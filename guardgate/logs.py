@@ -10,14 +10,25 @@ import asyncio
 import atexit
 import logging
 import sys
+import time
 from typing import Any, BinaryIO
 
 import orjson
 import structlog
 
+_LEVELS = {"warn": "warning", "exception": "error"}
+_tracebacks = structlog.processors.dict_tracebacks
 
-def _dumps(event: Any, **_: Any) -> bytes:
-    return orjson.dumps(event, default=str)
+
+def render(logger: Any, method_name: str, event_dict: Any) -> bytes:
+    """The whole processor chain in one step: what ``add_log_level``,
+    ``TimeStamper(fmt=None)``, ``dict_tracebacks`` and ``JSONRenderer`` over
+    orjson would make of the event, a call per line instead of four."""
+    event_dict["level"] = _LEVELS.get(method_name, method_name)
+    event_dict["timestamp"] = time.time()
+    if "exc_info" in event_dict:
+        event_dict = _tracebacks(logger, method_name, event_dict)
+    return orjson.dumps(event_dict, default=str)
 
 
 class LineBuffer:
@@ -68,12 +79,7 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
     """JSON lines on stdout (or ``stream``), filtered at ``level``."""
     sink = LineBuffer(stream or sys.stdout.buffer)
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt=None),
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(serializer=_dumps),
-        ],
+        processors=[render],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
