@@ -226,7 +226,7 @@ class GuardGate:
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
                     scope = _without_header(scope, b"accept-encoding")
-            await self._forward(scope, receive, send, ex, identity, call, body)
+            await self._forward(scope, headers, receive, send, ex, identity, call, body)
         except RequestError as err:
             error = err.reason
             reached = not isinstance(err, UpstreamUnavailable)
@@ -279,6 +279,7 @@ class GuardGate:
     async def _forward(
         self,
         scope: Scope,
+        headers: Mapping[bytes, bytes],
         receive: Receive,
         send: Send,
         ex: Exchange,
@@ -305,7 +306,7 @@ class GuardGate:
             # A streamed upload owns ``receive`` until it ends; only then may
             # the disconnect watch listen on it.
             drop = self.runtime.dropped[identity.trusted_peer, True]
-            out = _upstream_headers(scope, ex, identity, drop)
+            out = _upstream_headers(scope, headers, ex, identity, drop)
             # The upload is read in the client library's own task: the one
             # to cancel is this one.
             task = asyncio.current_task()
@@ -320,7 +321,7 @@ class GuardGate:
                 self._watch.discard(ex)
             return
         out = _upstream_headers(
-            scope, ex, identity, self.runtime.dropped[identity.trusted_peer, False]
+            scope, headers, ex, identity, self.runtime.dropped[identity.trusted_peer, False]
         )
         self._watch.add(ex, receive)
         try:
@@ -392,18 +393,28 @@ def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
 
 
 def _upstream_headers(
-    scope: Scope, ex: Exchange, identity: Identity, drop: frozenset[bytes]
+    scope: Scope,
+    headers: Mapping[bytes, bytes],
+    ex: Exchange,
+    identity: Identity,
+    drop: frozenset[bytes],
 ) -> list[tuple[str, str]]:
     """The client's headers as the upstream gets them: hop-by-hop fields
-    dropped, the forwarding fields appended, the request id passed on."""
+    dropped, the forwarding fields appended, the request id passed on.
+
+    ``headers`` is the request's headers as a dict (the last value of a
+    repeated name).
+    """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    connection = b",".join([v for k, v in raw if k == b"connection"]) or None
+    if len(headers) == len(raw):
+        connection = headers.get(b"connection")
+    else:  # a name repeats: every Connection value counts
+        connection = b",".join([v for k, v in raw if k == b"connection"]) or None
     if connection is not None:
         drop = drop | hop_by_hop(connection)
     out: list[tuple[str, str]] = []
     forwarded: list[str] = []
     proto = None
-    has_rid = False
     for name, value in raw:
         if name in drop:
             if name == b"x-forwarded-for":
@@ -411,27 +422,22 @@ def _upstream_headers(
             elif name == b"x-forwarded-proto" and identity.trusted_peer:
                 proto = value.decode("latin-1")
             continue
-        if name == b"x-request-id":
-            has_rid = True
-        out.append((name.decode("latin-1"), _text(value)))
+        # aiohttp writes header values as UTF-8: decoding them the same way
+        # keeps their bytes; only values that are not UTF-8 fall back.
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        out.append((name.decode("latin-1"), text))
     client = scope.get("client")
     if client:
         forwarded.append(client[0])
     if forwarded:
         out.append(("x-forwarded-for", ", ".join(forwarded)))
     out.append(("x-forwarded-proto", proto or scope.get("scheme", "http")))
-    if not has_rid:
+    if b"x-request-id" not in headers:
         out.append(("x-request-id", ex.request_id.decode("latin-1")))
     return out
-
-
-def _text(value: bytes) -> str:
-    # aiohttp writes header values as UTF-8: decoding them the same way
-    # keeps their bytes; only values that are not UTF-8 fall back.
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
 
 
 # Set again by the gateway (host by the client library, the length when the
