@@ -37,7 +37,7 @@ from guardgate.errors import (
 )
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
-from guardgate.logs import get_logger
+from guardgate.logs import get_logger, info_writer
 from guardgate.metering import MeteredSend
 from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.policy import load_policy, minimal_policy
@@ -119,7 +119,7 @@ class GuardGate:
         self._watch = DisconnectWatch()
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
-        self._log = access_log.bind()
+        self._log_line = info_writer(access_log.bind())
 
     @property
     def policy(self) -> Policy:
@@ -258,22 +258,26 @@ class GuardGate:
                 await rt.admission.settle(ticket, ex.started, meter, reached=reached)
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
-            self._log.info(
+            self._log_line(
                 "request",
-                request_id=ex.request_id.decode("latin-1"),
-                method=scope["method"],
-                path=scope["path"],
-                status=ex.status,
-                principal=identity.principal,
-                client_ip=identity.client_ip,
-                api=adapter.name if adapter is not None else None,
-                latency_ms=round((time.perf_counter() - began) * 1000, 3),
-                upstream_ms=None if upstream_latency is None else round(upstream_latency * 1000, 3),
-                bytes_in=bytes_in,
-                bytes_out=ex.bytes_out,
-                tier=ticket.decision.tier if ticket is not None else None,
-                action=refusal or _action(ticket),
-                error=error,
+                {
+                    "request_id": ex.request_id.decode("latin-1"),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": ex.status,
+                    "principal": identity.principal,
+                    "client_ip": identity.client_ip,
+                    "api": adapter.name if adapter is not None else None,
+                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "upstream_ms": (
+                        None if upstream_latency is None else round(upstream_latency * 1000, 3)
+                    ),
+                    "bytes_in": bytes_in,
+                    "bytes_out": ex.bytes_out,
+                    "tier": ticket.decision.tier if ticket is not None else None,
+                    "action": refusal or _action(ticket),
+                    "error": error,
+                },
             )
 
     async def _forward(

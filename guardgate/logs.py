@@ -11,6 +11,7 @@ import atexit
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -90,3 +91,38 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
 
 def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
+
+
+# structlog's own level-filtering loggers: its default, and what
+# `configure_logging` sets up.
+_FILTERING = frozenset(
+    structlog.make_filtering_bound_logger(level)
+    for level in (logging.NOTSET, logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR,
+                  logging.CRITICAL)
+)
+
+LineWriter = Callable[[str, dict[str, Any]], None]
+
+
+def info_writer(log: Any) -> LineWriter:
+    """``log.info(event, **fields)`` as a call taking the fields as a dict.
+
+    For structlog's filtering loggers the steps of their ``info`` are taken
+    directly (the processor chain over the fields, then the wrapped logger),
+    without the fields being packed into keywords three times on the way.
+    Any other logger is called as it is.
+    """
+    if type(log) not in _FILTERING:
+        return lambda event, fields: log.info(event, **fields)
+    if not log.is_enabled_for(logging.INFO):
+        return lambda event, fields: None
+
+    def write(event: str, fields: dict[str, Any]) -> None:
+        # BoundLoggerBase._proxy_to_logger, which custom wrappers may call.
+        try:
+            args, kw = log._process_event("info", event, fields)
+            log._logger.info(*args, **kw)
+        except structlog.DropEvent:
+            pass
+
+    return write
