@@ -43,7 +43,7 @@ from guardgate.errors import (
 )
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
-from guardgate.logs import get_logger
+from guardgate.logs import get_logger, info_writer
 from guardgate.metering import MeteredSend
 from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.policy import load_policy, minimal_policy
@@ -129,7 +129,7 @@ class GuardGate:
                                  gate.clearances if gate is not None else None)
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
-        self._log = access_log.bind()
+        self._log_line = info_writer(access_log.bind())
 
     @property
     def policy(self) -> Policy:
@@ -225,8 +225,8 @@ class GuardGate:
                 raise Challenged(FAILED, reason=f"challenge failed: {err.reason}") from None
         except RequestError as err:
             await ex.reply(send, err.status, _error_body(None, err), err.headers)
-            self._log.info("challenge", principal=identity.principal, status=err.status,
-                           error=err.reason)
+            self._log_line("challenge", {"principal": identity.principal, "status": err.status,
+                                         "error": err.reason})
             return
         except ClientGone:
             return
@@ -234,7 +234,8 @@ class GuardGate:
         cookie = page.cookie(token, clearance.expires - clearance.issued, secure)
         await ex.reply(send, 200, b'{"status":"ok"}',
                        [(b"set-cookie", cookie), (b"cache-control", b"no-store")])
-        self._log.info("challenge", principal=identity.principal, status=200, outcome="solved")
+        self._log_line("challenge", {"principal": identity.principal, "status": 200,
+                                     "outcome": "solved"})
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         rt = self.runtime
@@ -284,7 +285,7 @@ class GuardGate:
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
                     scope = _without_header(scope, b"accept-encoding")
-            await self._forward(scope, receive, send, ex, identity, call, body)
+            await self._forward(scope, headers, receive, send, ex, identity, call, body)
         except RequestError as err:
             error = err.reason
             reached = not isinstance(err, UpstreamUnavailable)
@@ -331,30 +332,40 @@ class GuardGate:
                 await _charge_clearance(rt, ticket, meter)
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
-            self._log.info(
+            self._log_line(
                 "request",
-                request_id=ex.request_id.decode("latin-1"),
-                method=scope["method"],
-                path=scope["path"],
-                status=ex.status,
-                principal=identity.principal,
-                client_ip=identity.client_ip,
-                api=adapter.name if adapter is not None else None,
-                latency_ms=round((time.perf_counter() - began) * 1000, 3),
-                upstream_ms=None if upstream_latency is None else round(upstream_latency * 1000, 3),
-                bytes_in=bytes_in,
-                bytes_out=ex.bytes_out,
-                tier=ticket.decision.tier if ticket is not None else None,
-                action=refusal or _action(ticket),
-                score=_score(ticket),
-                challenge=ticket.passed.outcome if ticket is not None and ticket.passed else None,
-                reasons=ticket.reasons if ticket is not None and not ticket.decision.allow else None,
-                error=error,
+                {
+                    "request_id": ex.request_id.decode("latin-1"),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": ex.status,
+                    "principal": identity.principal,
+                    "client_ip": identity.client_ip,
+                    "api": adapter.name if adapter is not None else None,
+                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "upstream_ms": (
+                        None if upstream_latency is None else round(upstream_latency * 1000, 3)
+                    ),
+                    "bytes_in": bytes_in,
+                    "bytes_out": ex.bytes_out,
+                    "tier": ticket.decision.tier if ticket is not None else None,
+                    "action": refusal or _action(ticket),
+                    "score": _score(ticket),
+                    "challenge": (
+                        ticket.passed.outcome if ticket is not None and ticket.passed else None
+                    ),
+                    "reasons": (
+                        ticket.reasons if ticket is not None and not ticket.decision.allow
+                        else None
+                    ),
+                    "error": error,
+                },
             )
 
     async def _forward(
         self,
         scope: Scope,
+        headers: Mapping[bytes, bytes],
         receive: Receive,
         send: Send,
         ex: Exchange,
@@ -385,7 +396,7 @@ class GuardGate:
             # A streamed upload owns ``receive`` until it ends; only then may
             # the disconnect watch listen on it.
             drop = self.runtime.dropped[identity.trusted_peer, True]
-            out = _upstream_headers(scope, ex, identity, drop)
+            out = _upstream_headers(scope, headers, ex, identity, drop)
             # The upload is read in the client library's own task: the one
             # to cancel is this one.
             task = asyncio.current_task()
@@ -400,7 +411,7 @@ class GuardGate:
                 self._watch.discard(ex)
             return
         out = _upstream_headers(
-            scope, ex, identity, self.runtime.dropped[identity.trusted_peer, False]
+            scope, headers, ex, identity, self.runtime.dropped[identity.trusted_peer, False]
         )
         self._watch.add(ex, receive)
         try:
@@ -518,18 +529,28 @@ def _error_body(adapter: Adapter | None, err: RequestError) -> bytes:
 
 
 def _upstream_headers(
-    scope: Scope, ex: Exchange, identity: Identity, drop: frozenset[bytes]
+    scope: Scope,
+    headers: Mapping[bytes, bytes],
+    ex: Exchange,
+    identity: Identity,
+    drop: frozenset[bytes],
 ) -> list[tuple[str, str]]:
     """The client's headers as the upstream gets them: hop-by-hop fields
-    dropped, the forwarding fields appended, the request id passed on."""
+    dropped, the forwarding fields appended, the request id passed on.
+
+    ``headers`` is the request's headers as a dict (the last value of a
+    repeated name).
+    """
     raw: list[tuple[bytes, bytes]] = scope["headers"]
-    connection = b",".join([v for k, v in raw if k == b"connection"]) or None
+    if len(headers) == len(raw):
+        connection = headers.get(b"connection")
+    else:  # a name repeats: every Connection value counts
+        connection = b",".join([v for k, v in raw if k == b"connection"]) or None
     if connection is not None:
         drop = drop | hop_by_hop(connection)
     out: list[tuple[str, str]] = []
     forwarded: list[str] = []
     proto = None
-    has_rid = False
     for name, value in raw:
         if name in drop:
             if name == b"x-forwarded-for":
@@ -537,27 +558,22 @@ def _upstream_headers(
             elif name == b"x-forwarded-proto" and identity.trusted_peer:
                 proto = value.decode("latin-1")
             continue
-        if name == b"x-request-id":
-            has_rid = True
-        out.append((name.decode("latin-1"), _text(value)))
+        # aiohttp writes header values as UTF-8: decoding them the same way
+        # keeps their bytes; only values that are not UTF-8 fall back.
+        try:
+            text = value.decode()
+        except UnicodeDecodeError:
+            text = value.decode("latin-1")
+        out.append((name.decode("latin-1"), text))
     client = scope.get("client")
     if client:
         forwarded.append(client[0])
     if forwarded:
         out.append(("x-forwarded-for", ", ".join(forwarded)))
     out.append(("x-forwarded-proto", proto or scope.get("scheme", "http")))
-    if not has_rid:
+    if b"x-request-id" not in headers:
         out.append(("x-request-id", ex.request_id.decode("latin-1")))
     return out
-
-
-def _text(value: bytes) -> str:
-    # aiohttp writes header values as UTF-8: decoding them the same way
-    # keeps their bytes; only values that are not UTF-8 fall back.
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
 
 
 # Set again by the gateway (host by the client library, the length when the

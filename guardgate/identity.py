@@ -18,7 +18,7 @@ from typing import Any
 from guardgate.policy.model import IdentityConfig, IPNetwork
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
     principal: str      # "key:<16 hex>", "acct:<value>" or "ip:<address>"
     client_ip: str
@@ -33,6 +33,11 @@ class Identity:
 def key_digest(api_key: bytes) -> str:
     return hashlib.sha256(api_key).hexdigest()
 
+
+# Identities remembered, by peer and header values (see Identifier.identify),
+# and the most header bytes one may be remembered by: a few MB at most.
+_KNOWN = 4096
+_KNOWN_BYTES = 1024
 
 
 class Identifier:
@@ -51,6 +56,14 @@ class Identifier:
         # identification to a few dict lookups on the hot path.
         self.is_trusted = lru_cache(maxsize=4096)(self._is_trusted)
         self.prefix_of = lru_cache(maxsize=65536)(self._prefix_of)
+        # Every header an identity is derived from: the same peer sending the
+        # same values is the same identity, so it is derived once (the key
+        # hashed once) and looked up after that.
+        read = [b"x-forwarded-for", b"user-agent", b"authorization"]
+        read += [header for _, header, _ in self._sources if header]
+        read += [h for h in (self._org_header, self._created_header) if h]
+        self._read = tuple(dict.fromkeys(read))
+        self._known: dict[tuple[object, ...], Identity] = {}
 
     def _is_trusted(self, address: str) -> bool:
         if not self._trusted:
@@ -96,20 +109,32 @@ class Identifier:
         for traffic replayed from the gateway's own records."""
         client = scope.get("client")
         peer = client[0] if isinstance(client, (tuple, list)) and client else ""
-        if trusted is None:
-            trusted = self.is_trusted(peer)
+        if trusted is not None:
+            return self._derive(peer, headers, trusted)
+        key = (peer, *map(headers.get, self._read))
+        identity = self._known.get(key)
+        if identity is None:
+            identity = self._derive(peer, headers, self.is_trusted(peer))
+            if sum(len(v) for v in key if v) <= _KNOWN_BYTES:
+                if len(self._known) >= _KNOWN:
+                    # The oldest goes first: dicts keep insertion order.
+                    del self._known[next(iter(self._known))]
+                self._known[key] = identity
+        return identity
+
+    def _derive(self, peer: str, headers: Mapping[bytes, bytes], trusted: bool) -> Identity:
         xff = headers.get(b"x-forwarded-for")
         ip = self.client_ip(peer, xff.decode("latin-1") if xff else None, trusted)
         principal, digest = self._principal(headers, ip, trusted)
         agent = headers.get(b"user-agent", b"").decode("latin-1")
-        identity = Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest)
+        org = created = None
         if trusted:
             if self._org_header:
-                org = headers.get(self._org_header)
-                identity.org = org.decode("latin-1")[:128] if org else None
+                value = headers.get(self._org_header)
+                org = value.decode("latin-1")[:128] if value else None
             if self._created_header:
-                identity.created = _timestamp(headers.get(self._created_header))
-        return identity
+                created = _timestamp(headers.get(self._created_header))
+        return Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest, org, created)
 
     def _principal(
         self, headers: Mapping[bytes, bytes], ip: str, trusted: bool

@@ -6,10 +6,13 @@ app that mounts two) never mix their counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 
@@ -17,6 +20,13 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # Requests are counted in a plain dict, an addition per request,
+        # and added to `requests` when the registry is collected.
+        self._counts: dict[tuple[str | None, int], int] = {}
+        self._folded: dict[tuple[str | None, int], int] = {}
+        # Registered first, so every collection of the registry sees the
+        # requests counted since the last one.
+        self.registry.register(_Fold(self))
         self.requests = Counter(
             "guardgate_requests", "Requests answered, by API and status class.",
             ["api", "status"], registry=self.registry,
@@ -33,7 +43,6 @@ class Metrics:
             "guardgate_decisions", "Decisions by tier and action.",
             ["tier", "action"], registry=self.registry,
         )
-
         self.challenges_issued = Counter(
             "guardgate_challenges_issued", "Proof-of-work challenges issued.",
             registry=self.registry,
@@ -58,16 +67,28 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
             registry=self.registry,
         )
-        self._request_children: dict[tuple[str, int], Any] = {}
         self._decision_children: dict[tuple[str, str], Any] = {}
 
     def count_request(self, api: str | None, status: int) -> None:
-        key = (api or "passthrough", status // 100)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self.requests.labels(key[0], f"{key[1]}xx")
-            self._request_children[key] = child
-        child.inc()
+        key = (api, status // 100)
+        counts = self._counts
+        count = counts.get(key)
+        if count is None:
+            self._child(key)  # created now, as a counter's child is when first counted
+            count = 0
+        counts[key] = count + 1
+
+    def _child(self, key: tuple[str | None, int]) -> Any:
+        return self.requests.labels(key[0] or "passthrough", f"{key[1]}xx")
+
+    def fold(self) -> None:
+        """Add the requests counted since the last fold to `requests`."""
+        # A copy made in one step: requests may be counted meanwhile.
+        for key, count in list(self._counts.items()):
+            done = self._folded.get(key, 0)
+            if count > done:
+                self._folded[key] = count
+                self._child(key).inc(count - done)
 
     def count_decision(self, tier: str, action: str) -> None:
         child = self._decision_children.get((tier, action))
@@ -77,3 +98,19 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Fold(Collector):
+    """Collects nothing itself: brings `requests` up to date first."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        self._metrics.fold()
+        return iter(())
+
+    def describe(self) -> list[Metric]:
+        return []
+
+

@@ -43,7 +43,9 @@ def hop_by_hop(connection: bytes | None) -> frozenset[bytes]:
     if not connection:
         return HOP_BY_HOP
     named = {t.strip().lower() for t in connection.split(b",")}
-    return HOP_BY_HOP | {t for t in named if t}
+    named.discard(b"")
+    # Mostly "keep-alive" or "close": nothing beyond the fixed set.
+    return HOP_BY_HOP if named <= HOP_BY_HOP else HOP_BY_HOP | named
 
 
 # Bodies of known length up to this size are relayed in one message rather
@@ -134,14 +136,23 @@ class HttpUpstream:
             ) from exc
         ex.upstream_latency = time.perf_counter() - started
         try:
-            connection = resp.headers.getall("connection", None)
-            drop = hop_by_hop(",".join(connection).encode("latin-1")) if connection else HOP_BY_HOP
             out = []
+            connection: list[bytes] = []
+            has_rid = False
             for name, value in resp.raw_headers:
                 name = name.lower()
-                if name not in drop:
-                    out.append((name, value))
-            if "x-request-id" not in resp.headers:
+                if name in HOP_BY_HOP:
+                    if name == b"connection":
+                        connection.append(value)
+                    continue
+                if name == b"x-request-id":
+                    has_rid = True
+                out.append((name, value))
+            if connection:
+                drop = hop_by_hop(b",".join(connection))
+                if drop is not HOP_BY_HOP:  # it names fields of its own
+                    out = [(k, v) for k, v in out if k not in drop]
+            if not has_rid:
                 out.append((b"x-request-id", ex.request_id))
             ex.status = resp.status
             ex.started = True
