@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from guardgate.identity import Identity
+from guardgate.perturb.transforms import Transforms
 from guardgate.policy.model import OverrideConfig, Policy, TierChallenge
 
 NORMAL = "normal"
@@ -25,13 +26,20 @@ class Decision:
     deny: bool = False
     reason: str = ""     # private: what decided it, for the log line only
     challenge: TierChallenge | None = None  # proof of work asked before passing
+    degrade: Transforms | None = None      # transforms of the request and the answer
+    mark: bool = False                     # watermark the answer
 
     @property
     def action(self) -> str:
+        """The strongest treatment: block, challenge, degrade, mark, throttle or allow."""
         if self.deny:
             return "block"
         if self.challenge is not None:
             return "challenge"
+        if self.degrade is not None:
+            return "degrade"
+        if self.mark:
+            return "mark"
         if self.quota_factor < 1.0:
             return "throttle"
         return "allow"
@@ -50,6 +58,8 @@ class Decider:
                 deny=tier.deny,
                 reason=f"tier {tier.name}",
                 challenge=tier.challenge,
+                degrade=tier.degrade,
+                mark=tier.mark,
             )
             for tier in policy.tiers
         }

@@ -46,8 +46,10 @@ from guardgate.identity import Identifier, Identity
 from guardgate.logs import get_logger, info_writer
 from guardgate.metering import MeteredSend
 from guardgate.metrics import CONTENT_TYPE, Metrics
+from guardgate.perturb.send import Perturbation
+from guardgate.perturb.watermark import Key
 from guardgate.policy import load_policy, minimal_policy
-from guardgate.policy.model import Policy, TierChallenge
+from guardgate.policy.model import Policy, TierChallenge, UpstreamConfig
 from guardgate.store import STORAGE_ERRORS, Store
 from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
@@ -74,6 +76,10 @@ class Runtime:
     # route's body is only checked to be a JSON object, not parsed further.
     parse_calls: bool
     gate: ChallengeGate | None  # step 5, when the policy has challenges
+    # Steps 7 and 9 by tier name, for tiers that degrade or mark answers, and
+    # the upstreams tiers are rerouted to.
+    perturbations: Mapping[str, Perturbation]
+    reroutes: Mapping[str, HttpUpstream]
 
     @classmethod
     def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
@@ -92,7 +98,20 @@ class Runtime:
         }
         parse_calls = admission.meters_tokens or admission.risk is not None
         gate = ChallengeGate(policy.challenge, store, metrics) if policy.challenge else None
-        return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls, gate)
+        secret = (policy.watermark_key or "").encode()
+        key = Key(secret) if policy.watermark_key else None
+        perturbations = {
+            tier.name: Perturbation(tier.degrade, key if tier.mark else None, secret)
+            for tier in policy.tiers
+            if tier.degrade is not None or tier.mark
+        }
+        reroutes = {
+            tier.degrade.reroute: HttpUpstream(replace_url(policy.upstream, tier.degrade.reroute))
+            for tier in policy.tiers
+            if tier.degrade is not None and tier.degrade.reroute
+        }
+        return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls, gate,
+                   perturbations, reroutes)
 
 
 class GuardGate:
@@ -164,6 +183,8 @@ class GuardGate:
 
     async def aclose(self) -> None:
         await self.forwarder.close()
+        for rerouted in self.runtime.reroutes.values():
+            await rerouted.close()
         await self.store.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -253,6 +274,7 @@ class GuardGate:
         reached = True
         refusal: str | None = None
         call: ModelCall | None = None
+        upstream: HttpUpstream | None = None  # a tier rerouted elsewhere
         try:
             if len(headers) != len(scope["headers"]):
                 _refuse_repeated_credentials(scope["headers"])
@@ -276,6 +298,16 @@ class GuardGate:
                     else:
                         ticket.passed = await _through_gate(rt, headers, identity, challenge)
                 await rt.admission.admit(ticket, identity, call)
+                decision = ticket.decision
+                if call is not None and decision.tier in rt.perturbations and not decision.deny:
+                    if rt.admission.shadow:
+                        ticket.would = ticket.would or ("degrade" if decision.degrade else "mark")
+                    else:
+                        perturbation = rt.perturbations[decision.tier]
+                        body, send = perturbation.apply(call, body, send, self.metrics)
+                        reroute = decision.degrade.reroute if decision.degrade else None
+                        if reroute:
+                            upstream = rt.reroutes[reroute]
             if (
                 ticket.reservation is not None
                 or ticket.assessment is not None
@@ -285,7 +317,7 @@ class GuardGate:
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
                     scope = _without_header(scope, b"accept-encoding")
-            await self._forward(scope, headers, receive, send, ex, identity, call, body)
+            await self._forward(scope, headers, receive, send, ex, identity, call, body, upstream)
         except RequestError as err:
             error = err.reason
             reached = not isinstance(err, UpstreamUnavailable)
@@ -372,8 +404,9 @@ class GuardGate:
         identity: Identity,
         call: ModelCall | None,
         body: Body,
+        upstream: HttpUpstream | None = None,
     ) -> None:
-        forwarder = self.forwarder
+        forwarder = upstream or self.forwarder
         if isinstance(forwarder, AppUpstream):
             if any(k in _CHALLENGE_HEADERS for k, _ in scope["headers"]):
                 scope = {**scope, "headers": [
@@ -513,6 +546,11 @@ def _action(ticket: Ticket | None) -> str | None:
     if ticket.would is not None:
         return "would_" + ticket.would
     return ticket.decision.action
+
+
+def replace_url(config: UpstreamConfig | None, url: str) -> UpstreamConfig:
+    """The policy's upstream settings (timeouts, pool) for another URL."""
+    return replace(config, url=url) if config is not None else UpstreamConfig(url)
 
 
 def _with_upstream(policy: Policy, url: str) -> Policy:

@@ -61,6 +61,13 @@ class Metrics:
             "guardgate_clearances_spent", "Clearances presented after their budget was used up.",
             registry=self.registry,
         )
+        self.transforms = Counter(
+            "guardgate_transforms", "Degrade transforms applied, by name.",
+            ["name"], registry=self.registry,
+        )
+        self.marked = Counter(
+            "guardgate_marked_answers", "Answers watermarked.", registry=self.registry,
+        )
         self.solve_seconds = Histogram(
             "guardgate_challenge_solve_seconds",
             "Time from issuing a challenge to redeeming its solution, measured by the server.",

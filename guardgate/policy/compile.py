@@ -19,7 +19,11 @@ from guardgate.policy.model import (
     UpstreamConfig,
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
-from guardgate.policy.schema_challenge import ChallengeSection, TierChallengeSection
+from guardgate.policy.schema_challenge import (
+    ChallengeSection,
+    TierChallengeSection,
+    degrade_transforms,
+)
 from guardgate.policy.schema_quotas import QuotaSection, RampSection
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import OverrideSection, TierSection
@@ -45,6 +49,7 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         risk=_risk(document.risk),
         admin=_admin(document.admin),
         challenge=_challenge(document.challenge),
+        watermark_key=document.watermark.key if document.watermark is not None else None,
         source=source,
         digest=digest,
     )
@@ -105,6 +110,8 @@ def _tiers(
             quota_factor=tier.quota_factor,
             deny=tier.deny,
             challenge=_tier_challenge(tier.challenge, challenge),
+            degrade=degrade_transforms(tier.degrade) if tier.degrade else None,
+            mark=tier.mark,
         )
         for name, tier in sections.items()
     )

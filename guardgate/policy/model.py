@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from guardgate.perturb.transforms import Transforms
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -105,7 +108,8 @@ class TierConfig:
     quota_factor: float = 1.0
     deny: bool = False
     challenge: TierChallenge | None = None
-    # Keys later sections fill in (degrade, mark) go here.
+    degrade: Transforms | None = None
+    mark: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ class Policy:
     risk: RiskConfig = field(default_factory=RiskConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     challenge: ChallengeConfig | None = None
+    watermark_key: str | None = None
     source: str = "<policy>"
     digest: str = ""  # sha256 hex of the policy text, names the active version
 

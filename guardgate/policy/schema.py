@@ -38,7 +38,12 @@ from guardgate.policy.fields import (
     raw_check,
     repeated,
 )
-from guardgate.policy.schema_challenge import ChallengeSection, challenge_needs_secret
+from guardgate.policy.schema_challenge import (
+    ChallengeSection,
+    WatermarkSection,
+    challenge_needs_secret,
+    watermark_needs_key,
+)
 from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import (
@@ -258,10 +263,17 @@ class PolicyDocument(Section):
         default=None,
         description="Proof-of-work challenges, for tiers with challenge; needs a secret.",
     )
+    watermark: WatermarkSection | None = Field(
+        default=None, description="The watermark key, for tiers with mark or coarsen_logprobs."
+    )
 
     @model_validator(mode="wrap")
     @classmethod
     def _cross_checks(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
         return checked(
-            data, handler, lambda doc: unknown_override_tiers(doc) + challenge_needs_secret(doc)
+            data,
+            handler,
+            lambda doc: unknown_override_tiers(doc)
+            + challenge_needs_secret(doc)
+            + watermark_needs_key(doc),
         )

@@ -8,12 +8,15 @@ clearance a solution buys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
+from guardgate.perturb.transforms import Transforms, parse_degrade
 from guardgate.policy.fields import Located, PositiveDuration, Rates
 from guardgate.policy.section import Section, as_written
+from guardgate.policy.units import parse_duration
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,16}$"
 
@@ -93,6 +96,67 @@ class TierChallengeSection(Section):
     budget: BudgetSection | None = Field(
         default=None, description="Clearance budget; keys left out take challenge.clearance's."
     )
+
+
+def _degrade(items: list[Any]) -> list[Any]:
+    try:
+        degrade_transforms(items)
+    except ValueError as exc:
+        raise PydanticCustomError("degrade", str(exc)) from None
+    return items
+
+
+def degrade_transforms(items: list[Any]) -> Transforms:
+    """A tier's ``degrade`` list as compiled transforms; a ``tarpit`` may be
+    written as a duration (``2s``, ``500ms``)."""
+    converted = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("tarpit"), str):
+            try:
+                item = {"tarpit": parse_duration(item["tarpit"])}
+            except ValueError:
+                raise ValueError(
+                    f"tarpit must be a duration like 500ms or 2s, not {item['tarpit']!r}"
+                ) from None
+        converted.append(item)
+    return parse_degrade(converted)
+
+
+DegradeList = Annotated[list[Any], AfterValidator(_degrade)]
+
+
+class WatermarkSection(Section):
+    """The watermark key, for tiers with mark (and keyed logprob coarsening)."""
+
+    key: str = Field(
+        min_length=16,
+        description="Secret key of the watermark, at least 16 characters; keep it to detect "
+        "the mark later (write ${GUARDGATE_WATERMARK_KEY}).",
+    )
+
+
+def watermark_needs_key(document: Any) -> list[Located]:
+    """Tiers that mark answers or coarsen logprobs need the ``watermark`` key."""
+    if not isinstance(document, dict) or document.get("watermark") is not None:
+        return []
+    tiers = document.get("tiers")
+    if not isinstance(tiers, dict):
+        return []
+    problems: list[Located] = []
+    for name, tier in tiers.items():
+        if not isinstance(tier, dict):
+            continue
+        if tier.get("mark") is True:
+            problems.append((("tiers", name, "mark"), "mark needs the watermark section's key"))
+        degrade = tier.get("degrade")
+        if isinstance(degrade, list) and any(
+            item == "coarsen_logprobs" or (isinstance(item, dict) and "coarsen_logprobs" in item)
+            for item in degrade
+        ):
+            problems.append(
+                (("tiers", name, "degrade"), "coarsen_logprobs needs the watermark section's key")
+            )
+    return problems
 
 
 def challenge_needs_secret(document: Any) -> list[Located]:

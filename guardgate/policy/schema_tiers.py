@@ -30,7 +30,7 @@ from guardgate.policy.fields import (
     misspells,
     string_schema,
 )
-from guardgate.policy.schema_challenge import TierChallengeSection
+from guardgate.policy.schema_challenge import DegradeList, TierChallengeSection
 from guardgate.policy.section import Section
 
 TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
@@ -115,6 +115,19 @@ class TierSection(Section):
         description="Every quota is scaled by this factor (in (0, 1]) for callers in this tier.",
     )
     deny: bool = Field(default=False, description="Refuse every request from this tier (403).")
+    degrade: DegradeList | None = Field(
+        default=None,
+        description=(
+            "Transforms applied to this tier's requests and answers: drop_logprobs, "
+            "{cap_top_logprobs: K}, coarsen_logprobs, drop_logit_bias, force_n1, "
+            "{clamp_max_tokens: N}, drop_reasoning, {tarpit: DURATION}, {reroute: URL}."
+        ),
+    )
+    mark: OnlyTrue = Field(
+        default=False,
+        validate_default=False,
+        description="true: watermark this tier's answers with the watermark key.",
+    )
     challenge: TierChallengeSection | None = Field(
         default=None,
         description=(
