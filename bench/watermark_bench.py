@@ -43,8 +43,8 @@ def marked(texts: list[str]) -> tuple[list[str], float]:
     return out, changed / total
 
 
-def power(texts: list[str]) -> dict[str, float]:
-    ps = sorted(detect(w, KEY).p_value for text in texts for w in windows(text))
+def power(texts: list[str], size: int = 500) -> dict[str, float]:
+    ps = sorted(detect(w, KEY).p_value for text in texts for w in windows(text, size))
     return {"windows": len(ps), "below_1e-4": sum(p < 1e-4 for p in ps) / len(ps),
             "median_p": statistics.median(ps), "worst_p": ps[-1]}
 
@@ -56,6 +56,7 @@ def main() -> int:
     prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
     toy = [" ".join("".join(toy_answer(p, max_tokens=500).tokens).split()) for p in prompts]
     prose = documents(args.documents, words=500, seed=1)
+    long_prose, _ = marked(documents(300, words=1500, seed=2))
     toy_marked, toy_changed = marked(toy)
     prose_marked, prose_changed = marked(prose)
     null_unmarked = [detect(d, KEY).p_value for d in prose]
@@ -63,19 +64,25 @@ def main() -> int:
     report = {
         "toy_power": power(toy_marked),
         "prose_power": power(prose_marked),
+        "prose_power_1000": power(long_prose, 1000),
+        "prose_power_1500": power(long_prose, 1500),
         "null_unmarked_below_1e-3": sum(p < 1e-3 for p in null_unmarked) / len(null_unmarked),
         "null_wrong_key_below_1e-3": sum(p < 1e-3 for p in null_wrong) / len(null_wrong),
         "words_changed_toy": toy_changed,
         "words_changed_prose": prose_changed,
     }
-    print("| text | 500-word windows | p < 1e-4 | median p | worst p | words changed |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, key, changed in (("toy upstream answers", "toy_power", toy_changed),
-                               ("prose corpus", "prose_power", prose_changed)):
+    print("| text | window | windows | p < 1e-4 | median p | worst p | words changed |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, key, size, changed in (
+        ("toy upstream answers", "toy_power", 500, toy_changed),
+        ("prose corpus", "prose_power", 500, prose_changed),
+        ("prose corpus", "prose_power_1000", 1000, prose_changed),
+        ("prose corpus", "prose_power_1500", 1500, prose_changed),
+    ):
         r = report[key]
         assert isinstance(r, dict)
-        print(f"| {name} | {r['windows']} | {r['below_1e-4']:.1%} | {r['median_p']:.2g} | "
-              f"{r['worst_p']:.2g} | {changed:.1%} |")
+        print(f"| {name} | {size} words | {r['windows']} | {r['below_1e-4']:.1%} | "
+              f"{r['median_p']:.2g} | {r['worst_p']:.2g} | {changed:.1%} |")
     print(f"\nNull, {len(prose)} documents: unmarked reaching p < 1e-3: "
           f"{report['null_unmarked_below_1e-3']:.2%}; marked, checked with a wrong key: "
           f"{report['null_wrong_key_below_1e-3']:.2%}")

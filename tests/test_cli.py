@@ -215,3 +215,31 @@ def test_replay_of_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     result = guardgate("replay", "--policy", str(policy), str(tmp_path / "nope.jsonl"))
     assert result.returncode == 1
     assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_detect_finds_the_mark_in_text_and_in_answers(tmp_path: Path) -> None:
+    import orjson
+
+    from guardgate.perturb.watermark import mark
+
+    prose = ("It is important to verify the main results carefully. For example, a large "
+             "project often needs several reviewers, and an unusual mistake can remove an "
+             "entire day of work. The primary goal is to improve quality and reduce errors. ")
+    key = "detect-cli-key-0123456789"
+    text = tmp_path / "answer.txt"
+    text.write_text(mark(prose * 3, key.encode()))
+    answers = tmp_path / "answers.jsonl"
+    answers.write_bytes(orjson.dumps(
+        {"choices": [{"message": {"role": "assistant", "content": mark(prose, key.encode())}}]}
+    ) + b"\n")
+    found = guardgate("detect", "--key", key, str(text), str(answers), "--json")
+    assert found.returncode == 0, found.stderr
+    evidence = json.loads(found.stdout)
+    assert evidence["hits"] == evidence["slots"] >= 10 and evidence["p_value"] < 1e-3
+    wrong = json.loads(guardgate("detect", "--key", "another-key-0000000", str(text),
+                                 "--json").stdout)
+    assert wrong["p_value"] > 1e-3
+    readable = guardgate("detect", "--key", key, str(text))
+    assert "p-value" in readable.stdout and "slots scored" in readable.stdout
+    missing = guardgate("detect", "--key", key, str(tmp_path / "nope.txt"))
+    assert missing.returncode == 1 and "cannot read" in missing.stderr
