@@ -110,7 +110,7 @@ class Scanner:
         self._previous = ""
         self._start = True  # at the start of a sentence
 
-    def scan(self, text: str, visit: object = None) -> list[tuple[str, Slot | None]]:
+    def scan(self, text: str) -> list[tuple[str, Slot | None]]:
         """``text`` split into chunks, each with its slot when it is markable."""
         out: list[tuple[str, Slot | None]] = []
         for chunk in _CHUNK.findall(text):
