@@ -24,6 +24,7 @@ import anyio.to_thread
 import httpx
 
 from guardgate.challenge.puzzle import solve
+from guardgate.challenge.tokens import TokenError, read_difficulty
 
 __all__ = ["ChallengeAuth", "ChallengeTooHard", "solve"]
 
@@ -72,7 +73,11 @@ class ChallengeAuth(httpx.Auth):
         match = _CHALLENGE.search(response.headers.get("WWW-Authenticate", ""))
         if match is None:
             return None
-        difficulty = float(match["d"]) if match["d"] else self.max_difficulty
+        try:
+            # The difficulty signed into the token, not the header's rounding of it.
+            difficulty = read_difficulty(match["token"])
+        except TokenError:
+            return None  # not a challenge this client can read: the 401 stands
         if difficulty > self.max_difficulty:
             raise ChallengeTooHard(
                 f"the gateway asks for difficulty {difficulty:g}, above {self.max_difficulty:g}"

@@ -39,6 +39,7 @@ from guardgate.errors import (
     PolicyProblem,
     RateLimited,
     RequestError,
+    StorageUnavailable,
     UpstreamUnavailable,
 )
 from guardgate.exchange import Exchange
@@ -241,9 +242,16 @@ class GuardGate:
             if not isinstance(solution, str):
                 raise BadRequest("Expected {\"solution\": \"<token>.<nonce>\"}.", param="solution")
             try:
-                clearance, token = await gate.redeem(solution, gate.binding(identity), time.time())
+                clearance, token = await gate.redeem(solution, gate.binding(identity), time.time(),
+                                                     paying=False)
             except TokenError as err:
                 raise Challenged(FAILED, reason=f"challenge failed: {err.reason}") from None
+            except STORAGE_ERRORS as exc:
+                self.runtime.admission.storage_failed("challenge", exc)
+                raise StorageUnavailable(
+                    "The service is temporarily unavailable. Please retry shortly.",
+                    reason=f"storage unavailable: {exc!r}", headers=[(b"retry-after", b"1")],
+                ) from None
         except RequestError as err:
             await ex.reply(send, err.status, _error_body(None, err), err.headers)
             self._log_line("challenge", {"principal": identity.principal, "status": err.status,
@@ -275,6 +283,7 @@ class GuardGate:
         refusal: str | None = None
         call: ModelCall | None = None
         upstream: HttpUpstream | None = None  # a tier rerouted elsewhere
+        wrapped = False  # the answer goes through MeteredSend, which adds the clearance
         try:
             if len(headers) != len(scope["headers"]):
                 _refuse_repeated_credentials(scope["headers"])
@@ -313,6 +322,7 @@ class GuardGate:
                 or ticket.assessment is not None
                 or ticket.passed is not None
             ):
+                wrapped = True
                 body, send, meter = _metered(ticket, call, body, send, rt.admission.meters_tokens)
                 if meter is not None:
                     # Usage is read from the answer's bytes: ask for them uncompressed.
@@ -330,6 +340,12 @@ class GuardGate:
             # Past the response start there is no status left to send: the
             # connection is closed without a clean end, as for an upstream
             # failure mid-response.
+            if ticket is not None and ticket.passed is not None and ticket.passed.token \
+                    and not wrapped:
+                # Refused after a solution was redeemed (a quota, a denial): the
+                # clearance it bought still goes back, or the work is lost.
+                err.headers = [*err.headers,
+                               (b"guardgate-clearance", ticket.passed.token.encode("ascii"))]
             if not ex.started:
                 if isinstance(err, Challenged) and err.extra and page.wants_page(
                     scope["method"], headers

@@ -343,3 +343,75 @@ def test_an_anthropic_route_is_challenged_in_anthropic_shape(toy: str) -> None:
     assert body["error"]["type"] == "authentication_error"
     assert body["error"]["challenge"]["token"].startswith("ggc1.")
     assert answered.status_code == 200 and answered.json()["type"] == "message"
+
+
+def test_a_solution_refused_by_a_quota_still_hands_back_its_clearance(toy: str) -> None:
+    limited = {**policy(toy), "quotas": [{"name": "rpm", "limit": "1/minute"}]}
+    with serve_in_thread(GuardGate(policy=limited)) as base:
+        path = base + "/v1/chat/completions"
+        with httpx.Client(auth=ChallengeAuth()) as client:
+            assert client.post(path, json=CHAT, headers=auth()).status_code == 200
+        token = challenge_of(httpx.post(path, json=CHAT, headers=auth()))
+        refused = httpx.post(path, json=CHAT, headers={
+            **auth(), "guardgate-solution": puzzle.solve(token, 8)})
+    assert refused.status_code == 429
+    assert refused.headers["guardgate-clearance"].startswith("ggk1.")
+
+
+def test_the_browser_redemption_spends_nothing_and_the_cookie_pays(toy: str) -> None:
+    one = policy(toy, clearance={"budget": {"requests": 1, "output_tokens": 10**6}})
+    with serve_in_thread(GuardGate(policy=one)) as base:
+        path = base + "/v1/chat/completions"
+        token = challenge_of(httpx.post(path, json=CHAT, headers=auth()))
+        redeemed = httpx.post(base + "/_guardgate/challenge", headers=auth(),
+                              json={"solution": puzzle.solve(token, 8)})
+        cookie = redeemed.headers["set-cookie"].split(";")[0]
+        first = httpx.post(path, json=CHAT, headers={**auth(), "cookie": cookie})
+        second = httpx.post(path, json=CHAT, headers={**auth(), "cookie": cookie})
+        garbage = httpx.post(base + "/_guardgate/challenge", headers=auth(),
+                             json={"solution": token + ".12"})
+        not_json = httpx.post(base + "/_guardgate/challenge", headers=auth(), content=b"[1")
+    assert redeemed.status_code == 200
+    assert "HttpOnly" in redeemed.headers["set-cookie"]
+    assert first.status_code == 200
+    assert second.status_code == 401  # the one request the clearance bought is spent
+    assert garbage.status_code == 401 and not_json.status_code == 400
+
+
+def test_the_browser_redemption_with_storage_down_is_a_503(toy: str) -> None:
+    dead = policy(toy, "redis://127.0.0.1:1/0")
+    agent = f"python-httpx/{httpx.__version__}"
+    binding = Binding("key:" + hashlib.sha256(KEY.encode()).hexdigest()[:16], "203.0.113.0/24",
+                      agent_hash(agent))
+    challenge = Challenge("k1", new_id(), time.time(), time.time() + 60, 4, binding, 10, 1000)
+    token = Signer("k1", SECRET).challenge(challenge)
+    with serve_in_thread(GuardGate(policy=dead)) as base:
+        response = httpx.post(base + "/_guardgate/challenge", headers=auth(),
+                              json={"solution": puzzle.solve(token, 4)})
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "storage_unavailable"
+
+
+async def test_a_meter_that_is_gone_is_spent_not_refilled() -> None:
+    from guardgate.store.clearances import MemoryClearances
+
+    clearances = MemoryClearances()
+    assert await clearances.spend("p", "never-opened", 0, 10, 100, 60) == "spent"
+    assert await clearances.spend("p", "opened", 0, 10, 100, 60, opening=True) == "ok"
+    assert await clearances.spend("p", "opened", 0, 10, 100, 60) == "ok"
+
+
+def test_tokens_decode_only_in_their_one_encoding() -> None:
+    from guardgate.challenge.tokens import TokenError
+
+    signer = Signer("k1", SECRET)
+    binding = Binding("key:x", "10.0.0.0/24", agent_hash("ua"))
+    token = signer.challenge(Challenge("k1", new_id(), 1.0, 2.0, 8, binding, 1, 1))
+    assert signer.open_challenge(token).binding == binding
+    kind, payload, mac = token.split(".")
+    for bad in (token + "!!", token + "====", f"{kind}.{payload}.{mac.replace('-', '+')}",
+                f"{kind}.{payload}=.{mac}"):
+        if bad == token:
+            continue
+        with pytest.raises(TokenError):
+            signer.open_challenge(bad)

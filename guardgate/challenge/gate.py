@@ -40,6 +40,7 @@ SOLUTION = b"guardgate-solution"
 CLEARANCE = b"guardgate-clearance"
 COOKIES = ("__Host-guardgate", "guardgate")  # over TLS (or loopback), and plain HTTP
 
+_SKEW = 60.0  # seconds records outlive what they guard, for replicas' clocks
 REQUIRED = "Solve the challenge and send the request again."
 FAILED = "The challenge was not passed. Solve the new challenge and send the request again."
 
@@ -96,7 +97,7 @@ class ChallengeGate:
             raise TokenError("wrong_binding")
         spent = await self.clearances.spend(
             binding.principal, clearance.id, clearance.epoch, clearance.requests,
-            clearance.output_tokens, clearance.expires - now,
+            clearance.output_tokens, clearance.expires - now + _SKEW,
         )
         if spent != "ok":
             if spent == "spent":
@@ -104,9 +105,12 @@ class ChallengeGate:
             raise TokenError(spent)
         return Passed(clearance, None, "cleared")
 
-    async def redeem(self, solution: str, binding: Binding, now: float) -> tuple[Clearance, str]:
+    async def redeem(self, solution: str, binding: Binding, now: float,
+                     *, paying: bool = True) -> tuple[Clearance, str]:
         """A new clearance (and its token) for a solution, once; `TokenError`
-        names the check that failed."""
+        names the check that failed. ``paying``: the request carrying the
+        solution is the clearance's first (not so for the browser page's
+        redemption, which is no model request)."""
         try:
             try:
                 token, _ = puzzle.split(solution)
@@ -119,8 +123,10 @@ class ChallengeGate:
                 raise TokenError("wrong_binding")
             if not puzzle.has_work(solution, challenge.difficulty):
                 raise TokenError("insufficient_work")
+            # Kept well past the challenge's expiry, so that a replica whose
+            # clock lags cannot see it unexpired and unredeemed.
             epoch = await self.clearances.redeem(binding.principal, challenge.id,
-                                                 challenge.expires - now + 1)
+                                                 challenge.expires - now + _SKEW)
             if epoch is None:
                 raise TokenError("replay")
         except TokenError as err:
@@ -130,9 +136,12 @@ class ChallengeGate:
             self.signer.key_id, new_id(), now, now + self.config.clearance_ttl, binding, epoch,
             challenge.requests, challenge.output_tokens,
         )
-        # The request carrying the solution is the clearance's first.
-        await self.clearances.spend(binding.principal, clearance.id, epoch, clearance.requests,
-                                    clearance.output_tokens, self.config.clearance_ttl)
+        opened = await self.clearances.spend(
+            binding.principal, clearance.id, epoch, clearance.requests, clearance.output_tokens,
+            self.config.clearance_ttl + _SKEW, count=1 if paying else 0, opening=True,
+        )
+        if opened == "revoked":  # revoked between redemption and now
+            raise TokenError("revoked")
         self.metrics.challenges_solved.inc()
         self.metrics.solve_seconds.observe(max(0.0, now - challenge.issued))
         return clearance, self.signer.clearance(clearance)

@@ -39,7 +39,10 @@ class Clearances(Protocol):
         it was redeemed before."""
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float) -> Spent: ...
+                    output_tokens: int, keep: float, *, count: int = 1,
+                    opening: bool = False) -> Spent:
+        """Spend ``count`` requests of a clearance. Its meter is created only
+        when ``opening`` (at redemption); a missing meter is a spent one."""
 
     async def charge(self, principal: str, clearance_id: str, output_tokens: int) -> None: ...
 
@@ -73,15 +76,18 @@ class MemoryClearances:
         return self._epochs.get(principal, 0)
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float) -> Spent:
+                    output_tokens: int, keep: float, *, count: int = 1,
+                    opening: bool = False) -> Spent:
         if self._epochs.get(principal, 0) != epoch:
             return "revoked"
         now = time.monotonic()
         self._expire(self._meters, now, lambda meter: meter[0])
         meter = self._meters.get(clearance_id)
         if meter is None:
+            if not opening:
+                return "spent"
             meter = self._meters[clearance_id] = [now + keep, 0, 0]
-        meter[1] += 1
+        meter[1] += count
         if meter[1] > requests or meter[2] >= output_tokens:
             return "spent"
         return "ok"
@@ -108,11 +114,13 @@ class RedisClearances:
         return None if int(epoch) < 0 else int(epoch)
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float) -> Spent:
+                    output_tokens: int, keep: float, *, count: int = 1,
+                    opening: bool = False) -> Spent:
         tag = _keys(principal)
         result = await SPEND.run(
             self._client, [f"{tag}:k:{clearance_id}", f"{tag}:epoch"],
-            [epoch, requests, output_tokens, max(1, math.ceil(keep))],
+            [epoch, requests, output_tokens, max(1, math.ceil(keep)), count,
+             "1" if opening else ""],
         )
         return "ok" if int(result) == 1 else "spent" if int(result) == 0 else "revoked"
 

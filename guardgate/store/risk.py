@@ -242,7 +242,10 @@ class MemoryRisk:
             n=caller.n, reasoning=caller.rs, harvest=caller.hv, single=caller.st,
             input_tokens=caller.inp, output_tokens=caller.out, answered=caller.ans,
             first=caller.first, gaps=caller.gc, gap_mean=caller.gm, gap_var=caller.gv,
-            tier=caller.tier, requests=sum(counts.values()), templates=templates,
+            tier=caller.tier,
+            # As Redis sums its window's keys: buckets ahead of this request's
+            # (another replica's clock running ahead) are not in its window.
+            requests=sum(n for b, n in counts.items() if b <= bucket), templates=templates,
             prompts=prompts, hours=hours, clusters=clusters,
         )
 
