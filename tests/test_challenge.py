@@ -415,3 +415,27 @@ def test_tokens_decode_only_in_their_one_encoding() -> None:
             continue
         with pytest.raises(TokenError):
             signer.open_challenge(bad)
+
+
+def test_a_pass_bought_in_an_easier_tier_does_not_hold_in_a_harder_one(
+    toy: str, redis_url: str
+) -> None:
+    redis.Redis.from_url(redis_url).flushdb()
+    easy = policy(toy, redis_url)
+    hard = policy(toy, redis_url)
+    hard["tiers"] = {"suspicious": {"score": 0.5, "challenge": {"difficulty": 10}}}
+    with serve_in_thread(GuardGate(policy=easy)) as one, \
+            serve_in_thread(GuardGate(policy=hard)) as two, capture_logs() as logs:
+        path = "/v1/chat/completions"
+        with httpx.Client(auth=ChallengeAuth()) as client:
+            client.post(one + path, json=CHAT, headers=auth())
+            held = client.auth.clearance  # type: ignore[union-attr]
+        token = challenge_of(httpx.post(one + path, json=CHAT, headers=auth()))
+        cleared = httpx.post(two + path, json=CHAT,
+                             headers={**auth(), "guardgate-clearance": held or ""})
+        solved = httpx.post(two + path, json=CHAT,
+                            headers={**auth(), "guardgate-solution": puzzle.solve(token, 8)})
+    assert cleared.status_code == solved.status_code == 401
+    assert cleared.json()["error"]["challenge"]["difficulty"] == 10
+    reasons = [e["error"] for e in logs if e["event"] == "request" and e["status"] == 401]
+    assert reasons[-2:] == ["challenge failed: clearance too_easy", "challenge failed: too_easy"]

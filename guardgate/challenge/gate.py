@@ -77,24 +77,29 @@ class ChallengeGate:
         presented = headers.get(CLEARANCE) or _cookie(headers.get(b"cookie"))
         if presented:
             try:
-                return await self._cleared(presented.decode("latin-1"), binding, now)
+                return await self._cleared(presented.decode("latin-1"), binding, now, tier)
             except TokenError as err:
                 failure = "clearance " + err.reason
         solution = headers.get(SOLUTION)
         if solution:
             try:
-                clearance, token = await self.redeem(solution.decode("latin-1"), binding, now)
+                clearance, token = await self.redeem(solution.decode("latin-1"), binding, now,
+                                                     tier=tier)
                 return Passed(clearance, token, "solved")
             except TokenError as err:
                 failure = err.reason
         raise await self.challenge(binding, tier, now, failure)
 
-    async def _cleared(self, token: str, binding: Binding, now: float) -> Passed:
+    async def _cleared(self, token: str, binding: Binding, now: float,
+                       tier: TierChallenge) -> Passed:
         clearance = self.signer.open_clearance(token)
         if clearance.expires <= now:
             raise TokenError("expired")
         if clearance.binding != binding:
             raise TokenError("wrong_binding")
+        if clearance.difficulty < tier.difficulty:
+            # Bought in an easier tier than the caller is in now: pay again.
+            raise TokenError("too_easy")
         spent = await self.clearances.spend(
             binding.principal, clearance.id, clearance.epoch, clearance.requests,
             clearance.output_tokens, clearance.expires - now + _SKEW,
@@ -106,7 +111,8 @@ class ChallengeGate:
         return Passed(clearance, None, "cleared")
 
     async def redeem(self, solution: str, binding: Binding, now: float,
-                     *, paying: bool = True) -> tuple[Clearance, str]:
+                     *, paying: bool = True, tier: TierChallenge | None = None
+                     ) -> tuple[Clearance, str]:
         """A new clearance (and its token) for a solution, once; `TokenError`
         names the check that failed. ``paying``: the request carrying the
         solution is the clearance's first (not so for the browser page's
@@ -121,6 +127,8 @@ class ChallengeGate:
                 raise TokenError("expired")
             if challenge.binding != binding:
                 raise TokenError("wrong_binding")
+            if tier is not None and challenge.difficulty < tier.difficulty:
+                raise TokenError("too_easy")  # issued before the caller's tier rose
             if not puzzle.has_work(solution, challenge.difficulty):
                 raise TokenError("insufficient_work")
             # Kept well past the challenge's expiry, so that a replica whose
@@ -134,7 +142,7 @@ class ChallengeGate:
             raise
         clearance = Clearance(
             self.signer.key_id, new_id(), now, now + self.config.clearance_ttl, binding, epoch,
-            challenge.requests, challenge.output_tokens,
+            challenge.requests, challenge.output_tokens, challenge.difficulty,
         )
         opened = await self.clearances.spend(
             binding.principal, clearance.id, epoch, clearance.requests, clearance.output_tokens,

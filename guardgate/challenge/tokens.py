@@ -79,19 +79,21 @@ class Clearance:
     epoch: int           # the principal's epoch when issued; a new epoch revokes it
     requests: int        # budget
     output_tokens: int
+    difficulty: float    # of the challenge it was bought with
 
     def fields(self) -> list[str]:
         b = self.binding
         return [self.key_id, self.id, f"{self.issued:.3f}", f"{self.expires:.3f}", b.principal,
-                b.prefix, b.agent, str(self.epoch), str(self.requests), str(self.output_tokens)]
+                b.prefix, b.agent, str(self.epoch), str(self.requests), str(self.output_tokens),
+                repr(self.difficulty)]
 
     @classmethod
     def from_fields(cls, f: list[str]) -> Clearance:
         return cls(f[0], f[1], float(f[2]), float(f[3]), Binding(f[4], f[5], f[6]), int(f[7]),
-                   int(f[8]), int(f[9]))
+                   int(f[8]), int(f[9]), float(f[10]))
 
 
-_FIELDS = {CHALLENGE: 10, CLEARANCE: 10}
+_FIELDS = {CHALLENGE: 10, CLEARANCE: 11}
 
 
 def new_id() -> str:
