@@ -51,6 +51,7 @@ from guardgate.perturb.send import Perturbation
 from guardgate.perturb.watermark import Key
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy, TierChallenge, UpstreamConfig
+from guardgate.reload import PolicyWatcher
 from guardgate.store import STORAGE_ERRORS, Store
 from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
@@ -59,6 +60,7 @@ OPS_PREFIX = "/_guardgate/"
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 access_log = get_logger("guardgate.access")
+log = get_logger("guardgate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,13 @@ class GuardGate:
             compiled = load_policy(policy)
             if upstream is not None:
                 compiled = _with_upstream(compiled, upstream)
+        # A policy read from a file is watched and reloaded when it changes.
+        self._upstream_override = upstream
+        self._watcher = (
+            PolicyWatcher(Path(policy), self.reload) if isinstance(policy, str | Path) else None
+        )
+        self._retired: list[HttpUpstream] = []
+        self._retired_stores: list[Store] = []
         self.app = app
         self.forwarder: HttpUpstream | AppUpstream
         if app is not None:
@@ -143,10 +152,9 @@ class GuardGate:
         self.metrics = Metrics()
         self.store = Store(compiled.storage)
         self.runtime = Runtime.compile(compiled, self.store, self.metrics)
+        self.metrics.set_policy(compiled.digest[:12])
         self._watch = DisconnectWatch()
-        gate = self.runtime.gate
-        self.operator = Operator(compiled.admin.token, self.runtime.admission.risk,
-                                 gate.clearances if gate is not None else None)
+        self.operator = _operator(compiled, self.runtime)
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
         self._log_line = info_writer(access_log.bind())
@@ -176,22 +184,78 @@ class GuardGate:
         resources (pending settlements, Redis) before shutdown completes."""
 
         async def relay(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+            if message["type"] == "lifespan.startup.complete":
+                self._start_watching()
+            elif message["type"] == "lifespan.shutdown.complete":
                 await self.aclose()
             await send(message)
 
         return relay
 
+    async def reload(self) -> bool:
+        """Load the policy file again and swap it in when it is valid."""
+        if self._watcher is None:
+            return False
+        try:
+            policy = load_policy(self._watcher.path)
+            if self._upstream_override is not None:
+                policy = _with_upstream(policy, self._upstream_override)
+            if policy.upstream is None and self.app is None:
+                raise PolicyError([PolicyProblem("upstream", "a proxy needs an upstream URL")],
+                                  policy.source)
+        except PolicyError as err:
+            self.metrics.policy_reloads.labels("invalid").inc()
+            log.error("policy reload refused: the last good policy stays",
+                      path=str(self._watcher.path), problems=[str(p) for p in err.problems],
+                      policy=self.policy.digest[:12])
+            return False
+        if policy.digest == self.policy.digest and policy.upstream == self.policy.upstream:
+            return True
+        self.apply(policy)
+        self.metrics.policy_reloads.labels("ok").inc()
+        log.info("policy reloaded", path=str(self._watcher.path), policy=policy.digest[:12])
+        return True
+
+    def apply(self, policy: Policy) -> None:
+        """Swap ``policy`` in. Requests already running keep the one they began with."""
+        if policy.storage != self.store.url:
+            self._retired_stores.append(self.store)
+            self.store = Store(policy.storage)
+        if (
+            isinstance(self.forwarder, HttpUpstream)
+            and policy.upstream is not None
+            and policy.upstream != self.forwarder.config
+        ):
+            # Streams still running on the old pool finish there; it is closed at shutdown.
+            self._retired.append(self.forwarder)
+            self.forwarder = HttpUpstream(policy.upstream)
+        runtime = Runtime.compile(policy, self.store, self.metrics)
+        self._retired.extend(self.runtime.reroutes.values())
+        self.operator = _operator(policy, runtime)
+        self.runtime = runtime
+        self.metrics.set_policy(policy.digest[:12])
+
     async def aclose(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.stop()
+        for old in self._retired:
+            await old.close()
+        for store in self._retired_stores:
+            await store.close()
         await self.forwarder.close()
         for rerouted in self.runtime.reroutes.values():
             await rerouted.close()
         await self.store.close()
 
+    def _start_watching(self) -> None:
+        if self._watcher is not None:
+            self._watcher.start()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._start_watching()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -407,6 +471,7 @@ class GuardGate:
                         else None
                     ),
                     "error": error,
+                    "policy": rt.policy.digest[:12],
                 },
             )
 
@@ -562,6 +627,12 @@ def _action(ticket: Ticket | None) -> str | None:
     if ticket.would is not None:
         return "would_" + ticket.would
     return ticket.decision.action
+
+
+def _operator(policy: Policy, runtime: Runtime) -> Operator:
+    gate = runtime.gate
+    return Operator(policy.admin.token, runtime.admission.risk,
+                    gate.clearances if gate is not None else None)
 
 
 def replace_url(config: UpstreamConfig | None, url: str) -> UpstreamConfig:

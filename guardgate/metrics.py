@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -68,6 +68,14 @@ class Metrics:
         self.marked = Counter(
             "guardgate_marked_answers", "Answers watermarked.", registry=self.registry,
         )
+        self.policy_reloads = Counter(
+            "guardgate_policy_reloads", "Policy reloads, by outcome: ok or invalid (refused).",
+            ["outcome"], registry=self.registry,
+        )
+        self.policy = Info(
+            "guardgate_policy", "The active policy's version (its SHA-256, first 12 hex digits).",
+            registry=self.registry,
+        )
         self.solve_seconds = Histogram(
             "guardgate_challenge_solve_seconds",
             "Time from issuing a challenge to redeeming its solution, measured by the server.",
@@ -96,6 +104,9 @@ class Metrics:
             if count > done:
                 self._folded[key] = count
                 self._child(key).inc(count - done)
+
+    def set_policy(self, digest: str) -> None:
+        self.policy.info({"version": digest})
 
     def count_decision(self, tier: str, action: str) -> None:
         child = self._decision_children.get((tier, action))

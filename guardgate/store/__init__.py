@@ -44,6 +44,8 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = url
         self.client: Any = None
+        self._clearances: MemoryClearances | None = None
+        self._risk_states: dict[Clock, MemoryRisk] = {}
         if not is_redis(url):
             self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
             self.slots: Slots = MemorySlots()
@@ -72,15 +74,22 @@ class Store:
         self.slots = RedisSlots(self.client, self.settlements)
 
     def clearances(self) -> Clearances:
-        """Challenge redemptions and clearance meters on this storage."""
+        """Challenge redemptions and clearance meters on this storage. In
+        memory there is one for the store's life, kept across policy reloads."""
         if self.client is None:
-            return MemoryClearances()
+            if self._clearances is None:
+                self._clearances = MemoryClearances()
+            return self._clearances
         return RedisClearances(self.client, self.settlements)
 
     def risk_state(self, clock: Clock) -> RiskStore:
-        """The risk state on this storage, with one policy's time constants."""
+        """The risk state on this storage, with one policy's time constants.
+        In memory, one per set of time constants, kept across policy reloads."""
         if self.client is None:
-            return MemoryRisk(clock)
+            state = self._risk_states.get(clock)
+            if state is None:
+                state = self._risk_states[clock] = MemoryRisk(clock)
+            return state
         return RedisRisk(self.client, clock, self.settlements)
 
     async def ready(self) -> bool:
