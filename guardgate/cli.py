@@ -126,8 +126,11 @@ def app_factory() -> Any:
     from guardgate.logs import configure_logging
 
     configure_logging(os.environ.get(ENV_LOG_LEVEL, "info"))
-    policy = resolve_policy(os.environ.get(ENV_POLICY), os.environ.get(ENV_UPSTREAM))
-    app = GuardGate(policy=policy)
+    policy_file, upstream = os.environ.get(ENV_POLICY), os.environ.get(ENV_UPSTREAM)
+    policy = resolve_policy(policy_file, upstream)
+    # Given the file, the gateway watches it and reloads it when it changes.
+    app = GuardGate(policy=Path(policy_file), upstream=upstream) if policy_file else \
+        GuardGate(policy=policy)
     # Everything built so far lives as long as the process: keeping it out
     # of the collector's generations makes each collection cheaper. The
     # request path allocates many short-lived objects in reference cycles

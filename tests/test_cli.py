@@ -243,3 +243,36 @@ def test_detect_finds_the_mark_in_text_and_in_answers(tmp_path: Path) -> None:
     assert "p-value" in readable.stdout and "slots scored" in readable.stdout
     missing = guardgate("detect", "--key", key, str(tmp_path / "nope.txt"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_serve_reloads_its_policy_file_on_change_and_on_sighup(tmp_path: Path) -> None:
+    from guardgate.toy import create_toy_app
+    from tests.servers import serve_in_thread
+
+    body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+
+    def limit(port: int) -> str:
+        return httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                          headers={"authorization": "Bearer sk-cli"}
+                          ).headers["x-ratelimit-limit-requests"]
+
+    with serve_in_thread(create_toy_app()) as toy:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"upstream: {toy}\nquotas: [{{name: rpm, limit: 50/minute}}]\n")
+        port = free_port()
+        with running("serve", "--policy", str(policy), port=port) as proc:
+            assert limit(port) == "50"
+            policy.write_text(policy.read_text().replace("50/minute", "60/minute"))
+            deadline = time.monotonic() + 3
+            while limit(port) != "60" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert limit(port) == "60"
+            # SIGHUP reloads too (the file is rewritten with its old stamp kept).
+            stat = policy.stat()
+            policy.write_text(policy.read_text().replace("60/minute", "70/minute"))
+            os.utime(policy, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            os.killpg(proc.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 3
+            while limit(port) != "70" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert limit(port) == "70"
