@@ -11,11 +11,17 @@ from guardgate import load_policy
 from tests.servers import serve_in_thread
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
+# What the examples take from the environment.
+SECRETS = {
+    "GUARDGATE_SECRET": "example-secret-0123456789",
+    "GUARDGATE_WATERMARK_KEY": "example-watermark-0123456789",
+    "GUARDGATE_ADMIN_TOKEN": "example-admin-token-0123456789",
+}
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "policies").glob("*.yaml")), ids=lambda p: p.name)
 def test_example_policy_loads(path: Path) -> None:
-    policy = load_policy(path)
+    policy = load_policy(path, env=SECRETS)
     assert policy.upstream is not None
 
 
@@ -41,3 +47,27 @@ def test_the_readme_signal_table_is_the_catalogue() -> None:
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert markdown_table() in readme
+
+
+def test_the_compose_and_kubernetes_examples_hold_together() -> None:
+    import yaml
+
+    from guardgate.policy import load_policy_text
+
+    compose = yaml.safe_load((EXAMPLES / "compose.yaml").read_text())
+    gateway = compose["services"]["guardgate"]
+    mounted = gateway["volumes"][0].split(":")[0]
+    policy = load_policy(EXAMPLES / mounted, env=SECRETS)
+    assert policy.upstream is not None and policy.upstream.url == "http://model:8000"
+    assert policy.storage == "redis://redis:6379/0"
+    assert set(SECRETS) <= set(gateway["environment"])
+
+    documents = list(yaml.safe_load_all((EXAMPLES / "kubernetes" / "pod.yaml").read_text()))
+    config_map = next(d for d in documents if d["kind"] == "ConfigMap")
+    pod = next(d for d in documents if d["kind"] == "Pod")
+    sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "guardgate")
+    assert sidecar["readinessProbe"]["httpGet"]["path"] == "/_guardgate/readyz"
+    assert sidecar["volumeMounts"][0]["mountPath"] == "/etc/guardgate"  # the image's policy path
+    in_pod = load_policy_text(config_map["data"]["policy.yaml"], env=SECRETS)
+    assert in_pod.upstream is not None and in_pod.upstream.url == "http://127.0.0.1:8000"
+    assert any(tier.mark for tier in in_pod.tiers)
