@@ -6,6 +6,12 @@ assessed request, with its decayed request count as of now.
 
 ``POST /_guardgate/accounts/{principal}/revoke`` revokes every clearance the
 caller holds (on every replica); its next request is challenged again.
+
+``GET /_guardgate/overrides`` lists the overrides set at runtime;
+``PUT /_guardgate/overrides/{principal}`` with ``{"tier": NAME}``,
+``{"allow": true}`` or ``{"deny": true}`` sets one, ``DELETE`` removes it.
+They are shared by every replica (through Redis) and checked before the
+policy's own overrides.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
 from guardgate.store import STORAGE_ERRORS
 from guardgate.store.clearances import Clearances
+from guardgate.store.overrides import RuntimeOverrides
 from guardgate.store.risk import RiskStore
 
 _UNAUTHORIZED = [(b"www-authenticate", b'Bearer realm="guardgate"'), (b"cache-control", b"no-store")]
@@ -45,10 +52,13 @@ def _error(status: int, message: str, code: str, headers: list[tuple[bytes, byte
 
 class Operator:
     def __init__(self, token: str | None, risk: RiskEngine | None,
-                 clearances: Clearances | None) -> None:
+                 clearances: Clearances | None, overrides: RuntimeOverrides,
+                 tiers: frozenset[str]) -> None:
         self._token = token.encode() if token is not None else None
         self._risk = risk
         self._clearances = clearances
+        self._overrides = overrides
+        self._tiers = tiers
 
     def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self._token is None:
@@ -62,7 +72,8 @@ class Operator:
                 break
         return hmac.compare_digest(given, self._token)
 
-    async def handle(self, path: str, method: str, headers: list[tuple[bytes, bytes]]) -> Reply:
+    async def handle(self, path: str, method: str, headers: list[tuple[bytes, bytes]],
+                     body: bytes = b"") -> Reply:
         """Answer ``path`` (below /_guardgate/) for an operator."""
         if self._token is None:
             return _error(404, "The operator API is disabled: set admin.token in the policy.",
@@ -70,6 +81,12 @@ class Operator:
         if not self.authorized(headers):
             return _error(401, "A valid operator token is required.", "invalid_token",
                           _UNAUTHORIZED)
+        try:
+            if path == "overrides" or path.startswith("overrides/"):
+                return await self._override(path[len("overrides/"):], method, body)
+        except STORAGE_ERRORS:
+            return _error(503, "The state storage is unavailable; retry shortly.",
+                          "storage_unavailable", [(b"retry-after", b"1")])
         principal = path[len("accounts/"):]
         if principal.endswith("/revoke"):
             return await self._revoke(principal[: -len("/revoke")], method)
@@ -90,6 +107,36 @@ class Operator:
         return Reply(200, orjson.dumps(explained), [(b"cache-control", b"no-store")])
 
 
+    async def _override(self, principal: str, method: str, body: bytes) -> Reply:
+        if not principal:
+            if method != "GET":
+                return _error(405, "Only GET is supported here.", "method_not_allowed",
+                              [(b"allow", b"GET")])
+            return _ok({"overrides": await self._overrides.all()})
+        if method == "DELETE":
+            if not await self._overrides.remove(principal):
+                return _error(404, "No override is set for this principal.", "not_found")
+            return _ok({"principal": principal, "removed": True})
+        if method != "PUT":
+            return _error(405, "Use PUT or DELETE here.", "method_not_allowed",
+                          [(b"allow", b"PUT, DELETE")])
+        try:
+            action = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            action = None
+        valid = (
+            isinstance(action, dict) and len(action) == 1
+            and (action.get("allow") is True or action.get("deny") is True
+                 or action.get("tier") in self._tiers)
+        )
+        if not valid or len(principal) > 256:
+            tiers = ", ".join(sorted(self._tiers)) or "none defined"
+            return _error(400, "Expected one of {\"tier\": NAME}, {\"allow\": true}, "
+                          f"{{\"deny\": true}}; tiers: {tiers}.", "invalid_request")
+        assert isinstance(action, dict)
+        await self._overrides.set(principal, action)
+        return _ok({"principal": principal, **action})
+
     async def _revoke(self, principal: str, method: str) -> Reply:
         if method != "POST":
             return _error(405, "Only POST is supported here.", "method_not_allowed",
@@ -103,6 +150,10 @@ class Operator:
                           "storage_unavailable", [(b"retry-after", b"1")])
         return Reply(200, orjson.dumps({"principal": principal, "revoked": True,
                                         "epoch": epoch}), [(b"cache-control", b"no-store")])
+
+
+def _ok(data: dict[str, Any]) -> Reply:
+    return Reply(200, orjson.dumps(data), [(b"cache-control", b"no-store")])
 
 
 async def explain(state: RiskStore, half_life: float, principal: str) -> dict[str, Any] | None:

@@ -58,12 +58,19 @@ class Admission:
         self.shadow = policy.mode == "shadow"
         self._ramp = policy.new_principals
         self._first_seen = FirstSeen(store) if self._ramp is not None else None
+        self.overrides = store.overrides()
         self.risk: RiskEngine | None = None
         if policy.tiers and policy.risk.enabled:
             self.risk = RiskEngine(policy, store.risk_state(RiskEngine.clock_of(policy)))
         # A policy with nothing to decide or meter admits every request the
         # same way; the request path then skips admission altogether.
-        self.idle = self.quotas is None and not policy.overrides and self.risk is None
+        # (Overrides can be set at runtime only through the operator API.)
+        self.idle = (
+            self.quotas is None
+            and not policy.overrides
+            and self.risk is None
+            and policy.admin.token is None
+        )
         self.admitted = Ticket(self.decider.normal)
 
     @property
@@ -78,7 +85,9 @@ class Admission:
 
     async def assess(self, identity: Identity, call: ModelCall | None) -> Ticket:
         """Steps 3 and 4: overrides first, then the risk engine's tier."""
-        decision = self.decider.override(identity)
+        decision = await self._runtime_override(identity)
+        if decision is None:
+            decision = self.decider.override(identity)
         if decision is not None:
             self.metrics.count_decision(decision.tier, decision.action)
             return Ticket(decision)
@@ -93,6 +102,15 @@ class Admission:
         decision = self.decider.for_tier(assessment.tier)
         self.metrics.count_decision(decision.tier, decision.action)
         return Ticket(decision, assessment)
+
+    async def _runtime_override(self, identity: Identity) -> Decision | None:
+        try:
+            actions = await self.overrides.all()
+        except STORAGE_ERRORS as exc:
+            self.storage_failed("overrides", exc)
+            return None
+        action = actions.get(identity.principal) if actions else None
+        return self.decider.runtime(action) if action is not None else None
 
     def refuse_if_closed(self, exc: BaseException) -> None:
         if self.policy.on_storage_error == "closed" and not self.shadow:

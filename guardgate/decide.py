@@ -86,6 +86,19 @@ class Decider:
     def decide(self, identity: Identity) -> Decision:
         return self.override(identity) or self.normal
 
+    def runtime(self, action: dict[str, object]) -> Decision | None:
+        """The decision an override set at runtime makes, None if it names no
+        tier of this policy."""
+        reason = "runtime override"
+        if action.get("allow") is True:
+            return Decision(allow=True, reason=reason)
+        if action.get("deny") is True:
+            return Decision(deny=True, reason=reason)
+        tier = action.get("tier")
+        if isinstance(tier, str) and tier in self._by_tier:
+            return replace(self._by_tier[tier], reason=reason)
+        return None
+
     def for_tier(self, tier: str) -> Decision:
         """What the policy does with a caller the risk engine put in ``tier``."""
         return self._by_tier.get(tier, self.normal)

@@ -281,8 +281,16 @@ class GuardGate:
         elif path == "metrics":
             body = self.metrics.render()
             await ex.reply(send, 200, body, content_type=CONTENT_TYPE)
-        elif path.startswith("accounts/"):
-            reply = await self.operator.handle(path, scope["method"], scope["headers"])
+        elif path.startswith(("accounts/", "overrides")):
+            body = b""
+            if scope["method"] in ("PUT", "POST"):
+                try:
+                    read = await read_body(receive, dict(scope["headers"]), 16 * 1024,
+                                           buffer=True)
+                except (RequestError, ClientGone):
+                    read = b""
+                body = read if isinstance(read, bytes) else b""
+            reply = await self.operator.handle(path, scope["method"], scope["headers"], body)
             await ex.reply(send, reply.status, reply.body, reply.headers)
         elif path == "challenge" and self.runtime.gate is not None:
             await self._redeem_for_browser(scope, receive, send, ex, self.runtime.gate)
@@ -632,7 +640,8 @@ def _action(ticket: Ticket | None) -> str | None:
 def _operator(policy: Policy, runtime: Runtime) -> Operator:
     gate = runtime.gate
     return Operator(policy.admin.token, runtime.admission.risk,
-                    gate.clearances if gate is not None else None)
+                    gate.clearances if gate is not None else None,
+                    runtime.admission.overrides, frozenset(t.name for t in policy.tiers))
 
 
 def replace_url(config: UpstreamConfig | None, url: str) -> UpstreamConfig:

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from guardgate.errors import StorageError
 from guardgate.store.clearances import Clearances, MemoryClearances, RedisClearances
+from guardgate.store.overrides import MemoryOverrides, RedisOverrides, RuntimeOverrides
 from guardgate.store.risk import Clock, MemoryRisk, RedisRisk, RiskStore
 from guardgate.store.settle import Settlements
 from guardgate.store.slots import MemorySlots, RedisSlots, Slots
@@ -45,6 +46,7 @@ class Store:
         self.url = url
         self.client: Any = None
         self._clearances: MemoryClearances | None = None
+        self._overrides: RuntimeOverrides | None = None
         self._risk_states: dict[Clock, MemoryRisk] = {}
         if not is_redis(url):
             self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
@@ -81,6 +83,14 @@ class Store:
                 self._clearances = MemoryClearances()
             return self._clearances
         return RedisClearances(self.client, self.settlements)
+
+    def overrides(self) -> RuntimeOverrides:
+        """Overrides set at runtime, one set for the store's life."""
+        if self._overrides is None:
+            self._overrides = (
+                MemoryOverrides() if self.client is None else RedisOverrides(self.client)
+            )
+        return self._overrides
 
     def risk_state(self, clock: Clock) -> RiskStore:
         """The risk state on this storage, with one policy's time constants.

@@ -1,0 +1,89 @@
+"""The operator API's runtime overrides: set, listed, removed, behind the
+token, applied at once, and shared by replicas through Redis."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from guardgate import GuardGate
+from guardgate.toy import create_toy_app
+from tests.servers import serve_in_thread
+
+TOKEN = "operator-token-0123456789"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+CHAT = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+
+
+@pytest.fixture(scope="module")
+def toy() -> Iterator[str]:
+    with serve_in_thread(create_toy_app()) as base:
+        yield base
+
+
+def policy(toy: str, storage: str = "memory://") -> dict[str, Any]:
+    return {"upstream": toy, "storage": storage, "admin": {"token": TOKEN},
+            "quotas": [{"name": "rpm", "limit": "1000/minute"}],
+            "tiers": {"watch": {"score": 0.99, "quota_factor": 0.5}}}
+
+
+def call(base: str, key: str = "sk-someone") -> httpx.Response:
+    return httpx.post(base + "/v1/chat/completions", json=CHAT,
+                      headers={"authorization": f"Bearer {key}"})
+
+
+PRINCIPAL = "key:" + __import__("hashlib").sha256(b"sk-someone").hexdigest()[:16]
+
+
+def test_overrides_set_list_apply_and_remove(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        url = f"{base}/_guardgate/overrides/{PRINCIPAL}"
+        before = call(base)
+        anonymous = httpx.put(url, json={"deny": True})
+        bad = httpx.put(url, json={"tier": "no-such-tier"}, headers=ADMIN)
+        not_json = httpx.put(url, content=b"{", headers=ADMIN)
+        denied = httpx.put(url, json={"deny": True}, headers=ADMIN)
+        refused = call(base)
+        listed = httpx.get(f"{base}/_guardgate/overrides", headers=ADMIN).json()
+        tiered = httpx.put(url, json={"tier": "watch"}, headers=ADMIN)
+        watched = call(base)
+        removed = httpx.delete(url, headers=ADMIN)
+        again = httpx.delete(url, headers=ADMIN)
+        after = call(base)
+    assert before.status_code == 200
+    assert anonymous.status_code == 401
+    assert bad.status_code == 400 and not_json.status_code == 400
+    assert denied.status_code == 200 and refused.status_code == 403
+    assert listed == {"overrides": {PRINCIPAL: {"deny": True}}}
+    assert tiered.status_code == 200
+    assert watched.status_code == 200 and watched.headers["x-ratelimit-limit-requests"] == "500"
+    assert removed.status_code == 200 and again.status_code == 404
+    assert after.status_code == 200 and after.headers["x-ratelimit-limit-requests"] == "1000"
+
+
+def test_an_override_set_on_one_replica_applies_on_another(toy: str, redis_url: str) -> None:
+    redis.Redis.from_url(redis_url).flushdb()
+    shared = policy(toy, redis_url)
+    with serve_in_thread(GuardGate(policy=shared)) as one, \
+            serve_in_thread(GuardGate(policy=shared)) as two:
+        assert call(two).status_code == 200
+        set_on_one = httpx.put(f"{one}/_guardgate/overrides/{PRINCIPAL}", json={"deny": True},
+                               headers=ADMIN)
+        deadline = time.monotonic() + 3
+        while call(two).status_code != 403 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        took = 3 - (deadline - time.monotonic())
+        on_two = call(two)
+        httpx.delete(f"{two}/_guardgate/overrides/{PRINCIPAL}", headers=ADMIN)
+        deadline = time.monotonic() + 3
+        while call(one).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        back = call(one)
+    assert set_on_one.status_code == 200
+    assert on_two.status_code == 403 and took < 2.0
+    assert back.status_code == 200
