@@ -7,6 +7,10 @@ assessed request, with its decayed request count as of now.
 ``POST /_guardgate/accounts/{principal}/revoke`` revokes every clearance the
 caller holds (on every replica); its next request is challenged again.
 
+``GET /_guardgate/accounts`` lists the callers with the highest scores (up
+to 50), with their tiers; ``DELETE /_guardgate/accounts/{principal}`` resets
+a caller: its risk state is forgotten and its clearances revoked.
+
 ``GET /_guardgate/overrides`` lists the overrides set at runtime;
 ``PUT /_guardgate/overrides/{principal}`` with ``{"tier": NAME}``,
 ``{"allow": true}`` or ``{"deny": true}`` sets one, ``DELETE`` removes it.
@@ -87,9 +91,13 @@ class Operator:
         except STORAGE_ERRORS:
             return _error(503, "The state storage is unavailable; retry shortly.",
                           "storage_unavailable", [(b"retry-after", b"1")])
+        if path in ("accounts", "accounts/"):
+            return await self._top(method)
         principal = path[len("accounts/"):]
         if principal.endswith("/revoke"):
             return await self._revoke(principal[: -len("/revoke")], method)
+        if method == "DELETE":
+            return await self._reset(principal)
         if method != "GET":
             return _error(405, "Only GET is supported here.", "method_not_allowed",
                           [(b"allow", b"GET")])
@@ -136,6 +144,37 @@ class Operator:
         assert isinstance(action, dict)
         await self._overrides.set(principal, action)
         return _ok({"principal": principal, **action})
+
+    async def _top(self, method: str) -> Reply:
+        if method != "GET":
+            return _error(405, "Only GET is supported here.", "method_not_allowed",
+                          [(b"allow", b"GET")])
+        if self._risk is None:
+            return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
+        try:
+            ranked = await self._risk.state.top(50)
+            tiers = [await self._risk.state.peek(principal) for principal, _ in ranked]
+        except STORAGE_ERRORS:
+            return _error(503, "The state storage is unavailable; retry shortly.",
+                          "storage_unavailable", [(b"retry-after", b"1")])
+        return _ok({"accounts": [
+            {"principal": principal, "score": round(score, 4),
+             "tier": (peeked or {}).get("tier") or "normal"}
+            for (principal, score), peeked in zip(ranked, tiers, strict=True)
+        ]})
+
+    async def _reset(self, principal: str) -> Reply:
+        if self._risk is None and self._clearances is None:
+            return _error(404, "This policy keeps no state about callers.", "not_found")
+        try:
+            if self._risk is not None:
+                await self._risk.state.forget(principal)
+            if self._clearances is not None:
+                await self._clearances.revoke(principal)
+        except STORAGE_ERRORS:
+            return _error(503, "The state storage is unavailable; retry shortly.",
+                          "storage_unavailable", [(b"retry-after", b"1")])
+        return _ok({"principal": principal, "reset": True})
 
     async def _revoke(self, principal: str, method: str) -> Reply:
         if method != "POST":

@@ -281,7 +281,7 @@ class GuardGate:
         elif path == "metrics":
             body = self.metrics.render()
             await ex.reply(send, 200, body, content_type=CONTENT_TYPE)
-        elif path.startswith(("accounts/", "overrides")):
+        elif path.startswith(("accounts", "overrides")):
             body = b""
             if scope["method"] in ("PUT", "POST"):
                 try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import time
 import types
 from collections.abc import Iterator
 from typing import Any
@@ -193,6 +194,11 @@ def test_replicas_share_risk_state_through_redis(
             tiers.append(response.status_code)
         explained = httpx.get(f"{one}/_guardgate/accounts/{principal_of('sk-miner-0')}",
                               headers={"authorization": f"Bearer {TOKEN}"})
+        time.sleep(0.1)  # records are batched
+        ranked = httpx.get(f"{two}/_guardgate/accounts",
+                           headers={"authorization": f"Bearer {TOKEN}"}).json()["accounts"]
+    assert ranked[0]["principal"] == principal_of("sk-miner-0")
+    assert ranked[0]["tier"] == "blocked"
     # Alternating replicas, the miner is still blocked: both see one state.
     assert tiers[0] == 200 and tiers[-1] == 403
     assert explained.status_code == 200
@@ -216,3 +222,27 @@ def test_storage_down_follows_on_storage_error(toy: str, on_error: str) -> None:
         assert response.json()["error"]["code"] == "storage_unavailable"
     assert explained.status_code == 503
     assert 'guardgate_storage_errors_total{operation="assess"} 1.0' in metrics
+
+
+def test_the_operator_lists_the_riskiest_callers_and_resets_one(toy: str, clock: None) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        for key, body in traffic()[:30]:
+            httpx.post(base + "/v1/chat/completions", json=body, headers=headers(key))
+        time.sleep(0.05)
+        ranked = httpx.get(base + "/_guardgate/accounts",
+                           headers={"authorization": f"Bearer {TOKEN}"}).json()["accounts"]
+        anonymous = httpx.get(base + "/_guardgate/accounts")
+        miner = principal_of("sk-miner-0")
+        reset = httpx.delete(f"{base}/_guardgate/accounts/{miner}",
+                             headers={"authorization": f"Bearer {TOKEN}"})
+        gone = httpx.get(f"{base}/_guardgate/accounts/{miner}",
+                         headers={"authorization": f"Bearer {TOKEN}"})
+        after = httpx.get(base + "/_guardgate/accounts",
+                          headers={"authorization": f"Bearer {TOKEN}"}).json()["accounts"]
+    assert anonymous.status_code == 401
+    assert ranked[0]["principal"] == miner and ranked[0]["tier"] != "normal"
+    assert [a["score"] for a in ranked] == sorted((a["score"] for a in ranked), reverse=True)
+    assert {a["principal"] for a in ranked} == {miner} | {principal_of(f"sk-user-{i}")
+                                                          for i in range(3)}
+    assert reset.status_code == 200 and gone.status_code == 404
+    assert miner not in {a["principal"] for a in after}

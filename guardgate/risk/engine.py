@@ -35,7 +35,8 @@ class Assessment:
 
     def record(self, tokens: tuple[int, int] | None) -> Record:
         return Record(self.principal, self.now, self.tier, self.risky,
-                      self.scored.compact(self.tier, self.now), tokens, self.clusters)
+                      self.scored.compact(self.tier, self.now), tokens, self.clusters,
+                      self.score)
 
 
 class RiskEngine:

@@ -23,6 +23,7 @@ default).
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ class Record:
     explanation: bytes
     tokens: tuple[int, int] | None  # (input, output) of the answer, None when not answered
     clusters: tuple[tuple[str, str], ...]
+    score: float = 0.0
+
+
+RANKED = 10_000  # callers kept in the ranking by score
 
 
 # What `RiskStore.peek` returns of a caller: unix seconds first and last
@@ -121,6 +126,11 @@ class RiskStore(Protocol):
     async def observe(self, obs: Observation) -> Snapshot: ...
     async def record(self, record: Record) -> None: ...
     async def peek(self, principal: str) -> dict[str, str] | None: ...
+    async def top(self, count: int) -> list[tuple[str, float]]:
+        """The ``count`` callers with the highest last score, highest first."""
+
+    async def forget(self, principal: str) -> None:
+        """Drop a caller's state: counters, tier, explanation, rank."""
 
 
 # --- memory ------------------------------------------------------------------
@@ -186,6 +196,7 @@ class MemoryRisk:
         self._callers: OrderedDict[str, _Caller] = OrderedDict()
         self._windows: OrderedDict[str, _Window] = OrderedDict()
         self._requests: dict[str, dict[int, int]] = {}
+        self._scores: dict[str, float] = {}
 
     async def observe(self, obs: Observation) -> Snapshot:
         return self.observe_now(obs)
@@ -261,6 +272,11 @@ class MemoryRisk:
         self.record_now(record)
 
     def record_now(self, record: Record) -> None:
+        scores = self._scores
+        scores[record.principal] = record.score
+        if len(scores) > RANKED * 1.2:
+            kept = heapq.nlargest(RANKED, scores.items(), key=lambda item: item[1])
+            self._scores = dict(kept)
         caller = self._callers.get(record.principal)
         if caller is not None:
             caller.tier = record.tier
@@ -284,6 +300,16 @@ class MemoryRisk:
             bucket = self.clock.bucket(record.now)
             for kind, value in record.clusters:
                 self._add(f"r:{kind}:{value}", record.principal, bucket)
+
+    async def top(self, count: int) -> list[tuple[str, float]]:
+        return heapq.nlargest(count, self._scores.items(), key=lambda item: item[1])
+
+    async def forget(self, principal: str) -> None:
+        self._callers.pop(principal, None)
+        self._requests.pop(principal, None)
+        self._scores.pop(principal, None)
+        self._windows.pop("wt:" + principal, None)
+        self._windows.pop("wp:" + principal, None)
 
     async def peek(self, principal: str) -> dict[str, str] | None:
         caller = self._callers.get(principal)
@@ -357,10 +383,22 @@ class RedisRisk:
             record.explanation,
             "" if record.tokens is None else record.tokens[0],
             "" if record.tokens is None else record.tokens[1],
+            repr(record.score),
         ]
         for kind, value in record.clusters:
             args += (kind, value)
         await self._settlements.add_call(RECORD, [], args)
+
+    async def top(self, count: int) -> list[tuple[str, float]]:
+        ranked = await self._client.zrevrange(f"{PREFIX}:scores", 0, count - 1, withscores=True)
+        return [(p.decode(), float(s)) for p, s in ranked]
+
+    async def forget(self, principal: str) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.delete(f"{PREFIX}:p:{principal}", f"{PREFIX}:wt:{principal}",
+                        f"{PREFIX}:wp:{principal}")
+            pipe.zrem(f"{PREFIX}:scores", principal)
+            await pipe.execute()
 
     async def peek(self, principal: str) -> dict[str, str] | None:
         raw = await self._client.hmget(f"{PREFIX}:p:{principal}", *PEEKED)

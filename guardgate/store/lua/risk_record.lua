@@ -5,7 +5,9 @@
 --
 -- ARGV: prefix, now, half_life, bucket, bucket_ttl, risky ('1' or ''),
 --       principal, tier, explanation, input tokens, output tokens (both
---       empty when there is no answer to count), then (kind, value) pairs.
+--       empty when there is no answer to count), score, then (kind, value)
+--       pairs. The score also ranks the caller for the operator's list (the
+--       10,000 highest are kept).
 -- Numbers are stored and returned with 17 significant digits: they read
 -- back as the very same doubles, in Lua and in Python.
 local function num(x) return string.format('%.17g', x) end
@@ -29,8 +31,11 @@ if redis.call('EXISTS', key) == 1 then
       'ans', num(d(f[8]) + 1))
   end
 end
+local ranked = prefix .. ':scores'
+redis.call('ZADD', ranked, ARGV[12], ARGV[7])
+redis.call('ZREMRANGEBYRANK', ranked, 0, -10001)
 if ARGV[6] == '1' then
-  for i = 12, #ARGV, 2 do
+  for i = 13, #ARGV, 2 do
     local risky = prefix .. ':r:' .. ARGV[i] .. ':' .. ARGV[i + 1] .. ':' .. ARGV[4]
     redis.call('PFADD', risky, ARGV[7])
     redis.call('EXPIRE', risky, tonumber(ARGV[5]))
