@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 from guardgate.upstream import HOP_BY_HOP, AppUpstream, HttpUpstream, hop_by_hop
 
 OPS_PREFIX = "/_guardgate/"
+_OPENAPI = resources.files("guardgate").joinpath("openapi.json").read_bytes()
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 
 access_log = get_logger("guardgate.access")
@@ -278,6 +280,8 @@ class GuardGate:
                 "policy": self.policy.digest[:12],
             }
             await ex.reply(send, 200 if upstream_ok and storage_ok else 503, orjson.dumps(report))
+        elif path == "openapi.json":
+            await ex.reply(send, 200, _OPENAPI)
         elif path == "metrics":
             body = self.metrics.render()
             await ex.reply(send, 200, body, content_type=CONTENT_TYPE)

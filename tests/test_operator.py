@@ -87,3 +87,13 @@ def test_an_override_set_on_one_replica_applies_on_another(toy: str, redis_url: 
     assert set_on_one.status_code == 200
     assert on_two.status_code == 403 and took < 2.0
     assert back.status_code == 200
+
+
+def test_the_openapi_description_lists_every_operator_endpoint(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        spec = httpx.get(base + "/_guardgate/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    assert {"/_guardgate/accounts", "/_guardgate/accounts/{principal}",
+            "/_guardgate/accounts/{principal}/revoke", "/_guardgate/overrides",
+            "/_guardgate/overrides/{principal}", "/_guardgate/challenge"} <= set(spec["paths"])
+    assert set(spec["paths"]["/_guardgate/overrides/{principal}"]) >= {"put", "delete"}
