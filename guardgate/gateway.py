@@ -9,6 +9,7 @@ of an in-process ASGI app. Everything per request lives in locals and in an
 from __future__ import annotations
 
 import asyncio
+import hmac
 import random
 import re
 import time
@@ -21,6 +22,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from guardgate import dashboard as dashboard_page
 from guardgate.admin import Operator
 from guardgate.admit import Admission, Ticket
 from guardgate.apis import ADAPTERS, Adapter, ModelCall, openai_error_body
@@ -31,6 +33,7 @@ from guardgate.challenge import page
 from guardgate.challenge.gate import CLEARANCE as CLEARANCE_HEADER
 from guardgate.challenge.gate import FAILED, SOLUTION, ChallengeGate, Passed
 from guardgate.challenge.tokens import TokenError
+from guardgate.dashboard import Activity
 from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import (
     BadRequest,
@@ -157,6 +160,7 @@ class GuardGate:
         self.metrics.set_policy(compiled.digest[:12])
         self._watch = DisconnectWatch()
         self.operator = _operator(compiled, self.runtime)
+        self.activity = Activity()
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
         self._log_line = info_writer(access_log.bind())
@@ -280,6 +284,8 @@ class GuardGate:
                 "policy": self.policy.digest[:12],
             }
             await ex.reply(send, 200 if upstream_ok and storage_ok else 503, orjson.dumps(report))
+        elif path in ("", "login"):
+            await self._dashboard(scope, receive, send, ex, path)
         elif path == "openapi.json":
             await ex.reply(send, 200, _OPENAPI)
         elif path == "metrics":
@@ -301,6 +307,43 @@ class GuardGate:
         else:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error", "not_found")
             await ex.reply(send, 404, body)
+
+    async def _dashboard(
+        self, scope: Scope, receive: Receive, send: Send, ex: Exchange, path: str
+    ) -> None:
+        token = self.policy.admin.token
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        html_type = b"text/html; charset=utf-8"
+        if token is None:
+            body = openai_error_body(404, "The dashboard needs admin.token in the policy.",
+                                     "not_found_error", "not_found")
+            await ex.reply(send, 404, body)
+            return
+        if path == "login" and scope["method"] == "POST":
+            try:
+                read = await read_body(receive, headers, 4096, buffer=True)
+            except (RequestError, ClientGone):
+                read = b""
+            given = dashboard_page.login_token(read if isinstance(read, bytes) else b"")
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                await ex.reply(send, 401, dashboard_page.login_page(failed=True),
+                               content_type=html_type)
+                return
+            identity = self.runtime.identifier.identify(scope, headers)
+            secure = page.is_secure(_forwarded_scheme(scope, headers, identity),
+                                    headers.get(b"host"))
+            await ex.reply(send, 303, b"", [(b"location", b"/_guardgate/"),
+                                            (b"set-cookie", dashboard_page.admin_cookie(
+                                                token, secure))])
+            return
+        if not dashboard_page.authorized(token, headers):
+            await ex.reply(send, 200, dashboard_page.login_page(), content_type=html_type,
+                           headers=[(b"cache-control", b"no-store")])
+            return
+        body = await dashboard_page.dashboard(self.policy, self.activity,
+                                              self.runtime.admission.risk)
+        await ex.reply(send, 200, body, [(b"cache-control", b"no-store")],
+                       content_type=html_type)
 
     async def _redeem_for_browser(
         self, scope: Scope, receive: Receive, send: Send, ex: Exchange, gate: ChallengeGate
@@ -454,6 +497,8 @@ class GuardGate:
                 )
             if ticket is not None and ticket.passed is not None and meter is not None:
                 await _charge_clearance(rt, ticket, meter)
+            if ticket is not None and ticket is not rt.admission.admitted:
+                self.activity.count(refusal or _action(ticket) or "allow")
             upstream_latency = ex.upstream_latency
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log_line(

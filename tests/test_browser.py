@@ -71,3 +71,51 @@ def test_a_browser_solves_the_challenge_and_reaches_the_page(chromium: Any) -> N
     assert clearance is not None, cookies
     assert clearance["httpOnly"] and clearance["secure"] and clearance["sameSite"] == "Lax"
     assert clearance["value"].startswith("ggk1.")
+
+
+def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromium: Any) -> None:
+    import hashlib
+    from pathlib import Path
+
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from guardgate.toy import create_toy_app
+
+    token = "dashboard-operator-token-01"
+    mining = {"model": "toy-1", "logprobs": True, "top_logprobs": 20, "max_tokens": 1,
+              "temperature": 0}
+    with serve_in_thread(create_toy_app()) as toy:
+        policy = {
+            "upstream": toy,
+            "admin": {"token": token},
+            "quotas": [{"name": "rpm", "limit": "1000/minute"}],
+            "tiers": {"watch": {"score": 0.3, "quota_factor": 0.5},
+                      "blocked": {"score": 0.6, "deny": True}},
+        }
+        with serve_in_thread(GuardGate(policy=policy)) as base:
+            for i in range(30):  # simulated traffic: a miner and some people
+                key = "sk-miner" if i % 2 else f"sk-person-{i % 5}"
+                body = {**mining, "messages": [{"role": "user", "content": f"go on {i}"}]} \
+                    if key == "sk-miner" else \
+                    {"model": "toy-1", "messages": [{"role": "user", "content": f"hi {i}"}]}
+                httpx.post(base + "/v1/chat/completions", json=body,
+                           headers={"authorization": f"Bearer {key}"})
+            chromium.set_window_size(1200, 1400)
+            chromium.get(base + "/_guardgate/")
+            chromium.find_element(By.ID, "token").send_keys(token)
+            chromium.find_element(By.ID, "login").click()
+            WebDriverWait(chromium, 10).until(
+                lambda browser: browser.find_elements(By.ID, "chart"))
+            rows = chromium.find_elements(By.CSS_SELECTOR, "#riskiest tr")
+            bars = chromium.find_elements(By.CSS_SELECTOR, "#chart rect")
+            totals = chromium.find_element(By.ID, "totals").text
+            artifacts = Path(__file__).resolve().parent.parent / "artifacts"
+            artifacts.mkdir(exist_ok=True)
+            shot = artifacts / "dashboard.png"
+            chromium.save_screenshot(str(shot))
+    miner = "key:" + hashlib.sha256(b"sk-miner").hexdigest()[:16]
+    assert len(rows) >= 3 and miner in rows[1].text and "blocked" in rows[1].text
+    assert bars and "block" in totals and "allow" in totals
+    assert shot.stat().st_size > 10_000

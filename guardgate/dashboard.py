@@ -1,0 +1,166 @@
+"""The operator dashboard at ``/_guardgate/``: one server-rendered page, no
+external assets, refreshing itself. Behind the policy's admin token: a login
+form sets it as a cookie scoped to ``/_guardgate``.
+
+It shows the last hour of this process's decisions by action, minute by
+minute (a stacked bar chart, inline SVG), the riskiest callers with their
+top signals and the clusters they share, and the active policy.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import time
+from collections import Counter
+from urllib.parse import parse_qs
+
+from guardgate.policy.model import Policy
+from guardgate.risk.engine import RiskEngine
+from guardgate.risk.signals import explained
+
+COOKIE = "guardgate-admin"
+ACTIONS = ("allow", "throttle", "challenge", "degrade", "mark", "block")
+COLORS = {"allow": "#6a9955", "throttle": "#d7ba7d", "challenge": "#4e94ce",
+          "degrade": "#c586c0", "mark": "#9cdcfe", "block": "#f14c4c"}
+MINUTES = 60
+
+
+class Activity:
+    """Decisions of this process per minute and action, for the last hour."""
+
+    def __init__(self) -> None:
+        self._minutes: dict[int, Counter[str]] = {}
+
+    def count(self, action: str) -> None:
+        minute = int(time.time() // 60)
+        counts = self._minutes.get(minute)
+        if counts is None:
+            counts = self._minutes[minute] = Counter()
+            for old in [m for m in self._minutes if m <= minute - MINUTES]:
+                del self._minutes[old]
+        counts[action.removeprefix("would_")] += 1
+
+    def series(self) -> list[tuple[int, Counter[str]]]:
+        now = int(time.time() // 60)
+        return [(m, self._minutes.get(m, Counter())) for m in range(now - MINUTES + 1, now + 1)]
+
+
+def authorized(token: str | None, headers: dict[bytes, bytes]) -> bool:
+    if token is None:
+        return False
+    from http.cookies import CookieError, SimpleCookie
+
+    raw = headers.get(b"cookie")
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw.decode("latin-1") if raw else "")
+    except CookieError:
+        return False
+    given = jar[COOKIE].value if COOKIE in jar else ""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+def login_token(body: bytes) -> str:
+    values = parse_qs(body.decode("utf-8", "replace"))
+    return (values.get("token") or [""])[0]
+
+
+def login_page(failed: bool = False) -> bytes:
+    note = '<p class="error">That token is not right.</p>' if failed else ""
+    return _page("guardgate: sign in", f"""
+<h1>guardgate</h1>{note}
+<form method="post" action="/_guardgate/login">
+  <label>Operator token <input id="token" name="token" type="password" autofocus></label>
+  <button id="login" type="submit">Sign in</button>
+</form>""", refresh=False)
+
+
+def _chart(activity: Activity) -> str:
+    series = activity.series()
+    width, height, bar = 720, 180, 12
+    peak = max([sum(c.values()) for _, c in series] + [1])
+    opening = (f'<svg id="chart" width="{width}" height="{height + 20}" role="img" '
+               f'aria-label="decisions per minute">')
+    parts = [opening]
+    for i, (_, counts) in enumerate(series):
+        y = float(height)
+        for action in ACTIONS:
+            n = counts.get(action, 0)
+            if not n:
+                continue
+            h = n / peak * height
+            y -= h
+            parts.append(f'<rect x="{i * bar}" y="{y:.1f}" width="{bar - 2}" height="{h:.1f}" '
+                         f'fill="{COLORS[action]}"><title>{action}: {n}</title></rect>')
+    parts.append(f'<text x="0" y="{height + 15}">60 minutes ago</text>'
+                 f'<text x="{width - 40}" y="{height + 15}">now</text></svg>')
+    legend = " ".join(f'<span class="key" style="background:{COLORS[a]}"></span>{a}'
+                      for a in ACTIONS)
+    totals = Counter[str]()
+    for _, counts in series:
+        totals.update(counts)
+    summary = ", ".join(f"{a} {totals[a]}" for a in ACTIONS if totals[a]) or "no decisions yet"
+    return f'{"".join(parts)}<p class="legend">{legend}</p><p id="totals">Last hour: {summary}</p>'
+
+
+async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None) -> bytes:
+    rows, clusters = [], Counter[tuple[str, str]]()
+    if risk is not None:
+        for principal, score in await risk.state.top(20):
+            peeked = await risk.state.peek(principal) or {}
+            last = explained(peeked["last"].encode()) if peeked.get("last") else {}
+            top = ", ".join(s["name"] for s in last.get("signals", [])[:3]
+                            if s["contribution"] > 0)
+            for c in last.get("clusters", []):
+                if c["risky_accounts"]:
+                    clusters[c["kind"], c["key"]] = max(clusters[c["kind"], c["key"]],
+                                                        c["risky_accounts"])
+            rows.append(f"<tr><td><code>{html.escape(principal)}</code></td>"
+                        f"<td>{score:.3f}</td><td>{html.escape(peeked.get('tier') or 'normal')}"
+                        f"</td><td>{html.escape(top)}</td></tr>")
+    table = ("<table id=\"riskiest\"><tr><th>principal</th><th>score</th><th>tier</th>"
+             "<th>top signals</th></tr>" + "".join(rows) + "</table>") if rows else \
+        "<p>No caller scored yet.</p>"
+    shared = "".join(f"<li>{html.escape(kind)} <code>{html.escape(key)}</code>: "
+                     f"{n} risky accounts</li>" for (kind, key), n in clusters.most_common(10))
+    tiers = "".join(
+        f"<li><b>{html.escape(t.name)}</b> from {t.score:g}: "
+        + ", ".join(x for x in (
+            f"quotas x{t.quota_factor:g}" if t.quota_factor < 1 else "",
+            f"challenge {t.challenge.difficulty:g}" if t.challenge else "",
+            "degrade " + ", ".join(t.degrade.names()) if t.degrade else "",
+            "mark" if t.mark else "", "deny" if t.deny else "") if x)
+        + "</li>" for t in policy.tiers)
+    body = f"""
+<h1>guardgate</h1>
+<h2>Decisions, last hour (this process)</h2>
+{_chart(activity)}
+<h2>Riskiest callers</h2>
+{table}
+<h2>Shared clusters</h2>
+<ul id="clusters">{shared or "<li>none</li>"}</ul>
+<h2>Active policy</h2>
+<p id="policy">version <code>{policy.digest[:12]}</code>, mode {policy.mode},
+storage <code>{html.escape(policy.storage)}</code>, {len(policy.quotas)} quotas</p>
+<ul>{tiers or "<li>no tiers</li>"}</ul>"""
+    return _page("guardgate", body, refresh=True)
+
+
+def _page(title: str, body: str, *, refresh: bool) -> bytes:
+    meta = '<meta http-equiv="refresh" content="10">' if refresh else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">{meta}
+<title>{html.escape(title)}</title>
+<style>
+body {{ font: 14px/1.5 system-ui, sans-serif; margin: 2rem; color: #222; max-width: 60rem; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .2rem .8rem; border-bottom: 1px solid #ddd;
+text-align: left; }} .key {{ display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 .8rem; }}
+.error {{ color: #a00; }} svg text {{ font-size: 11px; fill: #666; }}
+</style></head><body>{body}</body></html>""".encode()
+
+
+def admin_cookie(token: str, secure: bool) -> bytes:
+    value = f"{COOKIE}={token}; Path=/_guardgate; HttpOnly; SameSite=Strict; Max-Age=43200"
+    return (value + ("; Secure" if secure else "")).encode()
+
