@@ -500,6 +500,10 @@ class GuardGate:
             if ticket is not None and ticket is not rt.admission.admitted:
                 self.activity.count(refusal or _action(ticket) or "allow")
             upstream_latency = ex.upstream_latency
+            took = time.perf_counter() - began
+            self.metrics.latencies.observe("gateway", took)
+            if upstream_latency is not None:
+                self.metrics.latencies.observe("upstream", upstream_latency)
             self.metrics.count_request(adapter.name if adapter is not None else None, ex.status)
             self._log_line(
                 "request",
@@ -511,7 +515,7 @@ class GuardGate:
                     "principal": identity.principal,
                     "client_ip": identity.client_ip,
                     "api": adapter.name if adapter is not None else None,
-                    "latency_ms": round((time.perf_counter() - began) * 1000, 3),
+                    "latency_ms": round(took * 1000, 3),
                     "upstream_ms": (
                         None if upstream_latency is None else round(upstream_latency * 1000, 3)
                     ),

@@ -6,12 +6,13 @@ app that mounts two) never mix their counts.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
@@ -27,6 +28,8 @@ class Metrics:
         # Registered first, so every collection of the registry sees the
         # requests counted since the last one.
         self.registry.register(_Fold(self))
+        self.latencies = Latencies()
+        self.registry.register(self.latencies)
         self.requests = Counter(
             "guardgate_requests", "Requests answered, by API and status class.",
             ["api", "status"], registry=self.registry,
@@ -116,6 +119,46 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                   10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class Latencies(Collector):
+    """Latency histograms kept as plain counts (a bisect and two additions per
+    request) and rendered as Prometheus histograms when collected:
+    ``guardgate_latency_seconds{stage="gateway"|"upstream"}``."""
+
+    STAGES = ("gateway", "upstream")
+
+    def __init__(self) -> None:
+        self._counts = {stage: [0] * (len(LATENCY_BUCKETS) + 1) for stage in self.STAGES}
+        self._sums = dict.fromkeys(self.STAGES, 0.0)
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self._counts[stage][bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sums[stage] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(
+            "guardgate_latency_seconds",
+            "Request latency: the whole exchange through the gateway, and the upstream's "
+            "part of it (to its response start).",
+            labels=["stage"],
+        )
+        for stage in self.STAGES:
+            counts = list(self._counts[stage])
+            cumulative, buckets = 0, []
+            for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            buckets.append(("+Inf", cumulative + counts[-1]))
+            family.add_metric([stage], buckets, sum_value=self._sums[stage])
+        yield family
+
+    def describe(self) -> list[Metric]:
+        return []
 
 
 class _Fold(Collector):

@@ -97,3 +97,30 @@ def test_the_openapi_description_lists_every_operator_endpoint(toy: str) -> None
             "/_guardgate/accounts/{principal}/revoke", "/_guardgate/overrides",
             "/_guardgate/overrides/{principal}", "/_guardgate/challenge"} <= set(spec["paths"])
     assert set(spec["paths"]["/_guardgate/overrides/{principal}"]) >= {"put", "delete"}
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/_guardgate/accounts"),
+    ("GET", f"/_guardgate/accounts/{PRINCIPAL}"),
+    ("DELETE", f"/_guardgate/accounts/{PRINCIPAL}"),
+    ("POST", f"/_guardgate/accounts/{PRINCIPAL}/revoke"),
+    ("GET", "/_guardgate/overrides"),
+    ("PUT", f"/_guardgate/overrides/{PRINCIPAL}"),
+    ("DELETE", f"/_guardgate/overrides/{PRINCIPAL}"),
+])
+def test_every_operator_endpoint_needs_the_token(toy: str, method: str, path: str) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        none = httpx.request(method, base + path, json={"deny": True})
+        wrong = httpx.request(method, base + path, json={"deny": True},
+                              headers={"authorization": "Bearer operator-token-0123456780"})
+        right = httpx.request(method, base + path, json={"deny": True}, headers=ADMIN)
+    assert none.status_code == wrong.status_code == 401
+    assert right.status_code != 401
+
+
+def test_latency_histograms_are_exported(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        call(base)
+        text = httpx.get(base + "/_guardgate/metrics").text
+    assert 'guardgate_latency_seconds_count{stage="gateway"} 1.0' in text
+    assert 'guardgate_latency_seconds_count{stage="upstream"} 1.0' in text
