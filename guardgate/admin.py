@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from guardgate.apis import openai_error_body
+from guardgate.quota import Quotas
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
 from guardgate.store import STORAGE_ERRORS
@@ -57,7 +58,8 @@ def _error(status: int, message: str, code: str, headers: list[tuple[bytes, byte
 class Operator:
     def __init__(self, token: str | None, risk: RiskEngine | None,
                  clearances: Clearances | None, overrides: RuntimeOverrides,
-                 tiers: frozenset[str]) -> None:
+                 tiers: frozenset[str], quotas: Quotas | None = None) -> None:
+        self._quotas = quotas
         self._token = token.encode() if token is not None else None
         self._risk = risk
         self._clearances = clearances
@@ -107,6 +109,11 @@ class Operator:
             return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
         try:
             explained = await explain(self._risk.state, self._risk.clock.half_life, principal)
+            if explained is not None:
+                quotas = self._quotas
+                explained["quotas"] = await quotas.usage(principal) if quotas is not None else []
+                if self._clearances is not None:
+                    explained["clearance_epoch"] = await self._clearances.epoch(principal)
         except STORAGE_ERRORS:
             return _error(503, "The state storage is unavailable; retry shortly.",
                           "storage_unavailable", [(b"retry-after", b"1")])

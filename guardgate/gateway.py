@@ -694,7 +694,8 @@ def _operator(policy: Policy, runtime: Runtime) -> Operator:
     gate = runtime.gate
     return Operator(policy.admin.token, runtime.admission.risk,
                     gate.clearances if gate is not None else None,
-                    runtime.admission.overrides, frozenset(t.name for t in policy.tiers))
+                    runtime.admission.overrides, frozenset(t.name for t in policy.tiers),
+                    runtime.admission.quotas)
 
 
 def replace_url(config: UpstreamConfig | None, url: str) -> UpstreamConfig:

@@ -142,6 +142,20 @@ class Quotas:
             self._limits[key] = found
         return found
 
+    async def usage(self, principal: str) -> list[dict[str, Any]]:
+        """What ``principal`` has used of each per-principal rate quota, now."""
+        out = []
+        for quota in self.rates:
+            if quota.per != "principal":
+                continue
+            for index, window in enumerate(quota.windows):
+                limit = self.limit(quota, index, 1.0)
+                stats = await self._strategies[quota.strategy].get_window_stats(limit, principal)
+                out.append({"quota": quota.name, "window": window.text,
+                            "used": max(0, limit.amount - stats.remaining),
+                            "limit": limit.amount})
+        return out
+
     async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
         """Charge ``demand`` to every quota that applies, or raise RateLimited
         having charged nothing."""

@@ -124,3 +124,12 @@ def test_latency_histograms_are_exported(toy: str) -> None:
         text = httpx.get(base + "/_guardgate/metrics").text
     assert 'guardgate_latency_seconds_count{stage="gateway"} 1.0' in text
     assert 'guardgate_latency_seconds_count{stage="upstream"} 1.0' in text
+
+
+def test_inspecting_a_caller_shows_its_quota_usage(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        for _ in range(3):
+            call(base)
+        explained = httpx.get(f"{base}/_guardgate/accounts/{PRINCIPAL}", headers=ADMIN).json()
+    assert explained["quotas"] == [
+        {"quota": "rpm", "window": "1000/minute", "used": 3, "limit": 1000}]

@@ -128,6 +128,7 @@ def test_the_operator_endpoint_explains_a_caller(toy: str, clock: None) -> None:
     prefix = next(c for c in body["clusters"] if c["kind"] == "prefix")
     assert prefix["key"] == "127.0.0.0/24" and prefix["accounts"] == 4
     assert body["first_seen"] <= body["last_seen"] == body["assessed_at"]
+    assert body["quotas"] == []  # this policy has no quotas
 
 
 def test_without_an_admin_token_the_operator_api_is_off(toy: str) -> None:

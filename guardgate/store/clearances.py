@@ -49,6 +49,9 @@ class Clearances(Protocol):
     async def revoke(self, principal: str) -> int:
         """Revoke every clearance of ``principal``; its new epoch."""
 
+    async def epoch(self, principal: str) -> int:
+        """The principal's epoch: clearances issued before it was raised are void."""
+
 
 class MemoryClearances:
     """In this process; expired records are dropped as new ones come."""
@@ -97,6 +100,9 @@ class MemoryClearances:
         if meter is not None:
             meter[2] += output_tokens
 
+    async def epoch(self, principal: str) -> int:
+        return self._epochs.get(principal, 0)
+
     async def revoke(self, principal: str) -> int:
         self._epochs[principal] = self._epochs.get(principal, 0) + 1
         return self._epochs[principal]
@@ -127,6 +133,9 @@ class RedisClearances:
     async def charge(self, principal: str, clearance_id: str, output_tokens: int) -> None:
         await self._settlements.add_call(CHARGE, [f"{_keys(principal)}:k:{clearance_id}"],
                                          [output_tokens])
+
+    async def epoch(self, principal: str) -> int:
+        return int(await self._client.get(f"{_keys(principal)}:epoch") or 0)
 
     async def revoke(self, principal: str) -> int:
         key = f"{_keys(principal)}:epoch"
