@@ -71,3 +71,17 @@ def test_the_compose_and_kubernetes_examples_hold_together() -> None:
     in_pod = load_policy_text(config_map["data"]["policy.yaml"], env=SECRETS)
     assert in_pod.upstream is not None and in_pod.upstream.url == "http://127.0.0.1:8000"
     assert any(tier.mark for tier in in_pod.tiers)
+
+
+def test_fastapi_example_serves_through_the_gateway() -> None:
+    from examples.fastapi_app import app
+
+    with serve_in_thread(app) as base:
+        response = httpx.post(base + "/v1/chat/completions",
+                              json={"model": "m", "messages": [{"role": "user", "content": "x"}]},
+                              headers={"authorization": "Bearer sk-example"})
+        denied = httpx.post(base + "/v1/chat/completions", content=b"{not json")
+    assert response.status_code == 200
+    assert response.json()["choices"][0]["message"]["content"].startswith("You asked")
+    assert response.headers["x-ratelimit-limit-requests"] == "120"
+    assert denied.status_code == 400  # the gateway refuses broken JSON before the app
