@@ -85,3 +85,30 @@ def test_fastapi_example_serves_through_the_gateway() -> None:
     assert response.json()["choices"][0]["message"]["content"].startswith("You asked")
     assert response.headers["x-ratelimit-limit-requests"] == "120"
     assert denied.status_code == 400  # the gateway refuses broken JSON before the app
+
+
+def test_the_dockerfile_is_small_non_root_and_runs_serve() -> None:
+    root = Path(__file__).resolve().parent.parent
+    lines = [line.strip() for line in (root / "Dockerfile").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    instructions = [line.split()[0] for line in lines if not line.startswith(("CMD [", "&&"))
+                    and line.split()[0].isupper()]
+    assert instructions[0] == "FROM" and "slim" in lines[0]
+    for line in lines:
+        if line.startswith("COPY"):
+            for source in line.split()[1:-1]:
+                assert (root / source).exists(), source
+    user = next(line for line in lines if line.startswith("USER"))
+    assert user.split()[1] not in ("root", "0")
+    assert any(line.startswith("HEALTHCHECK") for line in lines)
+    entry = next(line for line in lines if line.startswith("ENTRYPOINT"))
+    assert '"guardgate", "serve"' in entry
+    cmd = next(line for line in lines if line.startswith("CMD"))
+    assert "/etc/guardgate/policy.yaml" in cmd
+    # The compose file and the pod mount the policy where the image reads it.
+    import yaml
+
+    compose = yaml.safe_load((EXAMPLES / "compose.yaml").read_text())
+    assert compose["services"]["guardgate"]["volumes"][0].endswith(
+        ":/etc/guardgate/policy.yaml:ro")
+    assert compose["services"]["guardgate"]["build"] == ".."
