@@ -103,7 +103,7 @@ def test_the_dockerfile_is_small_non_root_and_runs_serve() -> None:
     assert any(line.startswith("HEALTHCHECK") for line in lines)
     entry = next(line for line in lines if line.startswith("ENTRYPOINT"))
     assert '"guardgate", "serve"' in entry
-    cmd = next(line for line in lines if line.startswith("CMD"))
+    cmd = next(line for line in lines if line.startswith("CMD ["))
     assert "/etc/guardgate/policy.yaml" in cmd
     # The compose file and the pod mount the policy where the image reads it.
     import yaml
