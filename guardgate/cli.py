@@ -173,6 +173,10 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             os.environ[name] = os.path.abspath(value) if name == ENV_POLICY else value
     os.environ.setdefault(ENV_LOG_LEVEL, args.log_level)
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers keep their metrics in shared files, so that any worker's
+        # /_guardgate/metrics answers for all of them.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="guardgate-metrics-")
     print(f"guardgate listening on http://{args.host}:{args.port}", file=sys.stderr)
     _run_server(args)
     return 0

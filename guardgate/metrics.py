@@ -1,16 +1,28 @@
 """Prometheus metrics, served on /_guardgate/metrics.
 
 One registry per gateway, so several gateways in one process (tests, an
-app that mounts two) never mix their counts.
+app that mounts two) never mix their counts. With several worker processes
+(``guardgate serve --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR``),
+prometheus-client's multiprocess mode keeps the values in shared files and
+every worker's endpoint answers with the sum over all workers.
 """
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -21,15 +33,24 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         # Requests are counted in a plain dict, an addition per request,
-        # and added to `requests` when the registry is collected.
+        # and added to `requests` when the registry is collected (in one
+        # process; with several, straight into the shared counter).
         self._counts: dict[tuple[str | None, int], int] = {}
         self._folded: dict[tuple[str | None, int], int] = {}
-        # Registered first, so every collection of the registry sees the
-        # requests counted since the last one.
-        self.registry.register(_Fold(self))
-        self.latencies = Latencies()
-        self.registry.register(self.latencies)
+        self.latencies: Latencies | SharedLatencies
+        if self.multiprocess:
+            self.latencies = SharedLatencies(Histogram(
+                "guardgate_latency_seconds", Latencies.DOC, ["stage"],
+                buckets=LATENCY_BUCKETS, registry=self.registry,
+            ))
+        else:
+            # Registered first, so every collection of the registry sees the
+            # requests counted since the last one.
+            self.registry.register(_Fold(self))
+            self.latencies = Latencies()
+            self.registry.register(self.latencies)
         self.requests = Counter(
             "guardgate_requests", "Requests answered, by API and status class.",
             ["api", "status"], registry=self.registry,
@@ -75,10 +96,19 @@ class Metrics:
             "guardgate_policy_reloads", "Policy reloads, by outcome: ok or invalid (refused).",
             ["outcome"], registry=self.registry,
         )
-        self.policy = Info(
-            "guardgate_policy", "The active policy's version (its SHA-256, first 12 hex digits).",
-            registry=self.registry,
-        )
+        self.policy: Info | Gauge
+        if self.multiprocess:  # Info has no multiprocess mode: a gauge of 1 per version
+            self.policy = Gauge(
+                "guardgate_policy_info",
+                "The active policy's version (its SHA-256, first 12 hex digits).",
+                ["version"], registry=self.registry, multiprocess_mode="liveall",
+            )
+        else:
+            self.policy = Info(
+                "guardgate_policy",
+                "The active policy's version (its SHA-256, first 12 hex digits).",
+                registry=self.registry,
+            )
         self.solve_seconds = Histogram(
             "guardgate_challenge_solve_seconds",
             "Time from issuing a challenge to redeeming its solution, measured by the server.",
@@ -89,6 +119,9 @@ class Metrics:
 
     def count_request(self, api: str | None, status: int) -> None:
         key = (api, status // 100)
+        if self.multiprocess:
+            self._child(key).inc()
+            return
         counts = self._counts
         count = counts.get(key)
         if count is None:
@@ -109,7 +142,11 @@ class Metrics:
                 self._child(key).inc(count - done)
 
     def set_policy(self, digest: str) -> None:
-        self.policy.info({"version": digest})
+        if isinstance(self.policy, Gauge):
+            self.policy.clear()
+            self.policy.labels(digest).set(1)
+        else:
+            self.policy.info({"version": digest})
 
     def count_decision(self, tier: str, action: str) -> None:
         child = self._decision_children.get((tier, action))
@@ -118,6 +155,10 @@ class Metrics:
         child.inc()
 
     def render(self) -> bytes:
+        if self.multiprocess:
+            shared = CollectorRegistry()
+            multiprocess.MultiProcessCollector(shared)  # type: ignore[no-untyped-call]
+            return generate_latest(shared)
         return generate_latest(self.registry)
 
 
@@ -131,6 +172,8 @@ class Latencies(Collector):
     ``guardgate_latency_seconds{stage="gateway"|"upstream"}``."""
 
     STAGES = ("gateway", "upstream")
+    DOC = ("Request latency: the whole exchange through the gateway, and the upstream's "
+           "part of it (to its response start).")
 
     def __init__(self) -> None:
         self._counts = {stage: [0] * (len(LATENCY_BUCKETS) + 1) for stage in self.STAGES}
@@ -141,12 +184,7 @@ class Latencies(Collector):
         self._sums[stage] += seconds
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(
-            "guardgate_latency_seconds",
-            "Request latency: the whole exchange through the gateway, and the upstream's "
-            "part of it (to its response start).",
-            labels=["stage"],
-        )
+        family = HistogramMetricFamily("guardgate_latency_seconds", self.DOC, labels=["stage"])
         for stage in self.STAGES:
             counts = list(self._counts[stage])
             cumulative, buckets = 0, []
@@ -159,6 +197,16 @@ class Latencies(Collector):
 
     def describe(self) -> list[Metric]:
         return []
+
+
+class SharedLatencies:
+    """`Latencies` over a real histogram, for multiprocess mode."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._children = {stage: histogram.labels(stage) for stage in Latencies.STAGES}
+
+    def observe(self, stage: str, seconds: float) -> None:
+        self._children[stage].observe(seconds)
 
 
 class _Fold(Collector):

@@ -276,3 +276,39 @@ def test_serve_reloads_its_policy_file_on_change_and_on_sighup(tmp_path: Path) -
             while limit(port) != "70" and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert limit(port) == "70"
+
+
+def test_metrics_parse_and_add_up_across_two_workers(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from guardgate.toy import create_toy_app
+    from tests.servers import serve_in_thread
+
+    body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    with serve_in_thread(create_toy_app()) as toy:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f"upstream: {toy}\nquotas: [{{name: rpm, limit: 1000/minute}}]\n"
+                          "tiers: {watch: {score: 0.5}}\n")
+        port = free_port()
+        with running("serve", "--policy", str(policy), "--workers", "2", port=port):
+            sent = 40
+            with httpx.Client() as client:
+                for i in range(sent):
+                    # A new connection each time, so both workers take some.
+                    client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body,
+                                headers={"authorization": f"Bearer sk-{i % 4}",
+                                         "connection": "close"})
+            text = httpx.get(f"http://127.0.0.1:{port}/_guardgate/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    served = sum(s.value for s in families["guardgate_requests"].samples
+                 if s.name == "guardgate_requests_total" and s.labels.get("api") == "openai.chat")
+    assert served == sent
+    latency = [s for s in families["guardgate_latency_seconds"].samples
+               if s.name == "guardgate_latency_seconds_count" and s.labels["stage"] == "gateway"]
+    assert sum(s.value for s in latency) == sent
+    decisions = sum(s.value for s in families["guardgate_decisions"].samples
+                    if s.name == "guardgate_decisions_total")
+    assert decisions == sent
+    assert "guardgate_quota_decisions" in families and "guardgate_policy_info" in families
+    pids = {s.labels.get("pid") for s in families["guardgate_policy_info"].samples}
+    assert len(pids) == 2  # both workers answered: the sums above are over two processes

@@ -133,3 +133,19 @@ def test_inspecting_a_caller_shows_its_quota_usage(toy: str) -> None:
         explained = httpx.get(f"{base}/_guardgate/accounts/{PRINCIPAL}", headers=ADMIN).json()
     assert explained["quotas"] == [
         {"quota": "rpm", "window": "1000/minute", "used": 3, "limit": 1000}]
+
+
+def test_metrics_parse_and_show_every_series(toy: str) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        for _ in range(3):
+            call(base)
+        text = httpx.get(base + "/_guardgate/metrics").text
+    names = {f.name for f in text_string_to_metric_families(text)}
+    assert {
+        "guardgate_requests", "guardgate_decisions", "guardgate_quota_decisions",
+        "guardgate_latency_seconds", "guardgate_storage_errors", "guardgate_challenges_issued",
+        "guardgate_challenges_failed", "guardgate_transforms", "guardgate_marked_answers",
+        "guardgate_policy_reloads", "guardgate_policy_info",
+    } <= names
