@@ -31,15 +31,27 @@ class Activity:
 
     def __init__(self) -> None:
         self._minutes: dict[int, Counter[str]] = {}
+        self._tiers: dict[int, Counter[tuple[str, str]]] = {}
 
-    def count(self, action: str) -> None:
+    def count(self, action: str, tier: str = "normal") -> None:
         minute = int(time.time() // 60)
         counts = self._minutes.get(minute)
         if counts is None:
             counts = self._minutes[minute] = Counter()
+            self._tiers[minute] = Counter()
             for old in [m for m in self._minutes if m <= minute - MINUTES]:
                 del self._minutes[old]
-        counts[action.removeprefix("would_")] += 1
+                self._tiers.pop(old, None)
+        action = action.removeprefix("would_")
+        counts[action] += 1
+        self._tiers[minute][tier, action] += 1
+
+    def by_tier(self) -> Counter[tuple[str, str]]:
+        """(tier, action) -> decisions in the last hour."""
+        total: Counter[tuple[str, str]] = Counter()
+        for counts in list(self._tiers.values()):
+            total.update(counts)
+        return total
 
     def series(self) -> list[tuple[int, Counter[str]]]:
         now = int(time.time() // 60)
@@ -104,6 +116,19 @@ def _chart(activity: Activity) -> str:
     return f'{"".join(parts)}<p class="legend">{legend}</p><p id="totals">Last hour: {summary}</p>'
 
 
+def _tier_table(activity: Activity) -> str:
+    counts = activity.by_tier()
+    tiers = sorted({tier for tier, _ in counts})
+    if not tiers:
+        return ""
+    head = "".join(f"<th>{a}</th>" for a in ACTIONS)
+    rows = "".join(
+        f"<tr><td>{html.escape(tier)}</td>"
+        + "".join(f"<td>{counts[tier, a] or ''}</td>" for a in ACTIONS) + "</tr>"
+        for tier in tiers)
+    return f'<table id="tiers"><tr><th>tier</th>{head}</tr>{rows}</table>'
+
+
 async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None) -> bytes:
     rows, clusters = [], Counter[tuple[str, str]]()
     if risk is not None:
@@ -136,6 +161,7 @@ async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None)
 <h1>guardgate</h1>
 <h2>Decisions, last hour (this process)</h2>
 {_chart(activity)}
+{_tier_table(activity)}
 <h2>Riskiest callers</h2>
 {table}
 <h2>Shared clusters</h2>

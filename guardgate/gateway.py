@@ -498,7 +498,7 @@ class GuardGate:
             if ticket is not None and ticket.passed is not None and meter is not None:
                 await _charge_clearance(rt, ticket, meter)
             if ticket is not None and ticket is not rt.admission.admitted:
-                self.activity.count(refusal or _action(ticket) or "allow")
+                self.activity.count(refusal or _action(ticket) or "allow", ticket.decision.tier)
             upstream_latency = ex.upstream_latency
             took = time.perf_counter() - began
             self.metrics.latencies.observe("gateway", took)

@@ -111,6 +111,7 @@ def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromiu
             rows = chromium.find_elements(By.CSS_SELECTOR, "#riskiest tr")
             bars = chromium.find_elements(By.CSS_SELECTOR, "#chart rect")
             totals = chromium.find_element(By.ID, "totals").text
+            by_tier = chromium.find_element(By.ID, "tiers").text
             artifacts = Path(__file__).resolve().parent.parent / "artifacts"
             artifacts.mkdir(exist_ok=True)
             shot = artifacts / "dashboard.png"
@@ -118,4 +119,5 @@ def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromiu
     miner = "key:" + hashlib.sha256(b"sk-miner").hexdigest()[:16]
     assert len(rows) >= 3 and miner in rows[1].text and "blocked" in rows[1].text
     assert bars and "block" in totals and "allow" in totals
+    assert "blocked" in by_tier and "normal" in by_tier
     assert shot.stat().st_size > 10_000
