@@ -1,0 +1,19 @@
+"""A short run of bench/fuzz.py in the suite: every parser, generated
+inputs, a fixed seed, no unhandled exception (the full 100,000-input run is
+``python bench/fuzz.py``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import fuzz
+
+
+@pytest.mark.parametrize("target", sorted(fuzz.TARGETS))
+def test_no_parser_fails_on_generated_input(target: str) -> None:
+    examples = 60 if target == "policy" else 400
+    assert fuzz.TARGETS[target](examples, 7) == examples
