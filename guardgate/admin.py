@@ -91,8 +91,7 @@ class Operator:
             if path == "overrides" or path.startswith("overrides/"):
                 return await self._override(path[len("overrides/"):], method, body)
         except STORAGE_ERRORS:
-            return _error(503, "The state storage is unavailable; retry shortly.",
-                          "storage_unavailable", [(b"retry-after", b"1")])
+            return _unavailable()
         if path in ("accounts", "accounts/"):
             return await self._top(method)
         principal = path[len("accounts/"):]
@@ -115,8 +114,7 @@ class Operator:
                 if self._clearances is not None:
                     explained["clearance_epoch"] = await self._clearances.epoch(principal)
         except STORAGE_ERRORS:
-            return _error(503, "The state storage is unavailable; retry shortly.",
-                          "storage_unavailable", [(b"retry-after", b"1")])
+            return _unavailable()
         if explained is None:
             return _error(404, "No risk state for this principal.", "not_found")
         return Reply(200, orjson.dumps(explained), [(b"cache-control", b"no-store")])
@@ -162,8 +160,7 @@ class Operator:
             ranked = await self._risk.state.top(50)
             tiers = [await self._risk.state.peek(principal) for principal, _ in ranked]
         except STORAGE_ERRORS:
-            return _error(503, "The state storage is unavailable; retry shortly.",
-                          "storage_unavailable", [(b"retry-after", b"1")])
+            return _unavailable()
         return _ok({"accounts": [
             {"principal": principal, "score": round(score, 4),
              "tier": (peeked or {}).get("tier") or "normal"}
@@ -179,8 +176,7 @@ class Operator:
             if self._clearances is not None:
                 await self._clearances.revoke(principal)
         except STORAGE_ERRORS:
-            return _error(503, "The state storage is unavailable; retry shortly.",
-                          "storage_unavailable", [(b"retry-after", b"1")])
+            return _unavailable()
         return _ok({"principal": principal, "reset": True})
 
     async def _revoke(self, principal: str, method: str) -> Reply:
@@ -192,10 +188,14 @@ class Operator:
         try:
             epoch = await self._clearances.revoke(principal)
         except STORAGE_ERRORS:
-            return _error(503, "The state storage is unavailable; retry shortly.",
-                          "storage_unavailable", [(b"retry-after", b"1")])
+            return _unavailable()
         return Reply(200, orjson.dumps({"principal": principal, "revoked": True,
                                         "epoch": epoch}), [(b"cache-control", b"no-store")])
+
+
+def _unavailable() -> Reply:
+    return _error(503, "The state storage is unavailable; retry shortly.",
+                  "storage_unavailable", [(b"retry-after", b"1")])
 
 
 def _ok(data: dict[str, Any]) -> Reply:

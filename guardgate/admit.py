@@ -194,15 +194,10 @@ class Admission:
             if not answered:
                 await self.quotas.release(held, refund=not reached)
                 return
-            used_in, used_out = held.demand.input_tokens, held.demand.output_tokens
-            if meter is not None:
-                if meter.input_tokens is not None:
-                    used_in = meter.input_tokens
-                used_out = (
-                    meter.output_tokens
-                    if meter.output_tokens is not None
-                    else meter.estimated_output_tokens()
-                )
+            if meter is None:
+                used_in, used_out = held.demand.input_tokens, held.demand.output_tokens
+            else:
+                used_in, used_out = _tokens(meter, call)
             await self.quotas.settle(held, used_in, used_out)
         except STORAGE_ERRORS as exc:
             self.storage_failed("settle", exc)

@@ -68,6 +68,9 @@ class ChallengeAuth(httpx.Auth):
                 self.clearance = issued
 
     def _challenge(self, response: httpx.Response) -> tuple[str, float] | None:
+        """The challenge in ``response`` to solve, if any; a clearance it
+        carries is kept first."""
+        self._remember(response)
         if response.status_code != 401:
             return None
         match = _CHALLENGE.search(response.headers.get("WWW-Authenticate", ""))
@@ -95,7 +98,6 @@ class ChallengeAuth(httpx.Auth):
         self._prepare(request)
         response = yield request
         for _ in range(self.attempts):
-            self._remember(response)
             challenge = self._challenge(response)
             if challenge is None:
                 return
@@ -108,7 +110,6 @@ class ChallengeAuth(httpx.Auth):
         self._prepare(request)
         response = yield request
         for _ in range(self.attempts):
-            self._remember(response)
             challenge = self._challenge(response)
             if challenge is None:
                 return

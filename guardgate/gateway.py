@@ -88,6 +88,7 @@ class Runtime:
     # the upstreams tiers are rerouted to.
     perturbations: Mapping[str, Perturbation]
     reroutes: Mapping[str, HttpUpstream]
+    version: str  # the policy's version as logs and metrics name it
 
     @classmethod
     def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
@@ -119,7 +120,7 @@ class Runtime:
             if tier.degrade is not None and tier.degrade.reroute
         }
         return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls, gate,
-                   perturbations, reroutes)
+                   perturbations, reroutes, policy.digest[:12])
 
 
 class GuardGate:
@@ -157,7 +158,7 @@ class GuardGate:
         self.metrics = Metrics()
         self.store = Store(compiled.storage)
         self.runtime = Runtime.compile(compiled, self.store, self.metrics)
-        self.metrics.set_policy(compiled.digest[:12])
+        self.metrics.set_policy(self.runtime.version)
         self._watch = DisconnectWatch()
         self.operator = _operator(compiled, self.runtime)
         self.activity = Activity()
@@ -239,7 +240,7 @@ class GuardGate:
         self._retired.extend(self.runtime.reroutes.values())
         self.operator = _operator(policy, runtime)
         self.runtime = runtime
-        self.metrics.set_policy(policy.digest[:12])
+        self.metrics.set_policy(runtime.version)
 
     async def aclose(self) -> None:
         if self._watcher is not None:
@@ -281,7 +282,7 @@ class GuardGate:
                 "status": "ready" if upstream_ok and storage_ok else "unavailable",
                 "upstream": "ok" if upstream_ok else "unreachable",
                 "storage": "ok" if storage_ok else "unreachable",
-                "policy": self.policy.digest[:12],
+                "policy": self.runtime.version,
             }
             await ex.reply(send, 200 if upstream_ok and storage_ok else 503, orjson.dumps(report))
         elif path in ("", "login"):
@@ -532,7 +533,7 @@ class GuardGate:
                         else None
                     ),
                     "error": error,
-                    "policy": rt.policy.digest[:12],
+                    "policy": rt.version,
                 },
             )
 

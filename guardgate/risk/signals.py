@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from guardgate.policy.model import RiskConfig, SignalConfig
-from guardgate.risk.catalogue import BY_NAME, CLUSTER_KINDS
+from guardgate.risk.catalogue import CLUSTER_KINDS
 from guardgate.store.risk import DAY, Snapshot
 
 _CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}
@@ -143,4 +143,4 @@ class Scorer:
         return Scored(min(1.0, total), own, signals, clusters)
 
 
-__all__ = ["BY_NAME", "Scored", "Scorer", "ramp"]
+__all__ = ["Scored", "Scorer", "ramp"]
