@@ -1,12 +1,19 @@
-"""A corpus of explanatory English prose, built on this machine with nothing
-downloaded: the paragraphs of the Python standard library's documentation
-strings (what modules, classes and functions do, written by people for
-readers, as an assistant's answers to programming questions are), grouped
-into documents of a few hundred words. Code, doctest lines, tables and
-reference lists are left out.
+"""Corpora of explanatory English prose, built on this machine with nothing
+downloaded, grouped into documents of a few hundred words:
+
+- ``docstrings``: the paragraphs of the Python standard library's
+  documentation strings (what modules, classes and functions do: terse
+  reference prose, the hardest case for a lexical watermark).
+- ``answers``: the paragraphs of Python's FAQ, tutorial and HOWTOs, as
+  Debian's ``python3-doc`` package installs them (answers to questions,
+  written for a reader, as an assistant's are; inline code kept in
+  backticks). Needs ``apt-get install python3-doc``.
+
+Code, doctest lines, tables, lists and headings are left out.
 
     from bench.corpus import documents
     docs = documents(1000, words=400, seed=1)
+    docs = documents(300, words=500, seed=1, source="answers")
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import re
 import sys
 import warnings
 from functools import lru_cache
+from pathlib import Path
 
 _SKIP = re.compile(r"^\s*(>>>|\.\.\.|[-=~*]{3,}|:\w+|\w+\s*:\s*$|[\w.]+\(.*\)\s*$)")
 _PROSE = re.compile(r"^[A-Z][^\n]*[a-z][.!?]$")
@@ -65,10 +73,59 @@ def paragraphs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def documents(count: int, *, words: int = 400, seed: int = 0) -> list[str]:
+_DOCS = "/usr/share/doc/python3*/html/_sources"
+_ROLE = re.compile(r":[\w:.-]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_LINK = re.compile(r"`([^`<]+?)\s*<[^>]+>`__?")
+_LITERAL = re.compile(r"``([^`]+)``")
+_REFERENCE = re.compile(r"`([^`]+)`_+")
+_NOT_PROSE = (" ", "\t", "..", "*", "-", "+", "|", "#", "=", ">>>")
+_RULE = re.compile(r"[=\-~^\"'*+#]{3,}")
+
+
+def _rst_paragraphs(text: str) -> list[str]:
+    """The prose paragraphs of a reStructuredText file, roles and links
+    reduced to their text, literals to `code`."""
+    out = []
+    literal = False  # inside the indented block after "::"
+    for block in re.split(r"\n\s*\n", text):
+        lines = block.splitlines()
+        if not lines or (literal and lines[0].startswith((" ", "\t"))):
+            continue
+        literal = False
+        if any(line.startswith(_NOT_PROSE) or _RULE.fullmatch(line.strip()) for line in lines):
+            literal = lines[-1].rstrip().endswith("::")
+            continue
+        paragraph = " ".join(line.strip() for line in lines)
+        if paragraph.endswith("::"):
+            literal, paragraph = True, paragraph[:-1]
+        paragraph = _ROLE.sub(lambda m: f"`{m.group(1).strip()}`", paragraph)
+        paragraph = _REFERENCE.sub(r"\1", _LITERAL.sub(r"`\1`", _LINK.sub(r"\1", paragraph)))
+        paragraph = paragraph.replace("\\", "")
+        if len(paragraph.split()) >= 15 and paragraph[0].isupper() and paragraph[-1] in ".!?:":
+            out.append(paragraph)
+    return out
+
+
+@lru_cache(maxsize=1)
+def answers() -> tuple[str, ...]:
+    """Every prose paragraph of Python's FAQ, tutorial and HOWTOs."""
+    roots = sorted(Path("/").glob(_DOCS.lstrip("/")))
+    if not roots:
+        raise SystemExit("the answers corpus needs Python's documentation sources: "
+                         "apt-get install python3-doc")
+    found: dict[str, None] = {}
+    for part in ("faq", "tutorial", "howto"):
+        for path in sorted((roots[-1] / part).glob("*.rst.txt")):
+            for paragraph in _rst_paragraphs(path.read_text(encoding="utf-8")):
+                found[paragraph] = None
+    return tuple(found)
+
+
+def documents(count: int, *, words: int = 400, seed: int = 0,
+              source: str = "docstrings") -> list[str]:
     """``count`` documents of about ``words`` words, from shuffled paragraphs;
     documents reuse paragraphs only once every paragraph has been used."""
-    pool = list(paragraphs())
+    pool = list(paragraphs() if source == "docstrings" else answers())
     rng = random.Random(seed)
     order: list[str] = []
     docs = []

@@ -291,6 +291,10 @@ def test_metrics_parse_and_add_up_across_two_workers(tmp_path: Path) -> None:
                           "tiers: {watch: {score: 0.5}}\n")
         port = free_port()
         with running("serve", "--policy", str(policy), "--workers", "2", port=port):
+            # Readiness means one worker is up; wait until both have registered.
+            deadline = time.monotonic() + 30
+            while len(_policy_pids(port)) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
             sent = 40
             with httpx.Client() as client:
                 for i in range(sent):
@@ -312,3 +316,11 @@ def test_metrics_parse_and_add_up_across_two_workers(tmp_path: Path) -> None:
     assert "guardgate_quota_decisions" in families and "guardgate_policy_info" in families
     pids = {s.labels.get("pid") for s in families["guardgate_policy_info"].samples}
     assert len(pids) == 2  # both workers answered: the sums above are over two processes
+
+
+def _policy_pids(port: int) -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/_guardgate/metrics").text
+    return {sample.labels.get("pid", "") for family in text_string_to_metric_families(text)
+            if family.name == "guardgate_policy_info" for sample in family.samples}

@@ -2,7 +2,9 @@
 
 Where the text uses a word from a group of the synonym table
 (``synonyms.txt``), the marker writes the group member that a keyed hash of
-its context (the word before it) selects. Text marked this way, and any
+its context (the word before it) selects. Some groups hold only after
+certain words (a base verb after "to" or a modal, a noun after a
+determiner), which the table names. Text marked this way, and any
 model trained on enough of it, prefers the keyed member after each context
 far more often than chance; the detector counts, over distinct (context,
 group) slots, how often the keyed member appears, and reports a z-score and
@@ -32,19 +34,51 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-_GROUPS: tuple[tuple[str, ...], ...] = tuple(
-    tuple(word.strip() for word in line.split(","))
-    for line in resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
-    .splitlines()
-    if line.strip() and not line.startswith("#")
+
+def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...]]:
+    """The groups of ``synonyms.txt`` and, for each, the words it must follow
+    (None: it holds after any word)."""
+    sets: dict[str, frozenset[str]] = {}
+    members: list[tuple[str, ...]] = []
+    after: list[frozenset[str] | None] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            name, _, words = line[1:].partition(":")
+            sets[name.strip()] = frozenset(words.split())
+            continue
+        name, colon, words = line.rpartition(":")
+        members.append(tuple(word.strip() for word in words.split(",")))
+        after.append(sets[name.strip()] if colon else None)
+    return tuple(members), tuple(after)
+
+
+_GROUPS, _AFTER = _table(
+    resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
 )
-GROUP_OF: dict[str, int] = {word: i for i, group in enumerate(_GROUPS) for word in group}
+# For each word, the groups it belongs to (more than one only where their
+# contexts are disjoint).
+GROUP_OF: dict[str, tuple[int, ...]] = {}
+for _index, _members in enumerate(_GROUPS):
+    for _word in _members:
+        GROUP_OF[_word] = (*GROUP_OF.get(_word, ()), _index)
+
+
+def group_after(word: str, previous: str) -> int | None:
+    """The group ``word`` is a slot of when it follows ``previous``, if any."""
+    for index in GROUP_OF.get(word, ()):
+        needs = _AFTER[index]
+        if needs is None or previous in needs:
+            return index
+    return None
 
 _CHUNK = re.compile(r"\s+|\S+")
 _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
 _SENTENCE_END = frozenset(".!?")
 # Words spelt with a vowel that start with a consonant sound, and silent h.
-_CONSONANT_SOUND = ("use", "usu", "uni", "eu", "one")
+_CONSONANT_SOUND = ("use", "usa", "usu", "uti", "ubi", "uni", "eu", "one")
 _SILENT_H = ("honest", "hour", "heir", "honor", "honour")
 
 
@@ -58,6 +92,11 @@ def takes_an(word: str) -> bool:
 
 def groups() -> tuple[tuple[str, ...], ...]:
     return _GROUPS
+
+
+def contexts() -> tuple[frozenset[str] | None, ...]:
+    """For each group of `groups`, the words it must follow (None: any)."""
+    return _AFTER
 
 
 class Key:
@@ -152,7 +191,7 @@ class Scanner:
         lead, core, trail = match.groups()
         lower = core.lower()
         slot = None
-        group = GROUP_OF.get(lower)
+        group = group_after(lower, self._previous) if lower in GROUP_OF else None
         name_like = core[0].isupper() and not self._start and not core.isupper()
         if group is not None and not lead and not name_like:
             candidates = _candidates(group, self._previous)

@@ -15,6 +15,8 @@ from guardgate.perturb.watermark import (
     Detector,
     Key,
     Marker,
+    Scanner,
+    contexts,
     detect,
     groups,
     mark,
@@ -34,13 +36,37 @@ def docs() -> list[str]:
 
 
 def test_the_table_is_curated_groups_of_distinct_words() -> None:
-    table = groups()
-    assert len(table) >= 250
-    words = [w for group in table for w in group]
-    assert len(words) == len(set(words)) == len(GROUP_OF)
+    table, after = groups(), contexts()
+    assert len(table) >= 250 and len(after) == len(table)
     for group in table:
-        assert 2 <= len(group) <= 4
+        assert 2 <= len(group) <= 4 and len(set(group)) == len(group)
         assert all(re.fullmatch(r"[a-z]+", w) for w in group), group
+    # A word in several groups only where their contexts share no word, so
+    # that one context always picks one group.
+    for word, ids in GROUP_OF.items():
+        for i in ids:
+            for j in ids:
+                if i < j:
+                    first, second = after[i], after[j]
+                    assert first is not None and second is not None, word
+                    assert not first & second, word
+
+
+def test_groups_that_hold_after_certain_words_only() -> None:
+    scanner = Scanner()
+    slots = {chunk: slot for chunk, slot in scanner.scan(
+        "You can use it. The use of it. For example this. An instance of the class "
+        "issues a warning and is used by the module. The issues are known.")
+        if slot is not None}
+    assert set(slots) == {"use", "example", "used", "issues"}
+    verb, noun = (groups()[slot.group] for _, slot in Scanner().scan("to use the use") if slot)
+    assert "utilize" in verb and "usage" in noun
+    marked = mark("An instance of the class issues a warning.", KEY)
+    assert marked == "An instance of the class issues a warning."
+    # Replacing a context word keeps the marked text consistent: the
+    # detector finds every marked slot.
+    text = "You should use it; we often use lists and they are often used to help."
+    assert detect(mark(text, KEY), KEY).hits == detect(mark(text, KEY), KEY).slots
 
 
 def test_code_numbers_urls_json_and_names_are_untouched() -> None:
