@@ -146,6 +146,7 @@ class Admission:
             self.storage_failed("reserve", exc)
             self.refuse_if_closed(exc)
         else:
+            self.metrics.reservations_open.inc()
             for charge in ticket.reservation.charges:
                 self.metrics.quota_decisions.labels(charge.quota.name, "allowed").inc()
 
@@ -190,6 +191,7 @@ class Admission:
         held = ticket.reservation
         if held is None or self.quotas is None:
             return
+        ticket.reservation = None  # settled once, whatever happens next
         try:
             if not answered:
                 await self.quotas.release(held, refund=not reached)
@@ -201,6 +203,8 @@ class Admission:
             await self.quotas.settle(held, used_in, used_out)
         except STORAGE_ERRORS as exc:
             self.storage_failed("settle", exc)
+        finally:
+            self.metrics.reservations_open.dec()
 
     def storage_failed(self, operation: str, exc: BaseException) -> None:
         self.metrics.storage_errors.labels(operation).inc()

@@ -48,7 +48,7 @@ from guardgate.errors import (
 )
 from guardgate.exchange import Exchange
 from guardgate.identity import Identifier, Identity
-from guardgate.logs import get_logger, info_writer
+from guardgate.logs import cut_response, get_logger, info_writer, quiet_expected_cuts
 from guardgate.metering import MeteredSend
 from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.perturb.send import Perturbation
@@ -156,6 +156,7 @@ class GuardGate:
             problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
             raise PolicyError([problem], compiled.source)
         self.metrics = Metrics()
+        quiet_expected_cuts()
         self.store = Store(compiled.storage)
         self.runtime = Runtime.compile(compiled, self.store, self.metrics)
         self.metrics.set_policy(self.runtime.version)
@@ -489,6 +490,7 @@ class GuardGate:
             # The upstream failed mid-response: the client connection is
             # closed without a clean end, so a cut stream never looks whole.
             error = f"upstream failed mid-response: {exc!r}"
+            cut_response()
         finally:
             if ticket is not None and (
                 ticket.reservation is not None or ticket.assessment is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import logging
 import sys
 import time
@@ -126,3 +127,30 @@ def info_writer(log: Any) -> LineWriter:
             pass
 
     return write
+
+
+# The server's own complaint when a response is ended without a clean end
+# (uvicorn logs it at error level). The gateway does that on purpose when the
+# upstream fails mid-response, and logs the cause on its request line.
+_INCOMPLETE = "ASGI callable returned without completing response."
+_cut: contextvars.ContextVar[bool] = contextvars.ContextVar("guardgate_cut", default=False)
+
+
+def cut_response() -> None:
+    """Mark the response of the current request as cut on purpose."""
+    _cut.set(True)
+
+
+class _ExpectedCuts(logging.Filter):
+    """Drops the server's "returned without completing response" for a
+    response the gateway cut on purpose (same task, so the mark is seen);
+    the complaint stays for any other application's."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_cut.get() and record.msg == _INCOMPLETE)
+
+
+def quiet_expected_cuts() -> None:
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _ExpectedCuts) for f in server.filters):
+        server.addFilter(_ExpectedCuts())

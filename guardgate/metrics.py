@@ -63,6 +63,12 @@ class Metrics:
             "guardgate_storage_errors", "State backend failures, by operation.",
             ["operation"], registry=self.registry,
         )
+        self.reservations_open = Gauge(
+            "guardgate_reservations_open",
+            "Quota reservations made and not yet settled or released (0 when idle: "
+            "anything else is a leak).",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
         self.decisions = Counter(
             "guardgate_decisions", "Decisions by tier and action.",
             ["tier", "action"], registry=self.registry,

@@ -12,16 +12,21 @@ reports ``started``, and leaving it sets ``should_exit`` and joins the thread
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["serve_in_thread"]
+__all__ = ["own_redis", "serve_in_thread"]
 
 
 @contextlib.contextmanager
@@ -69,3 +74,34 @@ def serve_in_thread(
                 thread.join(shutdown_timeout)
     finally:
         sock.close()
+
+
+@contextlib.contextmanager
+def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A redis-server of the test's own on ``port`` (no disk), stopped on leaving:
+    for faults that stop Redis under a running gateway."""
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    workdir = tempfile.mkdtemp(prefix="guardgate-redis-")
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)

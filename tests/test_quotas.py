@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +22,7 @@ import pytest
 
 from guardgate import GuardGate
 from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import own_redis, serve_in_thread
 
 CHAT = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
 
@@ -269,35 +267,6 @@ def test_two_replicas_share_one_global_limit(toy: str, redis_url: str, tmp_path:
 
 # --- storage faults ----------------------------------------------------------
 
-@contextmanager
-def _own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
-    workdir = tempfile.mkdtemp(prefix="guardgate-redis-")
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 @pytest.mark.redis
 @pytest.mark.parametrize("on_error", ["open", "closed"])
 def test_redis_stopped_mid_run_then_back(toy: str, on_error: str) -> None:
@@ -309,7 +278,7 @@ def test_redis_stopped_mid_run_then_back(toy: str, on_error: str) -> None:
         return httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=10).status_code
 
     with serve_in_thread(GuardGate(policy=policy)) as base:
-        with _own_redis(port):
+        with own_redis(port):
             assert post(base) == 200
         # Redis is gone.
         down = [post(base) for _ in range(3)]
@@ -317,7 +286,7 @@ def test_redis_stopped_mid_run_then_back(toy: str, on_error: str) -> None:
         assert down == [expected] * 3
         metrics = httpx.get(base + "/_guardgate/metrics").text
         assert 'guardgate_storage_errors_total{operation="reserve"}' in metrics
-        with _own_redis(port):
+        with own_redis(port):
             back = [post(base) for _ in range(4)]
     # A fresh Redis holds no counts: three pass, the fourth is refused.
     assert back == [200, 200, 200, 429]
