@@ -44,6 +44,7 @@ from guardgate.errors import (
     RateLimited,
     RequestError,
     StorageUnavailable,
+    UpstreamError,
     UpstreamUnavailable,
 )
 from guardgate.exchange import Exchange
@@ -452,6 +453,9 @@ class GuardGate:
         except RequestError as err:
             error = err.reason
             reached = not isinstance(err, UpstreamUnavailable)
+            if isinstance(err, UpstreamError):
+                self.metrics.upstream_failures.labels(
+                    "unavailable" if not reached else "timeout").inc()
             if isinstance(err, RateLimited):
                 refusal = "throttle"
             elif isinstance(err, Denied):
@@ -478,6 +482,7 @@ class GuardGate:
                     await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
         except ClientGone:
             error = "client disconnected"
+            self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
             ex.status = ex.status or 499
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -485,11 +490,13 @@ class GuardGate:
                 raise
             task.uncancel()
             error = "client disconnected"
+            self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
             ex.status = ex.status or 499
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The upstream failed mid-response: the client connection is
             # closed without a clean end, so a cut stream never looks whole.
             error = f"upstream failed mid-response: {exc!r}"
+            self.metrics.upstream_failures.labels("cut").inc()
             cut_response()
         finally:
             if ticket is not None and (

@@ -63,6 +63,18 @@ class Metrics:
             "guardgate_storage_errors", "State backend failures, by operation.",
             ["operation"], registry=self.registry,
         )
+        self.upstream_failures = Counter(
+            "guardgate_upstream_failures",
+            "Upstream failures, by kind: unavailable (no connection, 502), timeout (504), "
+            "cut (failed after the response started).",
+            ["kind"], registry=self.registry,
+        )
+        self.clients_gone = Counter(
+            "guardgate_clients_gone",
+            "Clients that left before their answer was complete, by stage: request (while "
+            "sending it) or response (while reading it).",
+            ["stage"], registry=self.registry,
+        )
         self.reservations_open = Gauge(
             "guardgate_reservations_open",
             "Quota reservations made and not yet settled or released (0 when idle: "

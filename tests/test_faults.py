@@ -154,6 +154,7 @@ def test_upstream_refusing_connections_is_a_502_then_recovers(storage: str, name
         assert refused.status_code == 502
         assert refused.json()["error"]["code"] == "upstream_unavailable"
         assert metric(base, "guardgate_requests", api="openai.chat", status="5xx") == 1
+        assert metric(base, "guardgate_upstream_failures", kind="unavailable") == 1
         assert_settled(base, gate, name)
         # The upstream comes up on the same port: no restart of the gateway.
         with ChaosUpstream(port=port):
@@ -187,6 +188,7 @@ def test_upstream_hanging_past_the_read_timeout_is_a_504(storage: str, name: str
         assert answer.status_code == 504
         assert answer.json()["error"]["code"] == "upstream_timeout"
         assert 0.9 < took < 5  # read_timeout: 1s
+        assert metric(base, "guardgate_upstream_failures", kind="timeout") == 1
         assert chaos.left_early.wait(2)  # the gateway closed the hung connection
         assert_settled(base, gate, name)
         assert_recovered(base)
@@ -208,6 +210,7 @@ def test_upstream_reset_mid_stream_cuts_the_client_stream(storage: str, name: st
                 received += piece
         # What came before the reset was relayed; the cut stream never looks whole.
         assert b"Cut " in received and b"[DONE]" not in received
+        assert metric(base, "guardgate_upstream_failures", kind="cut") == 1
         assert_settled(base, gate, name)
         assert_recovered(base)
         assert_settled(base, gate, name)
@@ -236,6 +239,7 @@ def test_truncated_json_ends_the_response_unclean(storage: str, name: str,
     with serve_in_thread(gate) as base, capture_logs() as logs:
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.post(base + "/v1/chat/completions", json=chat("truncated"), timeout=10)
+        assert metric(base, "guardgate_upstream_failures", kind="cut") == 1
         assert_settled(base, gate, name)
         assert_recovered(base)
         assert_settled(base, gate, name)
@@ -258,6 +262,7 @@ def test_client_leaving_mid_request_reaches_nothing(storage: str, name: str,
         deadline = time.monotonic() + 3
         while not request_lines(logs) and time.monotonic() < deadline:
             time.sleep(0.02)
+        assert metric(base, "guardgate_clients_gone", stage="request") == 1
         assert_settled(base, gate, name)
         assert_recovered(base)
         assert_settled(base, gate, name)
@@ -278,6 +283,7 @@ def test_client_leaving_mid_stream_cancels_the_upstream(storage: str, name: str,
         # 200 chunks would take 10 s: the upstream sees the gateway leave.
         assert chaos.left_early.wait(3)
         assert_settled(base, gate, name)
+        assert metric(base, "guardgate_clients_gone", stage="response") == 1
         assert_recovered(base)
         assert_settled(base, gate, name)
     line = request_lines(logs)[0]
