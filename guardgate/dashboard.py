@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from guardgate.policy.model import Policy
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
+from guardgate.store import redacted
 
 COOKIE = "guardgate-admin"
 ACTIONS = ("allow", "throttle", "challenge", "degrade", "mark", "block")
@@ -70,7 +71,13 @@ def authorized(token: str | None, headers: dict[bytes, bytes]) -> bool:
     except CookieError:
         return False
     given = jar[COOKIE].value if COOKIE in jar else ""
-    return hmac.compare_digest(given.encode(), token.encode())
+    return hmac.compare_digest(given.encode(), _session(token).encode())
+
+
+def _session(token: str) -> str:
+    """What the login cookie holds: derived from the operator token, so the
+    token itself is never stored in a browser."""
+    return hmac.new(token.encode(), b"guardgate dashboard session", "sha256").hexdigest()
 
 
 def login_token(body: bytes) -> str:
@@ -168,7 +175,7 @@ async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None)
 <ul id="clusters">{shared or "<li>none</li>"}</ul>
 <h2>Active policy</h2>
 <p id="policy">version <code>{policy.digest[:12]}</code>, mode {policy.mode},
-storage <code>{html.escape(policy.storage)}</code>, {len(policy.quotas)} quotas</p>
+storage <code>{html.escape(redacted(policy.storage))}</code>, {len(policy.quotas)} quotas</p>
 <ul>{tiers or "<li>no tiers</li>"}</ul>"""
     return _page("guardgate", body, refresh=True)
 
@@ -187,6 +194,7 @@ text-align: left; }} .key {{ display: inline-block; width: .8rem; height: .8rem;
 
 
 def admin_cookie(token: str, secure: bool) -> bytes:
-    value = f"{COOKIE}={token}; Path=/_guardgate; HttpOnly; SameSite=Strict; Max-Age=43200"
+    value = (f"{COOKIE}={_session(token)}; Path=/_guardgate; HttpOnly; SameSite=Strict; "
+             "Max-Age=43200")
     return (value + ("; Secure" if secure else "")).encode()
 

@@ -6,12 +6,9 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,7 +16,7 @@ import openai
 import pytest
 
 from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import free_port, running, serve_in_thread
 
 POLICIES = Path(__file__).parent / "policies"
 
@@ -28,39 +25,6 @@ def guardgate(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "guardgate.cli", *args], capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def running(*args: str, port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "guardgate.cli", *args, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_guardgate/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"did not start: {proc.communicate()}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_check_reports_every_problem_with_its_place() -> None:
@@ -247,7 +211,7 @@ def test_detect_finds_the_mark_in_text_and_in_answers(tmp_path: Path) -> None:
 
 def test_serve_reloads_its_policy_file_on_change_and_on_sighup(tmp_path: Path) -> None:
     from guardgate.toy import create_toy_app
-    from tests.servers import serve_in_thread
+    from tests.servers import free_port, running, serve_in_thread
 
     body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
 
@@ -282,7 +246,7 @@ def test_metrics_parse_and_add_up_across_two_workers(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     from guardgate.toy import create_toy_app
-    from tests.servers import serve_in_thread
+    from tests.servers import free_port, running, serve_in_thread
 
     body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
     with serve_in_thread(create_toy_app()) as toy:

@@ -30,7 +30,7 @@ from structlog.testing import capture_logs
 from guardgate import GuardGate
 from guardgate.apis.usage import CHARS_PER_TOKEN
 from tests.chaos import ChaosUpstream
-from tests.servers import own_redis, serve_in_thread
+from tests.servers import free_port, own_redis, serve_in_thread
 
 KEY = "sk-faults"
 
@@ -44,12 +44,6 @@ def chat(mode: str, *, stream: bool = False) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def gateway_policy(upstream: str, storage: str, name: str, **extra: Any) -> dict[str, Any]:

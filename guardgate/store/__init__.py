@@ -8,6 +8,7 @@ Redis and from `limits` are translated into `guardgate.StorageError` here.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import limits.errors
 import redis.asyncio as aioredis
@@ -33,6 +34,16 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
+
+
+def redacted(url: str) -> str:
+    """``url`` as it may be shown: a password in it replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def is_redis(url: str) -> bool:
@@ -142,4 +153,4 @@ class FirstSeen:
         return float(previous) if previous is not None else now
 
 
-__all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis"]
+__all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis", "redacted"]
