@@ -471,3 +471,33 @@ def test_only_the_gateways_own_cuts_are_quiet(caplog: pytest.LogCaptureFixture) 
             httpx.get(base)
     logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
     assert any("without completing response" in r.getMessage() for r in caplog.records)
+
+
+# --- soak --------------------------------------------------------------------------
+
+def test_a_short_soak_accounts_for_every_request(redis_url: str) -> None:
+    """bench/soak.py for a few seconds: mixed traffic through a real serve
+    process; every request sent is counted and logged once, nothing is left
+    open, and no descriptor is left behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, str(root / "bench" / "soak.py"), "--duration", "6", "--clients", "4",
+         "--redis", redis_url, "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 0, report
+    assert report["requests_sent"] == report["requests_counted"] == report["request_lines_logged"]
+    assert report["requests_sent"] > 100
+    assert report["reservations_open"] == 0 and report["slots_held"] == 0
+    assert not report["client_errors"]
+    classes = {status.split()[0] for status in report["statuses"]}
+    assert classes == {"normal", "greedy", "challenged", "marked"}
+    assert any(s.endswith(" 429") for s in report["statuses"])
+    assert report["challenges_solved"] > 0 and report["marked_answers"] > 0
+    # Connections closed at the end give their descriptors back.
+    assert report["fds_end"] <= report["fds_after_warmup"] + 4
