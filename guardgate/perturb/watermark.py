@@ -4,7 +4,8 @@ Where the text uses a word from a group of the synonym table
 (``synonyms.txt``), the marker writes the group member that a keyed hash of
 its context (the word before it) selects. Some groups hold only after
 certain words (a base verb after "to" or a modal, a noun after a
-determiner), which the table names. Text marked this way, and any
+determiner), which the table names. Negations are slots as well: "do not"
+or "don't", "cannot" or "can't", written as the key chooses. Text marked this way, and any
 model trained on enough of it, prefers the keyed member after each context
 far more often than chance; the detector counts, over distinct (context,
 group) slots, how often the keyed member appears, and reports a z-score and
@@ -19,7 +20,8 @@ that take the same article are candidates, so no article disagreement is
 introduced.
 
 `Marker` works on a stream: `feed` returns the text up to the last complete
-word and holds back at most the word in progress; `flush` returns the rest.
+word and holds back the word in progress (and an auxiliary, until the next
+word shows whether "not" follows); `flush` returns the rest.
 Marking a stream chunk by chunk gives exactly the text marking it whole
 does.
 """
@@ -74,8 +76,27 @@ def group_after(word: str, previous: str) -> int | None:
             return index
     return None
 
+
+# Negations: "do not" and "don't" are one slot written either way ("cannot"
+# and "can't" too). The expanded form is two words, so a stream holds an
+# auxiliary back until the next word shows whether "not" follows: the
+# one-word look-ahead. Either way, the word after it has "not" for context.
+_NEGATIONS: dict[str, str] = {
+    "do": "don't", "does": "doesn't", "did": "didn't", "is": "isn't", "are": "aren't",
+    "was": "wasn't", "were": "weren't", "has": "hasn't", "have": "haven't",
+    "had": "hadn't", "will": "won't", "would": "wouldn't", "should": "shouldn't",
+    "could": "couldn't", "must": "mustn't", "can": "can't",
+}
+NEGATION_GROUP = {aux: len(_GROUPS) + i for i, aux in enumerate(_NEGATIONS)}
+_FORMS = {aux: ("cannot" if aux == "can" else f"{aux} not", short)
+          for aux, short in _NEGATIONS.items()}
+_AUXILIARIES = frozenset(_NEGATIONS) - {"can"}  # "can not" is not "cannot"
+_CONTRACTED = {short: aux for aux, short in _NEGATIONS.items()}
+_APOSTROPHE = str.maketrans({"\u2019": "'"})
+
 _CHUNK = re.compile(r"\s+|\S+")
 _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
+_CONTRACTION = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+['\u2019][Tt])([^A-Za-z0-9]*)$")
 _SENTENCE_END = frozenset(".!?")
 # Words spelt with a vowel that start with a consonant sound, and silent h.
 _CONSONANT_SOUND = ("use", "usa", "usu", "uti", "ubi", "uni", "eu", "one")
@@ -133,6 +154,15 @@ class Slot:
     group: int
     candidates: tuple[str, ...]
     word: str  # as written, lower case
+    spans: bool = False  # "do not": the slot began with the word before
+
+
+def _parts(chunk: str) -> tuple[str, str, str]:
+    """(leading punctuation, the word, trailing punctuation) of a markable chunk."""
+    match = _WORD.match(chunk) or _CONTRACTION.match(chunk)
+    assert match is not None
+    lead, core, trail = match.groups()
+    return lead, core, trail
 
 
 class Scanner:
@@ -140,7 +170,7 @@ class Scanner:
     (code fences, inline code, braces, the previous word) carries over from
     one call to the next, so a stream is scanned as the whole text would be."""
 
-    __slots__ = ("_depth", "_fence", "_inline", "_previous", "_start")
+    __slots__ = ("_aux", "_depth", "_fence", "_inline", "_previous", "_start")
 
     def __init__(self) -> None:
         self._fence = False
@@ -148,6 +178,13 @@ class Scanner:
         self._depth = 0
         self._previous = ""
         self._start = True  # at the start of a sentence
+        # An auxiliary "not" may follow: (as written, lower case, its context).
+        self._aux: tuple[str, str, str] | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the last word may begin a negation ("do" before "not")."""
+        return self._aux is not None
 
     def scan(self, text: str) -> list[tuple[str, Slot | None]]:
         """``text`` split into chunks, each with its slot when it is markable."""
@@ -161,7 +198,9 @@ class Scanner:
             if "\n" in chunk:
                 self._start = True
                 self._previous = ""
+                self._aux = None
             return None
+        aux, self._aux = self._aux, None
         if chunk.startswith("```"):
             self._fence = not self._fence
             self._previous = ""
@@ -185,20 +224,47 @@ class Scanner:
             return None
         match = _WORD.match(chunk)
         if match is None:
+            contraction = _CONTRACTION.match(chunk) if "t" in chunk[-3:].lower() else None
+            if contraction is not None:
+                return self._contraction(*contraction.groups())
             self._previous = ""
             self._start = chunk[-1] in _SENTENCE_END
             return None
         lead, core, trail = match.groups()
         lower = core.lower()
         slot = None
-        group = group_after(lower, self._previous) if lower in GROUP_OF else None
         name_like = core[0].isupper() and not self._start and not core.isupper()
+        if aux is not None and lower == "not" and not lead and (
+            core.islower() or (core.isupper() and aux[0].isupper())  # not "does NOT"
+        ):
+            slot = Slot(aux[2], NEGATION_GROUP[aux[1]], _FORMS[aux[1]], _FORMS[aux[1]][0],
+                        spans=True)
+        elif lower == "cannot" and not lead and not name_like:
+            slot = Slot(self._previous, NEGATION_GROUP["can"], _FORMS["can"], lower)
+        if slot is not None:
+            self._start = bool(trail) and trail[-1] in _SENTENCE_END
+            self._previous = "" if trail else "not"
+            return slot
+        group = group_after(lower, self._previous) if lower in GROUP_OF else None
         if group is not None and not lead and not name_like:
             candidates = _candidates(group, self._previous)
             if len(candidates) > 1 and lower in candidates:
                 slot = Slot(self._previous, group, candidates, lower)
+        if lower in _AUXILIARIES and not lead and not trail and not name_like:
+            self._aux = (core, lower, self._previous)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         self._previous = "" if (trail or lead) else lower
+        return slot
+
+    def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
+        short = core.lower().translate(_APOSTROPHE)
+        aux = _CONTRACTED.get(short)
+        name_like = core[0].isupper() and not self._start and not core.isupper()
+        slot = None
+        if aux is not None and not lead and not name_like:
+            slot = Slot(self._previous, NEGATION_GROUP[aux], _FORMS[aux], short)
+        self._start = bool(trail) and trail[-1] in _SENTENCE_END
+        self._previous = "" if (trail or lead or slot is None) else "not"
         return slot
 
     def replaced(self, word: str) -> None:
@@ -215,6 +281,7 @@ class Marker:
         self._key = key
         self._scanner = Scanner()
         self._held = ""
+        self._pending: list[str] = []  # an auxiliary and the space after it
         self.slots = 0     # markable words seen
         self.changed = 0   # words replaced
 
@@ -228,13 +295,29 @@ class Marker:
 
     def flush(self) -> str:
         held, self._held = self._held, ""
-        return self._mark(held)
+        out = self._mark(held) + "".join(self._pending)
+        self._pending.clear()
+        return out
 
     def _mark(self, text: str) -> str:
         out: list[str] = []
         scanner = self._scanner
+        pending = self._pending
         for chunk in _CHUNK.findall(text):
             slot = scanner._step(chunk)
+            if pending:
+                if scanner.waiting and chunk.isspace():
+                    pending.append(chunk)
+                    continue
+                if slot is not None and slot.spans:
+                    out.append(self._negation(slot, pending, chunk))
+                    pending.clear()
+                    continue
+                out.extend(pending)
+                pending.clear()
+            if scanner.waiting:
+                pending.append(chunk)  # held until the next word: is it "not"?
+                continue
             if slot is None:
                 out.append(chunk)
                 continue
@@ -242,13 +325,23 @@ class Marker:
             chosen = self._key.choice(slot.context, slot.group, slot.candidates)
             if chosen != slot.word:
                 self.changed += 1
-                match = _WORD.match(chunk)
-                assert match is not None
-                lead, core, trail = match.groups()
+                lead, core, trail = _parts(chunk)
                 chunk = lead + _cased(chosen, core) + trail
-                scanner.replaced(chosen)
+                if slot.group < len(_GROUPS):
+                    scanner.replaced(chosen)
             out.append(chunk)
         return "".join(out)
+
+    def _negation(self, slot: Slot, pending: list[str], chunk: str) -> str:
+        """ "do" (held, with the space after it) and "not": written as the
+        key chooses."""
+        self.slots += 1
+        chosen = self._key.choice(slot.context, slot.group, slot.candidates)
+        if chosen == slot.word:
+            return "".join(pending) + chunk
+        self.changed += 1
+        _, _, trail = _parts(chunk)
+        return _cased(chosen, pending[0]) + trail
 
 
 def mark(text: str, key: bytes) -> str:
