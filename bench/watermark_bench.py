@@ -7,7 +7,7 @@
   and the standard library's docstrings (terse reference prose, the hard
   case).
 - Null: 1,000 unmarked documents, and the marked ones checked with a wrong
-  key, each with five keys (5,000 checks each): the share reaching p < 1e-3
+  key, each with ten keys (10,000 checks each): the share reaching p < 1e-3
   (at most 0.1 % expected).
 - Quality: the share of words the marker changed.
 
@@ -29,7 +29,7 @@ from guardgate.perturb.watermark import Key, Marker, detect
 from guardgate.toy import toy_answer
 
 KEY = b"watermark-bench-key-0001"
-WRONGS = [f"watermark-bench-key-999{i}".encode() for i in range(5)]
+WRONGS = [f"watermark-bench-key-99{i:02d}".encode() for i in range(10)]
 
 
 def windows(text: str, size: int = 500) -> list[str]:
@@ -58,7 +58,8 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=1000)
     args = parser.parse_args()
     prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
-    toy = [" ".join("".join(toy_answer(p, max_tokens=500).tokens).split()) for p in prompts]
+    # 560 tokens, so that 500 words remain after negations are contracted.
+    toy = [" ".join("".join(toy_answer(p, max_tokens=560).tokens).split()) for p in prompts]
     answers_marked, answers_changed = marked(documents(300, words=500, seed=1, source="answers"))
     prose = documents(args.documents, words=500, seed=1)
     long_prose, _ = marked(documents(300, words=1500, seed=2))
@@ -91,7 +92,7 @@ def main() -> int:
         assert isinstance(r, dict)
         print(f"| {name} | {size} words | {r['windows']} | {r['below_1e-4']:.1%} | "
               f"{r['median_p']:.2g} | {r['worst_p']:.2g} | {changed:.1%} |")
-    print(f"\nNull, {len(prose)} documents, five keys each ({len(null_wrong)} checks): "
+    print(f"\nNull, {len(prose)} documents, ten keys each ({len(null_wrong)} checks): "
           f"unmarked reaching p < 1e-3: {report['null_unmarked_below_1e-3']:.2%}; "
           f"marked, checked with a wrong key: {report['null_wrong_key_below_1e-3']:.2%}")
     print(json.dumps(report))

@@ -37,12 +37,14 @@ from functools import lru_cache
 from importlib import resources
 
 
-def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...]]:
-    """The groups of ``synonyms.txt`` and, for each, the words it must follow
-    (None: it holds after any word)."""
+def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...],
+                                tuple[str, ...]]:
+    """The groups of ``synonyms.txt``; for each, the words it must follow
+    (None: it holds after any word), and its name."""
     sets: dict[str, frozenset[str]] = {}
     members: list[tuple[str, ...]] = []
     after: list[frozenset[str] | None] = []
+    names: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -54,10 +56,11 @@ def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str]
         name, colon, words = line.rpartition(":")
         members.append(tuple(word.strip() for word in words.split(",")))
         after.append(sets[name.strip()] if colon else None)
-    return tuple(members), tuple(after)
+        names.append(f"{name.strip()}:{','.join(sorted(members[-1]))}")
+    return tuple(members), tuple(after), tuple(names)
 
 
-_GROUPS, _AFTER = _table(
+_GROUPS, _AFTER, _NAMES = _table(
     resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
 )
 # For each word, the groups it belongs to (more than one only where their
@@ -90,6 +93,10 @@ _NEGATIONS: dict[str, str] = {
 NEGATION_GROUP = {aux: len(_GROUPS) + i for i, aux in enumerate(_NEGATIONS)}
 _FORMS = {aux: ("cannot" if aux == "can" else f"{aux} not", short)
           for aux, short in _NEGATIONS.items()}
+# What the key hashes for a group: its name, not its place in the table, so
+# that editing one group leaves every other group's choices as they were
+# (marks made before the edit are still found after it).
+_NAMES = (*_NAMES, *(f"negation:{','.join(_FORMS[aux])}" for aux in _NEGATIONS))
 _AUXILIARIES = frozenset(_NEGATIONS) - {"can"}  # "can not" is not "cannot"
 _CONTRACTED = {short: aux for aux, short in _NEGATIONS.items()}
 _APOSTROPHE = str.maketrans({"\u2019": "'"})
@@ -128,7 +135,8 @@ class Key:
         self.choice = lru_cache(maxsize=65536)(self._choice)
 
     def _choice(self, context: str, group: int, candidates: tuple[str, ...]) -> str:
-        digest = hmac.new(self._key, f"{context}\x1f{group}".encode(), hashlib.sha256).digest()
+        message = f"{context}\x1f{_NAMES[group]}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
         return candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
 
 

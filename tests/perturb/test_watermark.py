@@ -208,3 +208,25 @@ def test_an_auxiliary_is_held_one_word_at_most() -> None:
     marker = Marker(key)
     assert marker.feed("You do ") == "You "
     assert marker.feed("this ") == "do this "  # not a negation: "do" goes out as it was
+
+
+def test_a_groups_choices_do_not_depend_on_its_place_in_the_table() -> None:
+    """The key hashes a group's name, so removing or adding a group leaves the
+    others' choices as they were: marks made before an edit are still found."""
+    import hashlib
+    import hmac
+    from importlib import resources
+
+    from guardgate.perturb import watermark
+
+    text = resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
+    lines = text.splitlines()
+    first_group = next(i for i, line in enumerate(lines) if line and not line.startswith("#"))
+    names = watermark._table(text)[2]
+    fewer = watermark._table("\n".join(lines[:first_group] + lines[first_group + 1:]))[2]
+    assert fewer == names[1:]
+    group = GROUP_OF["quickly"][0]
+    candidates = groups()[group]
+    digest = hmac.new(KEY, f"the\x1f{names[group]}".encode(), hashlib.sha256).digest()
+    expected = candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
+    assert Key(KEY).choice("the", group, candidates) == expected
