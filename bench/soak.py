@@ -220,6 +220,9 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = parser.parse_args()
+    # Stopped from outside, the gateway and the upstream (in sessions of
+    # their own) are stopped too: the context managers below run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     store = redis.Redis.from_url(args.redis)
     store.flushdb()

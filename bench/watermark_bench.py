@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -33,8 +34,11 @@ WRONGS = [f"watermark-bench-key-99{i:02d}".encode() for i in range(10)]
 
 
 def windows(text: str, size: int = 500) -> list[str]:
-    words = text.split()
-    return [" ".join(words[i : i + size]) for i in range(0, len(words) - size + 1, size)]
+    """Consecutive runs of ``size`` words, cut from ``text`` with its own
+    spacing (paragraph breaks kept)."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    return [text[spans[i][0] : spans[i + size - 1][1]]
+            for i in range(0, len(spans) - size + 1, size)]
 
 
 def marked(texts: list[str]) -> tuple[list[str], float]:

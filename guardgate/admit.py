@@ -180,18 +180,25 @@ class Admission:
         state learns the tier and, for an answer the caller was allowed, its
         token counts: in shadow mode a request that would have been refused
         counts as refused, so shadow and enforce keep the same state."""
-        if ticket.assessment is not None and self.risk is not None:
-            tokens = None
-            if answered and status < 400 and meter is not None and not ticket.refused:
-                tokens = _tokens(meter, call)
-            try:
-                await self.risk.record(ticket.assessment, tokens)
-            except STORAGE_ERRORS as exc:
-                self.storage_failed("record", exc)
-        held = ticket.reservation
-        if held is None or self.quotas is None:
-            return
-        ticket.reservation = None  # settled once, whatever happens next
+        held, ticket.reservation = ticket.reservation, None  # settled once, whatever happens
+        try:
+            if ticket.assessment is not None and self.risk is not None:
+                tokens = None
+                if answered and status < 400 and meter is not None and not ticket.refused:
+                    tokens = _tokens(meter, call)
+                try:
+                    await self.risk.record(ticket.assessment, tokens)
+                except STORAGE_ERRORS as exc:
+                    self.storage_failed("record", exc)
+        finally:
+            if held is not None:
+                await self._settle_quotas(held, answered, meter, reached, call)
+
+    async def _settle_quotas(self, held: Reservation, answered: bool, meter: Any | None,
+                             reached: bool, call: ModelCall | None) -> None:
+        """The reservation settled or released, even when the request was
+        cancelled while its risk state was being recorded."""
+        assert self.quotas is not None  # a reservation comes from the quotas
         try:
             if not answered:
                 await self.quotas.release(held, refund=not reached)

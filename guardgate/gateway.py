@@ -455,7 +455,7 @@ class GuardGate:
             reached = not isinstance(err, UpstreamUnavailable)
             if isinstance(err, UpstreamError):
                 self.metrics.upstream_failures.labels(
-                    "unavailable" if not reached else "timeout").inc()
+                    "unavailable" if isinstance(err, UpstreamUnavailable) else "timeout").inc()
             if isinstance(err, RateLimited):
                 refusal = "throttle"
             elif isinstance(err, Denied):
@@ -493,6 +493,8 @@ class GuardGate:
             self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
             ex.status = ex.status or 499
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if not isinstance(upstream or self.forwarder, HttpUpstream):
+                raise  # the wrapped application's own error: its server reports it
             # The upstream failed mid-response: the client connection is
             # closed without a clean end, so a cut stream never looks whole.
             error = f"upstream failed mid-response: {exc!r}"

@@ -71,8 +71,8 @@ class Metrics:
         )
         self.clients_gone = Counter(
             "guardgate_clients_gone",
-            "Clients that left before their answer was complete, by stage: request (while "
-            "sending it) or response (while reading it).",
+            "Clients that left before their answer was complete, by stage: request (before "
+            "the response started) or response (while it was being sent).",
             ["stage"], registry=self.registry,
         )
         self.reservations_open = Gauge(

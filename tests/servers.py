@@ -94,20 +94,27 @@ def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
          "--dir", workdir],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
     try:
+        deadline = time.monotonic() + 10
+        while True:
+            if proc.poll() is not None:  # the port was taken, or the server refused
+                raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         yield proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -119,7 +126,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running(*args: str, port: int) -> Iterator[subprocess.Popen[str]]:
     """``guardgate ARGS --port PORT`` in a process of its own, until it answers
-    its health check; interrupted on leaving."""
+    its health check; interrupted on leaving. Its output is piped: read it
+    with ``communicate`` once it has ended (enough for a test's few lines)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "guardgate.cli", *args, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -133,7 +141,9 @@ def running(*args: str, port: int) -> Iterator[subprocess.Popen[str]]:
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"did not start: {proc.communicate()}")
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise RuntimeError(f"did not start: {proc.communicate(timeout=10)}")
             time.sleep(0.1)
         yield proc
     finally:

@@ -75,9 +75,10 @@ def name() -> str:
 def metric(base: str, family: str, **labels: str) -> float:
     text = httpx.get(base + "/_guardgate/metrics").text
     total = 0.0
-    for found in text_string_to_metric_families(text):
-        if found.name != family:
-            continue
+    families = {found.name: found for found in text_string_to_metric_families(text)}
+    if family not in families:
+        raise AssertionError(f"no metric {family}")
+    for found in (families[family],):
         for sample in found.samples:
             if sample.name in (family, family + "_total") and all(
                 sample.labels.get(k) == v for k, v in labels.items()
@@ -241,6 +242,20 @@ def test_truncated_json_ends_the_response_unclean(storage: str, name: str,
     assert line["status"] == 200 and "mid-response" in line["error"]
 
 
+def test_the_books_show_a_request_while_it_runs(storage: str, name: str,
+                                               chaos: ChaosUpstream) -> None:
+    """What `assert_settled` reads does count: one open reservation and one
+    slot while a stream runs, none once it has ended."""
+    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
+    with serve_in_thread(gate) as base:
+        with httpx.stream("POST", base + "/v1/chat/completions", json=chat("slow", stream=True),
+                          timeout=10) as response:
+            next(response.iter_lines())
+            assert metric(base, "guardgate_reservations_open") == 1
+            assert slots_held(gate, name) == 1
+        assert_settled(base, gate, name)
+
+
 # --- client faults -----------------------------------------------------------------
 
 def test_client_leaving_mid_request_reaches_nothing(storage: str, name: str,
@@ -339,27 +354,32 @@ def test_redis_killed_and_restarted_mid_traffic(on_error: str, name: str,
                 except Exception as exc:  # noqa: BLE001 (any failure fails the test)
                     failures.append(exc)
 
-    with serve_in_thread(gate) as base, capture_logs() as logs, own_redis(port) as server:
-        workers = [threading.Thread(target=traffic, args=(base,)) for _ in range(4)]
-        for worker in workers:
-            worker.start()
-        time.sleep(0.5)
-        server.send_signal(signal.SIGKILL)  # killed, not stopped: no goodbye
-        server.wait(5)
-        time.sleep(1.0)
-        during = len(statuses)
-        with own_redis(port):
-            time.sleep(1.0)
-            stop.set()
+    try:
+        with serve_in_thread(gate) as base, capture_logs() as logs, \
+                own_redis(port) as server:
+            workers = [threading.Thread(target=traffic, args=(base,), daemon=True)
+                       for _ in range(4)]
             for worker in workers:
-                worker.join(10)
-            after_restart = statuses[during:]
-            assert metric(base, "guardgate_storage_errors") > 0
-            assert_settled(base, gate, name)
-            assert_recovered(base)
-            # Storage is back in use: the quotas count again.
-            usage = redis.Redis.from_url(url).keys(f"*{name}-rpm*")
-            assert usage
+                worker.start()
+            time.sleep(0.5)
+            server.send_signal(signal.SIGKILL)  # killed, not stopped: no goodbye
+            server.wait(5)
+            time.sleep(1.0)
+            during = len(statuses)
+            with own_redis(port):
+                time.sleep(1.0)
+                stop.set()
+                for worker in workers:
+                    worker.join(10)
+                after_restart = statuses[during:]
+                assert metric(base, "guardgate_storage_errors") > 0
+                assert_settled(base, gate, name)
+                assert_recovered(base)
+                # Storage is back in use: the quotas count again.
+                usage = redis.Redis.from_url(url).keys(f"*{name}-rpm*")
+                assert usage
+    finally:
+        stop.set()  # whatever failed above, the traffic threads end
     assert not failures
     assert 500 not in statuses
     allowed = {200} if on_error == "open" else {200, 503}
@@ -383,14 +403,16 @@ def test_no_fault_leaves_a_traceback_in_the_log(storage: str, name: str, chaos: 
     server_log = logging.getLogger("uvicorn.error")  # it does not propagate to the root
     with serve_in_thread(gate) as base, capture_logs() as logs:
         server_log.addHandler(caplog.handler)  # after the server configured its logging
-        for mode in modes:
-            try:
-                httpx.post(base + "/v1/chat/completions", json=chat(mode, stream=True),
-                           timeout=10)
-            except httpx.HTTPError:
-                pass
-        assert_settled(base, gate, name)
-    server_log.removeHandler(caplog.handler)
+        try:
+            for mode in modes:
+                try:
+                    httpx.post(base + "/v1/chat/completions", json=chat(mode, stream=True),
+                               timeout=10)
+                except httpx.HTTPError:
+                    pass
+            assert_settled(base, gate, name)
+        finally:
+            server_log.removeHandler(caplog.handler)
     lines = request_lines(logs)
     assert len(lines) == len(modes)
     assert not [line for line in logs if "exc_info" in line or "exception" in line]
@@ -467,9 +489,11 @@ def test_only_the_gateways_own_cuts_are_quiet(caplog: pytest.LogCaptureFixture) 
 
     with serve_in_thread(broken) as base:
         logging.getLogger("uvicorn.error").addHandler(caplog.handler)
-        with pytest.raises(httpx.RemoteProtocolError):
-            httpx.get(base)
-    logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
+        try:
+            with pytest.raises(httpx.RemoteProtocolError):
+                httpx.get(base)
+        finally:
+            logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
     assert any("without completing response" in r.getMessage() for r in caplog.records)
 
 
@@ -484,13 +508,22 @@ def test_a_short_soak_accounts_for_every_request(redis_url: str) -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run(
+    soak = subprocess.Popen(
         [sys.executable, str(root / "bench" / "soak.py"), "--duration", "6", "--clients", "4",
          "--redis", redis_url, "--json"],
-        capture_output=True, text=True, timeout=120, check=False,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert result.returncode == 0, report
+    try:
+        out, err = soak.communicate(timeout=120)
+    finally:
+        if soak.poll() is None:  # SIGTERM: soak.py stops its gateway and upstream first
+            soak.terminate()
+            try:
+                soak.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(soak.pid, signal.SIGKILL)
+    report = json.loads(out.strip().splitlines()[-1])
+    assert soak.returncode == 0, (report, err[-2000:])
     assert report["requests_sent"] == report["requests_counted"] == report["request_lines_logged"]
     assert report["requests_sent"] > 100
     assert report["reservations_open"] == 0 and report["slots_held"] == 0
@@ -501,3 +534,30 @@ def test_a_short_soak_accounts_for_every_request(redis_url: str) -> None:
     assert report["challenges_solved"] > 0 and report["marked_answers"] > 0
     # Connections closed at the end give their descriptors back.
     assert report["fds_end"] <= report["fds_after_warmup"] + 4
+
+
+def test_a_wrapped_applications_own_errors_are_not_taken_for_upstream_cuts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """In middleware mode the "upstream" is the application: an OSError it
+    raises is its own bug, reported by its server, not a quiet upstream cut."""
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raise OSError("the application's own failure")
+
+    gate = GuardGate(broken, policy={})
+    with serve_in_thread(gate) as base:
+        server_log = logging.getLogger("uvicorn.error")
+        server_log.addHandler(caplog.handler)
+        try:
+            answer = httpx.post(base + "/v1/chat/completions", json=chat("ok"))
+        finally:
+            server_log.removeHandler(caplog.handler)
+    assert answer.status_code == 500
+    assert any(r.exc_info for r in caplog.records)
+    assert metric_of(gate, "guardgate_upstream_failures") == 0
+
+
+def metric_of(gate: GuardGate, family: str) -> float:
+    text = gate.metrics.render().decode()
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == family
+               for s in f.samples if s.name.endswith("_total"))

@@ -275,3 +275,13 @@ def test_no_secret_or_raw_key_leaves_in_logs_metrics_or_answers(tmp_path: Path,
     for secret in [password, watermark, ADMIN, SECRET, *raw_keys]:
         assert secret not in everything, secret
     assert "Traceback" not in everything
+
+
+def test_a_storage_url_is_shown_without_its_password() -> None:
+    from guardgate.store import redacted
+
+    assert redacted("redis://:s3cret@10.0.0.1:6379/0") == "redis://:***@10.0.0.1:6379/0"
+    assert redacted("rediss://app:s3cret@redis/0") == "rediss://app:***@redis/0"
+    assert redacted("redis://redis/0?password=s3cret&db=2") == "redis://redis/0?password=***&db=2"
+    assert redacted("memory://") == "memory://"
+    assert redacted("redis://redis:6379/0") == "redis://redis:6379/0"

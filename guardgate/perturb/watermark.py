@@ -12,10 +12,13 @@ group) slots, how often the keyed member appears, and reports a z-score and
 the one-sided p-value of that count under the null (a text written without
 the key hits each slot with probability 1 / its number of candidates).
 
-What is never touched: fenced and inline code, URLs, paths and e-mail
-addresses, anything between braces (JSON), words with digits or inner
-punctuation, and capitalized words inside a sentence (likely names). Case
-and surrounding punctuation are kept. After "a" or "an" only the members
+What is never touched: fenced and inline code, lines indented as code or
+starting with a prompt (>>>, ..., $), URLs, paths and e-mail addresses,
+anything between braces or brackets (JSON; a stray one stops counting after
+64 chunks or at a paragraph's end), words with digits or inner punctuation,
+capitalized words inside a sentence (likely names), words in capitals, and
+negations that ask ("doesn't it?", "Why don't you"). Case and surrounding
+punctuation are kept. After "a" or "an" only the members
 that take the same article are candidates, so no article disagreement is
 introduced.
 
@@ -102,6 +105,23 @@ _CONTRACTED = {short: aux for aux, short in _NEGATIONS.items()}
 _APOSTROPHE = str.maketrans({"\u2019": "'"})
 
 _CHUNK = re.compile(r"\s+|\S+")
+_TICKS = re.compile(r"`+")
+_SPAN = 64  # chunks
+_PROMPTS = (">>>", "...", "$ ", "$")
+# Before these a negation asks ("Why don't you", "how can't it"); at a
+# sentence's start or after a comma it may too ("Isn't it?", ", doesn't it?").
+_QUESTION_WORDS = frozenset({"why", "how", "what", "where", "when", "who", "whom", "whose",
+                             "which"})
+
+
+def _states(previous: str) -> bool:
+    """Whether a negation after ``previous`` states rather than asks: only
+    those are slots, for "isn't it?" cannot become "is not it?"."""
+    return bool(previous) and previous not in _QUESTION_WORDS
+
+
+def _columns(space: str) -> int:
+    return len(space.expandtabs(4))
 _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
 _CONTRACTION = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+['\u2019][Tt])([^A-Za-z0-9]*)$")
 _SENTENCE_END = frozenset(".!?")
@@ -137,7 +157,8 @@ class Key:
     def _choice(self, context: str, group: int, candidates: tuple[str, ...]) -> str:
         message = f"{context}\x1f{_NAMES[group]}".encode()
         digest = hmac.new(self._key, message, hashlib.sha256).digest()
-        return candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
+        ordered = sorted(candidates)  # as the name has them: a line's order does not count
+        return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
 
 
 def _candidates(group: int, previous: str) -> tuple[str, ...]:
@@ -178,12 +199,17 @@ class Scanner:
     (code fences, inline code, braces, the previous word) carries over from
     one call to the next, so a stream is scanned as the whole text would be."""
 
-    __slots__ = ("_aux", "_depth", "_fence", "_inline", "_previous", "_start")
+    __slots__ = ("_aux", "_budget", "_code_line", "_depth", "_fence", "_indent", "_inline",
+                 "_line_start", "_previous", "_start")
 
     def __init__(self) -> None:
         self._fence = False
-        self._inline = False
+        self._inline = 0  # inside inline code: the length of the backtick run that opened it
         self._depth = 0
+        self._budget = 0  # chunks an open "[", "{" or "`" may still span
+        self._line_start = True
+        self._indent = 0         # of the line, in columns, until its first word
+        self._code_line = False  # indented 4 or more, or a prompt (>>>, ..., $)
         self._previous = ""
         self._start = True  # at the start of a sentence
         # An auxiliary "not" may follow: (as written, lower case, its context).
@@ -207,22 +233,46 @@ class Scanner:
                 self._start = True
                 self._previous = ""
                 self._aux = None
+                self._line_start, self._code_line = True, False
+                self._indent = _columns(chunk.rpartition("\n")[2])
+                if chunk.count("\n") > 1:
+                    # A paragraph ends what an unbalanced "[", "{" or "`" opened.
+                    self._depth, self._inline = 0, 0
+            elif self._line_start:
+                self._indent += _columns(chunk)
             return None
         aux, self._aux = self._aux, None
+        if self._line_start:
+            self._line_start = False
+            self._code_line = self._indent >= 4 or chunk.startswith(_PROMPTS)
         if chunk.startswith("```"):
             self._fence = not self._fence
             self._previous = ""
             return None
-        if self._fence:
-            return None
-        ticks = chunk.count("`")
-        if ticks or self._inline:
-            if ticks % 2:
-                self._inline = not self._inline
+        if self._fence or self._code_line:
             self._previous = ""
             return None
-        opens, closes = chunk.count("{"), chunk.count("}")
+        if self._inline or self._depth:
+            # One left open (a stray "[" or "`") ends after a while: inline
+            # code and JSON in a sentence are short, the answer may not be.
+            self._budget -= 1
+            if self._budget <= 0:
+                self._inline = self._depth = 0
+        runs = _TICKS.findall(chunk)
+        if runs or self._inline:
+            # Inline code closes with a run of as many backticks as opened it.
+            for run in runs:
+                if not self._inline:
+                    self._inline, self._budget = len(run), _SPAN
+                elif len(run) == self._inline:
+                    self._inline = 0
+            self._previous = ""
+            return None
+        opens = chunk.count("{") + chunk.count("[")
+        closes = chunk.count("}") + chunk.count("]")
         if opens or closes or self._depth:
+            if not self._depth:
+                self._budget = _SPAN
             self._depth = max(0, self._depth + opens - closes)
             self._previous = ""
             return None
@@ -232,7 +282,8 @@ class Scanner:
             return None
         match = _WORD.match(chunk)
         if match is None:
-            contraction = _CONTRACTION.match(chunk) if "t" in chunk[-3:].lower() else None
+            contraction = _CONTRACTION.match(chunk) if ("'" in chunk or "\u2019" in chunk) \
+                else None
             if contraction is not None:
                 return self._contraction(*contraction.groups())
             self._previous = ""
@@ -241,13 +292,13 @@ class Scanner:
         lead, core, trail = match.groups()
         lower = core.lower()
         slot = None
-        name_like = core[0].isupper() and not self._start and not core.isupper()
-        if aux is not None and lower == "not" and not lead and (
-            core.islower() or (core.isupper() and aux[0].isupper())  # not "does NOT"
-        ):
+        # Capitals inside a sentence: a name; all capitals: an acronym, a
+        # keyword (SQL's SELECT) or emphasis. Neither is touched.
+        name_like = (core[0].isupper() and not self._start) or (len(core) > 1 and core.isupper())
+        if aux is not None and core == "not" and not lead:
             slot = Slot(aux[2], NEGATION_GROUP[aux[1]], _FORMS[aux[1]], _FORMS[aux[1]][0],
                         spans=True)
-        elif lower == "cannot" and not lead and not name_like:
+        elif lower == "cannot" and not lead and not name_like and _states(self._previous):
             slot = Slot(self._previous, NEGATION_GROUP["can"], _FORMS["can"], lower)
         if slot is not None:
             self._start = bool(trail) and trail[-1] in _SENTENCE_END
@@ -258,7 +309,8 @@ class Scanner:
             candidates = _candidates(group, self._previous)
             if len(candidates) > 1 and lower in candidates:
                 slot = Slot(self._previous, group, candidates, lower)
-        if lower in _AUXILIARIES and not lead and not trail and not name_like:
+        if (lower in _AUXILIARIES and not lead and not trail and not name_like
+                and _states(self._previous)):
             self._aux = (core, lower, self._previous)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         self._previous = "" if (trail or lead) else lower
@@ -267,9 +319,9 @@ class Scanner:
     def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
         short = core.lower().translate(_APOSTROPHE)
         aux = _CONTRACTED.get(short)
-        name_like = core[0].isupper() and not self._start and not core.isupper()
+        name_like = (core[0].isupper() and not self._start) or core.isupper()
         slot = None
-        if aux is not None and not lead and not name_like:
+        if aux is not None and not lead and not name_like and _states(self._previous):
             slot = Slot(self._previous, NEGATION_GROUP[aux], _FORMS[aux], short)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         self._previous = "" if (trail or lead or slot is None) else "not"

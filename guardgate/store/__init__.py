@@ -8,7 +8,7 @@ Redis and from `limits` are translated into `guardgate.StorageError` here.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import limits.errors
 import redis.asyncio as aioredis
@@ -37,13 +37,19 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def redacted(url: str) -> str:
-    """``url`` as it may be shown: a password in it replaced by ``***``."""
+    """``url`` as it may be shown: a password in it (``user:password@``, or
+    the ``password`` query parameter redis-py also reads) replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.password is None and "password" not in parts.query.lower():
         return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        user = parts.username or ""
+        parts = parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}")
+    if "password" in parts.query.lower():
+        query = [(k, "***" if k.lower() == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
 
 
 def is_redis(url: str) -> bool:

@@ -79,6 +79,11 @@ def test_code_numbers_urls_json_and_names_are_untouched() -> None:
         "mail big@large.example",
         '{"big": "large", "nested": {"quick": "rapid"}}',
         "3 big 4",
+        "Example:\n\n    if x is not None and big:\n        quickly()\n",
+        ">>> x is not None\n... big = quickly\n$ do not run quickly",
+        "SELECT x FROM t WHERE a IS NOT NULL AND b CANNOT BE NULL",
+        '["it is not here", "big", "quickly"]',
+        "``x do not y quickly``",
     ]
     for text in protected:
         marker = Marker(key)
@@ -183,18 +188,23 @@ def test_the_exact_tail_matches_the_binomial() -> None:
 
 
 def test_negations_are_one_slot_written_either_way() -> None:
-    text = ("You do not need it. It isn't here; we cannot go. Don't panic! "
-            "I DO NOT care. He does NOT agree, and `do not` is code.")
+    text = ("Then you do not need it. It isn't here; we cannot go. So they don't panic! "
+            "I DO NOT care. He does NOT agree, and `do not` is code. Why don't you? "
+            "It works, doesn't it? Don't you see?")
+    untouched = ("I DO NOT care", "He does NOT agree", "`do not` is code", "Why don't you?",
+                 "It works, doesn't it?", "Don't you see?")
     seen: set[str] = set()
     for i in range(12):
         key = f"negation-key-{i}".encode()
         marked = mark(text, key)
         assert expanded(marked).lower() == expanded(text).lower()  # same words, either form
-        assert "He does NOT agree" in marked and "`do not` is code" in marked
+        for part in untouched:  # emphasis, capitals, code and questions stay as written
+            assert part in marked, (part, marked)
         evidence = detect(marked, key)
-        assert evidence.slots == 5 and evidence.hits == 5
-        seen.update(re.findall(r"You do not|You don't|I DO NOT|I DON'T|can't|cannot", marked))
-    assert seen == {"You do not", "You don't", "I DO NOT", "I DON'T", "can't", "cannot"}
+        assert evidence.slots == 4 and evidence.hits == 4
+        seen.update(re.findall(r"you do not|you don't|they do not|they don't|can't|cannot",
+                               marked))
+    assert seen == {"you do not", "you don't", "they do not", "they don't", "can't", "cannot"}
 
 
 def test_an_auxiliary_is_held_one_word_at_most() -> None:
@@ -230,3 +240,11 @@ def test_a_groups_choices_do_not_depend_on_its_place_in_the_table() -> None:
     digest = hmac.new(KEY, f"the\x1f{names[group]}".encode(), hashlib.sha256).digest()
     expected = candidates[int.from_bytes(digest[:8], "big") % len(candidates)]
     assert Key(KEY).choice("the", group, candidates) == expected
+
+
+def test_a_stray_bracket_or_backtick_does_not_end_marking() -> None:
+    prose = " ".join(["We often need several quick answers."] * 40)
+    for stray in ("See [1 for details. ", "Use ` carefully. "):
+        text = stray + prose
+        evidence = detect(mark(text, KEY), KEY)
+        assert evidence.slots >= 3, stray  # the prose after the stray mark is still marked
