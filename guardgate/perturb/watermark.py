@@ -39,15 +39,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+_Table = tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...], tuple[str, ...],
+               tuple[frozenset[str], ...]]
 
-def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...],
-                                tuple[str, ...]]:
+
+def _table(text: str) -> _Table:
     """The groups of ``synonyms.txt``; for each, the words it must follow
-    (None: it holds after any word), and its name."""
+    (None: it holds after any word), its name, and the words it must not
+    follow ("in particular" is no "in specific")."""
     sets: dict[str, frozenset[str]] = {}
     members: list[tuple[str, ...]] = []
     after: list[frozenset[str] | None] = []
     names: list[str] = []
+    excepts: list[frozenset[str]] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -57,13 +61,16 @@ def _table(text: str) -> tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str]
             sets[name.strip()] = frozenset(words.split())
             continue
         name, colon, words = line.rpartition(":")
+        name = name.strip()
         members.append(tuple(word.strip() for word in words.split(",")))
-        after.append(sets[name.strip()] if colon else None)
-        names.append(f"{name.strip()}:{','.join(sorted(members[-1]))}")
-    return tuple(members), tuple(after), tuple(names)
+        negated = name.startswith("!")
+        after.append(sets[name] if colon and not negated else None)
+        excepts.append(sets[name[1:]] if negated else frozenset())
+        names.append(f"{name}:{','.join(sorted(members[-1]))}")
+    return tuple(members), tuple(after), tuple(names), tuple(excepts)
 
 
-_GROUPS, _AFTER, _NAMES = _table(
+_GROUPS, _AFTER, _NAMES, _EXCEPT = _table(
     resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
 )
 # For each word, the groups it belongs to (more than one only where their
@@ -78,7 +85,7 @@ def group_after(word: str, previous: str) -> int | None:
     """The group ``word`` is a slot of when it follows ``previous``, if any."""
     for index in GROUP_OF.get(word, ()):
         needs = _AFTER[index]
-        if needs is None or previous in needs:
+        if (needs is None or previous in needs) and previous not in _EXCEPT[index]:
             return index
     return None
 
