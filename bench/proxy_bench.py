@@ -110,24 +110,28 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
-    proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-    try:
-        wait_port(port)
-        yield
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+def process(cmd: list[str], port: int, env: dict[str, str] | None = None,
+            log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` in a session of its own until it listens on ``port``; its output
+    goes to ``log`` (or nowhere); stopped with SIGTERM on leaving."""
+    with open(log or os.devnull, "wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            wait_port(port)
+            yield proc
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextmanager

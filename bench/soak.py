@@ -29,14 +29,10 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,50 +44,13 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.proxy_bench import free_port, process
 from guardgate.client import ChallengeAuth
 
 CLASSES = {"normal": 0.6, "greedy": 0.15, "challenged": 0.15, "marked": 0.1}
 # Callers per class: the normal ones stay well inside their quota, the two
 # greedy ones take a sixth of the load each and run past it.
 CALLERS = {"normal": 64, "greedy": 2, "challenged": 8, "marked": 8}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
-
-
-@contextmanager
-def process(args: list[str], url: str, log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
-    out = log.open("wb") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                            start_new_session=True)
-    try:
-        wait_healthy(url, proc)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        if log is not None:
-            out.close()  # type: ignore[union-attr]
 
 
 def keys(kind: str, count: int) -> list[str]:
@@ -233,10 +192,9 @@ def main() -> int:
     (work / "policy.yaml").write_text(yaml.safe_dump(policy(toy, args.redis)))
     log = work / "gateway.log"
     with process([sys.executable, "-m", "uvicorn", "--factory", "guardgate.toy:create_toy_app",
-                  "--port", str(toy_port), "--log-level", "warning"], toy), \
+                  "--port", str(toy_port), "--log-level", "warning"], toy_port), \
          process([sys.executable, "-m", "guardgate.cli", "serve", "--policy",
-                  str(work / "policy.yaml"), "--port", str(port)], base + "/_guardgate/healthz",
-                 log) as gateway:
+                  str(work / "policy.yaml"), "--port", str(port)], port, log=log) as gateway:
         run = asyncio.run(drive(base, gateway.pid, args.duration, args.clients))
         counted = metrics(base)
         slots = sum(int(store.zcount(k, time.time() * 1000, "+inf"))

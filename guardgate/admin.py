@@ -100,8 +100,7 @@ class Operator:
         if method == "DELETE":
             return await self._reset(principal)
         if method != "GET":
-            return _error(405, "Only GET is supported here.", "method_not_allowed",
-                          [(b"allow", b"GET")])
+            return _not_allowed("GET")
         if not principal:
             return _error(404, "Name a principal: /_guardgate/accounts/{principal}.", "not_found")
         if self._risk is None:
@@ -117,22 +116,19 @@ class Operator:
             return _unavailable()
         if explained is None:
             return _error(404, "No risk state for this principal.", "not_found")
-        return Reply(200, orjson.dumps(explained), [(b"cache-control", b"no-store")])
-
+        return _ok(explained)
 
     async def _override(self, principal: str, method: str, body: bytes) -> Reply:
         if not principal:
             if method != "GET":
-                return _error(405, "Only GET is supported here.", "method_not_allowed",
-                              [(b"allow", b"GET")])
+                return _not_allowed("GET")
             return _ok({"overrides": await self._overrides.all()})
         if method == "DELETE":
             if not await self._overrides.remove(principal):
                 return _error(404, "No override is set for this principal.", "not_found")
             return _ok({"principal": principal, "removed": True})
         if method != "PUT":
-            return _error(405, "Use PUT or DELETE here.", "method_not_allowed",
-                          [(b"allow", b"PUT, DELETE")])
+            return _not_allowed("PUT", "DELETE")
         try:
             action = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -152,8 +148,7 @@ class Operator:
 
     async def _top(self, method: str) -> Reply:
         if method != "GET":
-            return _error(405, "Only GET is supported here.", "method_not_allowed",
-                          [(b"allow", b"GET")])
+            return _not_allowed("GET")
         if self._risk is None:
             return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
         try:
@@ -181,8 +176,7 @@ class Operator:
 
     async def _revoke(self, principal: str, method: str) -> Reply:
         if method != "POST":
-            return _error(405, "Only POST is supported here.", "method_not_allowed",
-                          [(b"allow", b"POST")])
+            return _not_allowed("POST")
         if self._clearances is None:
             return _error(404, "This policy has no challenges.", "not_found")
         try:
@@ -191,6 +185,12 @@ class Operator:
             return _unavailable()
         return Reply(200, orjson.dumps({"principal": principal, "revoked": True,
                                         "epoch": epoch}), [(b"cache-control", b"no-store")])
+
+
+def _not_allowed(*methods: str) -> Reply:
+    allowed = " or ".join(methods)
+    message = f"Only {allowed} is supported here." if len(methods) == 1 else f"Use {allowed} here."
+    return _error(405, message, "method_not_allowed", [(b"allow", ", ".join(methods).encode())])
 
 
 def _unavailable() -> Reply:

@@ -480,15 +480,12 @@ class GuardGate:
                                    content_type=b"text/html; charset=utf-8")
                 else:
                     await ex.reply(send, err.status, _error_body(adapter, err), err.headers)
-        except ClientGone:
-            error = "client disconnected"
-            self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
-            ex.status = ex.status or 499
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or not ex.gone:
-                raise
-            task.uncancel()
+        except (ClientGone, asyncio.CancelledError) as gone:
+            if isinstance(gone, asyncio.CancelledError):
+                task = asyncio.current_task()
+                if task is None or not ex.gone:
+                    raise
+                task.uncancel()
             error = "client disconnected"
             self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
             ex.status = ex.status or 499
