@@ -62,7 +62,7 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=1000)
     args = parser.parse_args()
     prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
-    # 560 tokens, so that 500 words remain after negations are contracted.
+    # 560 tokens, so that 500 words remain after contractions.
     toy = [" ".join("".join(toy_answer(p, max_tokens=560).tokens).split()) for p in prompts]
     answers_marked, answers_changed = marked(documents(300, words=500, seed=1, source="answers"))
     prose = documents(args.documents, words=500, seed=1)

@@ -5,7 +5,9 @@ Where the text uses a word from a group of the synonym table
 its context (the word before it) selects. Some groups hold only after
 certain words (a base verb after "to" or a modal, a noun after a
 determiner), which the table names. Negations are slots as well: "do not"
-or "don't", "cannot" or "can't", written as the key chooses. Text marked this way, and any
+or "don't", "cannot" or "can't", written as the key chooses, and so are a
+pronoun and its verb: "it is" or "it's", "you will" or "you'll". Text
+marked this way, and any
 model trained on enough of it, prefers the keyed member after each context
 far more often than chance; the detector counts, over distinct (context,
 group) slots, how often the keyed member appears, and reports a z-score and
@@ -16,15 +18,18 @@ What is never touched: fenced and inline code, lines indented as code or
 starting with a prompt (>>>, ..., $), URLs, paths and e-mail addresses,
 anything between braces or brackets (JSON; a stray one stops counting after
 64 chunks or at a paragraph's end), words with digits or inner punctuation,
-capitalized words inside a sentence (likely names), words in capitals, and
-negations that ask ("doesn't it?", "Why don't you"). Case and surrounding
+capitalized words inside a sentence (likely names), words in capitals,
+negations that ask ("doesn't it?", "Why don't you"), and a pronoun's verb
+where it may end a clause ("than it is in C", "what it is") or where "there"
+is an adverb ("the file there is old"). Case and surrounding
 punctuation are kept. After "a" or "an" only the members
 that take the same article are candidates, so no article disagreement is
 introduced.
 
 `Marker` works on a stream: `feed` returns the text up to the last complete
-word and holds back the word in progress (and an auxiliary, until the next
-word shows whether "not" follows); `flush` returns the rest.
+word and holds back the word in progress (and an auxiliary, a pronoun or a
+contraction in "'s", until the next word shows whether "not" or the verb
+follows, or whether "'s" stands for "has"); `flush` returns the rest.
 Marking a stream chunk by chunk gives exactly the text marking it whole
 does.
 """
@@ -109,6 +114,33 @@ _FORMS = {aux: ("cannot" if aux == "can" else f"{aux} not", short)
 _NAMES = (*_NAMES, *(f"negation:{','.join(_FORMS[aux])}" for aux in _NEGATIONS))
 _AUXILIARIES = frozenset(_NEGATIONS) - {"can"}  # "can not" is not "cannot"
 _CONTRACTED = {short: aux for aux, short in _NEGATIONS.items()}
+
+# A pronoun and the verb after it are one slot as well: "it is" or "it's",
+# "you will" or "you'll". A stream holds the pronoun back until the next word
+# shows whether the verb follows. "'s" may stand for "has" ("it's been"), so
+# a contraction in "'s" is a slot only when the word after it is not one
+# that says so: it is held until that word is seen.
+_PAIRS: dict[tuple[str, str], str] = {
+    ("it", "is"): "it's", ("that", "is"): "that's", ("there", "is"): "there's",
+    ("here", "is"): "here's", ("you", "are"): "you're", ("we", "are"): "we're",
+    ("they", "are"): "they're", ("i", "am"): "i'm", ("you", "will"): "you'll",
+    ("we", "will"): "we'll", ("they", "will"): "they'll", ("i", "will"): "i'll",
+}
+_PAIR_OF = {short: pair for pair, short in _PAIRS.items()}
+_PRONOUNS = frozenset(pronoun for pronoun, _ in _PAIRS)
+# After these the verb may end a clause that has no comma ("than it is in
+# C", "what it is and"), where it cannot be contracted.
+_NOT_BEFORE_PRONOUN = frozenset({"than", "as", "what", "where", "how", "who", "whom", "which",
+                                 "why", "whatever", "wherever", "however", "whoever",
+                                 "whichever"})
+# "there" and "here" begin a clause ("there is a way"), or follow a word that
+# opens one; after a noun they are adverbs ("the file there is old").
+_OPENERS = frozenset({"", "and", "but", "or", "if", "when", "whether", "that", "because",
+                      "since", "unless", "while", "so", "then", "now"})
+_HAS = frozenset({"been", "got", "gotten", "had"})  # "it's been": "it has been"
+PAIR_GROUP = {pair: len(_GROUPS) + len(_NEGATIONS) + i for i, pair in enumerate(_PAIRS)}
+_PAIR_FORMS = {pair: (" ".join(pair), short) for pair, short in _PAIRS.items()}
+_NAMES = (*_NAMES, *(f"contraction:{','.join(_PAIR_FORMS[pair])}" for pair in _PAIRS))
 _APOSTROPHE = str.maketrans({"\u2019": "'"})
 
 _CHUNK = re.compile(r"\s+|\S+")
@@ -130,7 +162,9 @@ def _states(previous: str) -> bool:
 def _columns(space: str) -> int:
     return len(space.expandtabs(4))
 _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
-_CONTRACTION = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+['\u2019][Tt])([^A-Za-z0-9]*)$")
+# "don't", "it's", "you're", "I'm", "we'll" (and possessives, which are no slots).
+_CONTRACTION = re.compile(
+    r"^([^A-Za-z0-9]*)([A-Za-z]+['\u2019](?:[Tt]|[Ss]|[Rr][Ee]|[Mm]|[Ll][Ll]))([^A-Za-z0-9]*)$")
 _SENTENCE_END = frozenset(".!?")
 # Words spelt with a vowel that start with a consonant sound, and silent h.
 _CONSONANT_SOUND = ("use", "usa", "usu", "uti", "ubi", "uni", "eu", "one")
@@ -207,7 +241,7 @@ class Scanner:
     one call to the next, so a stream is scanned as the whole text would be."""
 
     __slots__ = ("_aux", "_budget", "_code_line", "_depth", "_fence", "_indent", "_inline",
-                 "_line_start", "_previous", "_start")
+                 "_line_start", "_previous", "_pronoun", "_resolved", "_short", "_start")
 
     def __init__(self) -> None:
         self._fence = False
@@ -221,17 +255,38 @@ class Scanner:
         self._start = True  # at the start of a sentence
         # An auxiliary "not" may follow: (as written, lower case, its context).
         self._aux: tuple[str, str, str] | None = None
+        # A pronoun its verb may follow: (lower case, its context).
+        self._pronoun: tuple[str, str] | None = None
+        # A contraction in "'s", a slot unless the next word is "been" and the like.
+        self._short: Slot | None = None
+        # Set by the word after a held "'s" contraction: that contraction's
+        # slot, when it is one (see `take_resolved`).
+        self._resolved: Slot | None = None
 
     @property
     def waiting(self) -> bool:
-        """Whether the last word may begin a negation ("do" before "not")."""
-        return self._aux is not None
+        """Whether the last word is held until the next one shows what it
+        is: an auxiliary before "not", a pronoun before its verb, an "'s"."""
+        return self._aux is not None or self._pronoun is not None or self._short is not None
+
+    def take_resolved(self) -> Slot | None:
+        """The slot of the "'s" contraction held before the chunk just
+        scanned, if the chunk showed it to be one (once)."""
+        slot, self._resolved = self._resolved, None
+        return slot
 
     def scan(self, text: str) -> list[tuple[str, Slot | None]]:
         """``text`` split into chunks, each with its slot when it is markable."""
         out: list[tuple[str, Slot | None]] = []
+        held = 0
         for chunk in _CHUNK.findall(text):
-            out.append((chunk, self._step(chunk)))
+            slot = self._step(chunk)
+            resolved = self.take_resolved()
+            if resolved is not None:
+                out[held] = (out[held][0], resolved)
+            if self._short is not None and not chunk.isspace():
+                held = len(out)
+            out.append((chunk, slot))
         return out
 
     def _step(self, chunk: str) -> Slot | None:
@@ -239,7 +294,7 @@ class Scanner:
             if "\n" in chunk:
                 self._start = True
                 self._previous = ""
-                self._aux = None
+                self._aux = self._pronoun = None
                 self._line_start, self._code_line = True, False
                 self._indent = _columns(chunk.rpartition("\n")[2])
                 if chunk.count("\n") > 1:
@@ -249,6 +304,12 @@ class Scanner:
                 self._indent += _columns(chunk)
             return None
         aux, self._aux = self._aux, None
+        pronoun, self._pronoun = self._pronoun, None
+        if self._short is not None:
+            word = chunk.strip(".,;:!?\"'()").lower()
+            if word not in _HAS:
+                self._resolved = self._short
+            self._short = None
         if self._line_start:
             self._line_start = False
             self._code_line = self._indent >= 4 or chunk.startswith(_PROMPTS)
@@ -274,6 +335,8 @@ class Scanner:
                 elif len(run) == self._inline:
                     self._inline = 0
             self._previous = ""
+            # A sentence may end with code: "... use `x`. Then ..."
+            self._start = not self._inline and chunk[-1] in _SENTENCE_END
             return None
         opens = chunk.count("{") + chunk.count("[")
         closes = chunk.count("}") + chunk.count("]")
@@ -282,10 +345,11 @@ class Scanner:
                 self._budget = _SPAN
             self._depth = max(0, self._depth + opens - closes)
             self._previous = ""
+            self._start = not self._depth and chunk[-1] in _SENTENCE_END
             return None
         if "://" in chunk or "@" in chunk or "/" in chunk or chunk.startswith("www."):
             self._previous = ""
-            self._start = False
+            self._start = chunk[-1] in _SENTENCE_END
             return None
         match = _WORD.match(chunk)
         if match is None:
@@ -302,9 +366,17 @@ class Scanner:
         # Capitals inside a sentence: a name; all capitals: an acronym, a
         # keyword (SQL's SELECT) or emphasis. Neither is touched.
         name_like = (core[0].isupper() and not self._start) or (len(core) > 1 and core.isupper())
+        plain = not lead and not trail and not name_like
         if aux is not None and core == "not" and not lead:
             slot = Slot(aux[2], NEGATION_GROUP[aux[1]], _FORMS[aux[1]], _FORMS[aux[1]][0],
                         spans=True)
+        elif pronoun is not None and plain and (pronoun[0], lower) in _PAIRS:
+            pair = (pronoun[0], lower)
+            slot = Slot(pronoun[1], PAIR_GROUP[pair], _PAIR_FORMS[pair], _PAIR_FORMS[pair][0],
+                        spans=True)
+            self._start = False
+            self._previous = lower
+            return slot
         elif lower == "cannot" and not lead and not name_like and _states(self._previous):
             slot = Slot(self._previous, NEGATION_GROUP["can"], _FORMS["can"], lower)
         if slot is not None:
@@ -316,21 +388,44 @@ class Scanner:
             candidates = _candidates(group, self._previous)
             if len(candidates) > 1 and lower in candidates:
                 slot = Slot(self._previous, group, candidates, lower)
-        if (lower in _AUXILIARIES and not lead and not trail and not name_like
-                and _states(self._previous)):
+        if (lower in _AUXILIARIES and plain and _states(self._previous)
+                and (self._previous, lower) not in _PAIRS):
             self._aux = (core, lower, self._previous)
+        elif lower in _PRONOUNS and not lead and not trail and (not name_like or core == "I") \
+                and self._pronoun_may_contract(lower):
+            self._pronoun = (lower, self._previous)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         self._previous = "" if (trail or lead) else lower
         return slot
 
+    def _pronoun_may_contract(self, pronoun: str) -> bool:
+        previous = self._previous
+        if pronoun in ("here", "there"):
+            return previous in _OPENERS
+        return previous not in _NOT_BEFORE_PRONOUN
+
     def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
         short = core.lower().translate(_APOSTROPHE)
-        aux = _CONTRACTED.get(short)
         name_like = (core[0].isupper() and not self._start) or core.isupper()
-        slot = None
-        if aux is not None and not lead and not name_like and _states(self._previous):
-            slot = Slot(self._previous, NEGATION_GROUP[aux], _FORMS[aux], short)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
+        pair = _PAIR_OF.get(short)
+        if pair is not None:
+            capital_i = pair[0] == "i" and not core.isupper()  # "I'm" is no name
+            if lead or trail or (name_like and not capital_i) \
+                    or not self._pronoun_may_contract(pair[0]):
+                self._previous = ""
+                return None
+            paired = Slot(self._previous, PAIR_GROUP[pair], _PAIR_FORMS[pair], short)
+            self._previous = pair[1]
+            if short.endswith("'s"):
+                self._short = paired  # a slot only if "been" and the like do not follow
+                return None
+            return paired
+        aux = _CONTRACTED.get(short)
+        slot = None
+        if aux is not None and not lead and not name_like and _states(self._previous) \
+                and (self._previous, aux) not in _PAIRS:
+            slot = Slot(self._previous, NEGATION_GROUP[aux], _FORMS[aux], short)
         self._previous = "" if (trail or lead or slot is None) else "not"
         return slot
 
@@ -348,7 +443,7 @@ class Marker:
         self._key = key
         self._scanner = Scanner()
         self._held = ""
-        self._pending: list[str] = []  # an auxiliary and the space after it
+        self._pending: list[str] = []  # a word held back and the space after it
         self.slots = 0     # markable words seen
         self.changed = 0   # words replaced
 
@@ -377,31 +472,35 @@ class Marker:
                     pending.append(chunk)
                     continue
                 if slot is not None and slot.spans:
-                    out.append(self._negation(slot, pending, chunk))
+                    out.append(self._span(slot, pending, chunk))
                     pending.clear()
                     continue
+                resolved = scanner.take_resolved()
+                if resolved is not None:
+                    pending[0] = self._write(pending[0], resolved)
                 out.extend(pending)
                 pending.clear()
             if scanner.waiting:
-                pending.append(chunk)  # held until the next word: is it "not"?
+                pending.append(chunk)  # held until the next word: "not", a verb, "been"?
                 continue
-            if slot is None:
-                out.append(chunk)
-                continue
-            self.slots += 1
-            chosen = self._key.choice(slot.context, slot.group, slot.candidates)
-            if chosen != slot.word:
-                self.changed += 1
-                lead, core, trail = _parts(chunk)
-                chunk = lead + _cased(chosen, core) + trail
-                if slot.group < len(_GROUPS):
-                    scanner.replaced(chosen)
-            out.append(chunk)
+            out.append(chunk if slot is None else self._write(chunk, slot))
         return "".join(out)
 
-    def _negation(self, slot: Slot, pending: list[str], chunk: str) -> str:
-        """ "do" (held, with the space after it) and "not": written as the
-        key chooses."""
+    def _write(self, chunk: str, slot: Slot) -> str:
+        """``chunk``, a slot's one word, written as the key chooses."""
+        self.slots += 1
+        chosen = self._key.choice(slot.context, slot.group, slot.candidates)
+        if chosen == slot.word:
+            return chunk
+        self.changed += 1
+        lead, core, trail = _parts(chunk)
+        if slot.group < len(_GROUPS):
+            self._scanner.replaced(chosen)
+        return lead + _cased(chosen, core) + trail
+
+    def _span(self, slot: Slot, pending: list[str], chunk: str) -> str:
+        """A held word ("do", "it"), the space after it and the word that
+        completes the slot ("not", "is"): written as the key chooses."""
         self.slots += 1
         chosen = self._key.choice(slot.context, slot.group, slot.candidates)
         if chosen == slot.word:
