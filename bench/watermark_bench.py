@@ -11,7 +11,7 @@
   (at most 0.1 % expected).
 - Quality: the share of words the marker changed.
 
-    python bench/watermark_bench.py [--documents 1000]
+    python bench/watermark_bench.py [--documents 1000] [--seed 1]
 """
 
 from __future__ import annotations
@@ -60,13 +60,15 @@ def power(texts: list[str], size: int = 500) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1,
+                        help="which documents are drawn from the corpora")
     args = parser.parse_args()
     prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
     # 560 tokens, so that 500 words remain after contractions.
     toy = [" ".join("".join(toy_answer(p, max_tokens=560).tokens).split()) for p in prompts]
-    answers_marked, answers_changed = marked(documents(300, words=500, seed=1, source="answers"))
-    prose = documents(args.documents, words=500, seed=1)
-    long_prose, _ = marked(documents(300, words=1500, seed=2))
+    answers_marked, answers_changed = marked(documents(300, words=500, seed=args.seed, source="answers"))
+    prose = documents(args.documents, words=500, seed=args.seed)
+    long_prose, _ = marked(documents(300, words=1500, seed=args.seed + 1))
     toy_marked, toy_changed = marked(toy)
     prose_marked, prose_changed = marked(prose)
     null_unmarked = [detect(d, key).p_value for key in [KEY, *WRONGS[1:]] for d in prose]

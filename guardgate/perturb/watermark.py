@@ -135,7 +135,7 @@ _NOT_BEFORE_PRONOUN = frozenset({"than", "as", "what", "where", "how", "who", "w
                                  "whichever"})
 # "there" and "here" begin a clause ("there is a way"), or follow a word that
 # opens one; after a noun they are adverbs ("the file there is old").
-_OPENERS = frozenset({"", "and", "but", "or", "if", "when", "whether", "that", "because",
+_OPENERS = frozenset({"and", "but", "or", "if", "when", "whether", "that", "because",
                       "since", "unless", "while", "so", "then", "now"})
 _HAS = frozenset({"been", "got", "gotten", "had"})  # "it's been": "it has been"
 PAIR_GROUP = {pair: len(_GROUPS) + len(_NEGATIONS) + i for i, pair in enumerate(_PAIRS)}
@@ -166,6 +166,7 @@ _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
 _CONTRACTION = re.compile(
     r"^([^A-Za-z0-9]*)([A-Za-z]+['\u2019](?:[Tt]|[Ss]|[Rr][Ee]|[Mm]|[Ll][Ll]))([^A-Za-z0-9]*)$")
 _SENTENCE_END = frozenset(".!?")
+_CLAUSE_END = frozenset(".!?,;:")
 # Words spelt with a vowel that start with a consonant sound, and silent h.
 _CONSONANT_SOUND = ("use", "usa", "usu", "uti", "ubi", "uni", "eu", "one")
 _SILENT_H = ("honest", "hour", "heir", "honor", "honour")
@@ -240,8 +241,9 @@ class Scanner:
     (code fences, inline code, braces, the previous word) carries over from
     one call to the next, so a stream is scanned as the whole text would be."""
 
-    __slots__ = ("_aux", "_budget", "_code_line", "_depth", "_fence", "_indent", "_inline",
-                 "_line_start", "_previous", "_pronoun", "_resolved", "_short", "_start")
+    __slots__ = ("_aux", "_boundary", "_budget", "_code_line", "_depth", "_fence", "_indent",
+                 "_inline", "_last", "_line_start", "_previous", "_pronoun", "_resolved",
+                 "_short", "_start")
 
     def __init__(self) -> None:
         self._fence = False
@@ -253,6 +255,8 @@ class Scanner:
         self._code_line = False  # indented 4 or more, or a prompt (>>>, ..., $)
         self._previous = ""
         self._start = True  # at the start of a sentence
+        self._last = ""  # the line's last chunk but spaces
+        self._boundary = True  # a clause may start: after punctuation or at a line's start
         # An auxiliary "not" may follow: (as written, lower case, its context).
         self._aux: tuple[str, str, str] | None = None
         # A pronoun its verb may follow: (lower case, its context).
@@ -295,6 +299,7 @@ class Scanner:
                 self._start = True
                 self._previous = ""
                 self._aux = self._pronoun = None
+                self._last = ""
                 self._line_start, self._code_line = True, False
                 self._indent = _columns(chunk.rpartition("\n")[2])
                 if chunk.count("\n") > 1:
@@ -305,6 +310,8 @@ class Scanner:
             return None
         aux, self._aux = self._aux, None
         pronoun, self._pronoun = self._pronoun, None
+        self._boundary = not self._last or self._last[-1] in _CLAUSE_END
+        self._last = chunk
         if self._short is not None:
             word = chunk.strip(".,;:!?\"'()").lower()
             if word not in _HAS:
@@ -401,7 +408,8 @@ class Scanner:
     def _pronoun_may_contract(self, pronoun: str) -> bool:
         previous = self._previous
         if pronoun in ("here", "there"):
-            return previous in _OPENERS
+            # "The `path` there is" is no clause's start.
+            return previous in _OPENERS if previous else self._boundary
         return previous not in _NOT_BEFORE_PRONOUN
 
     def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
@@ -451,7 +459,9 @@ class Marker:
         held = self._held + text
         cut = len(held)
         while cut and not held[cut - 1].isspace():
-            cut -= 1
+            cut -= 1  # the word in progress
+        while cut and held[cut - 1].isspace():
+            cut -= 1  # and the space before it, which may go on: "\n" then "\n" ends a paragraph
         self._held = held[cut:]
         return self._mark(held[:cut]) if cut else ""
 
