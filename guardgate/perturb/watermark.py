@@ -137,7 +137,15 @@ _NOT_BEFORE_PRONOUN = frozenset({"than", "as", "what", "where", "how", "who", "w
 # opens one; after a noun they are adverbs ("the file there is old").
 _OPENERS = frozenset({"and", "but", "or", "if", "when", "whether", "that", "because",
                       "since", "unless", "while", "so", "then", "now"})
-_HAS = frozenset({"been", "got", "gotten", "had"})  # "it's been": "it has been"
+# After these "'s" is "has" ("it's been", "it's become"), or may be ("it's
+# already run", "it's changed").
+_HAS = frozenset({
+    "been", "got", "gotten", "had", "become", "come", "gone", "taken", "made", "grown",
+    "changed", "happened", "worked", "improved", "moved", "stopped", "started", "failed",
+    "succeeded", "ended", "increased", "decreased", "fallen", "risen", "arrived", "appeared",
+    "disappeared", "seemed", "managed", "already", "never", "ever", "always", "since",
+    "recently", "finally", "long", "yet",
+})
 PAIR_GROUP = {pair: len(_GROUPS) + len(_NEGATIONS) + i for i, pair in enumerate(_PAIRS)}
 _PAIR_FORMS = {pair: (" ".join(pair), short) for pair, short in _PAIRS.items()}
 _NAMES = (*_NAMES, *(f"contraction:{','.join(_PAIR_FORMS[pair])}" for pair in _PAIRS))

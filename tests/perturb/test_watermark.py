@@ -268,7 +268,8 @@ def test_a_pronoun_and_its_verb_are_one_slot_written_either_way() -> None:
     assert seen == {"it is", "it's", "you will", "you'll", "There is", "There's", "I'm", "I am"}
     # Where the verb may end a clause, stands for "has", is stressed, code or
     # a name, or "there" is an adverb, nothing changes.
-    untouched = ("So it's been a while. It's got a flag. Speed here is lower than it is in C. "
+    untouched = ("So it's been a while. It's got a flag. It's never failed. It's changed. "
+                 "Speed here is lower than it is in C. "
                  "Say what it is and go. The file there is old. The `path` there is old. "
                  "It IS. Run `it is` now. "
                  "Yes, it is. As you will see, it is, we are.")
