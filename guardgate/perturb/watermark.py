@@ -22,12 +22,13 @@ capitalized words inside a sentence (likely names), words in capitals,
 negations that ask ("doesn't it?", "Why don't you"), and a pronoun's verb
 where it may end a clause ("than it is in C", "what it is") or where "there"
 is an adverb ("the file there is old"). Case and surrounding
-punctuation are kept. After "a" or "an" only the members
+punctuation are kept, and a contraction is written with the apostrophe the
+text uses (straight or curly). After "a" or "an" only the members
 that take the same article are candidates, so no article disagreement is
 introduced.
 
 `Marker` works on a stream: `feed` returns the text up to the last complete
-word and holds back the word in progress (and an auxiliary, a pronoun or a
+word and holds back the space after it and the word in progress (and an auxiliary, a pronoun or a
 contraction in "'s", until the next word shows whether "not" or the verb
 follows, or whether "'s" stands for "has"); `flush` returns the rest.
 Marking a stream chunk by chunk gives exactly the text marking it whole
@@ -251,7 +252,7 @@ class Scanner:
 
     __slots__ = ("_aux", "_boundary", "_budget", "_code_line", "_depth", "_fence", "_indent",
                  "_inline", "_last", "_line_start", "_previous", "_pronoun", "_resolved",
-                 "_short", "_start")
+                 "_short", "_start", "apostrophe")
 
     def __init__(self) -> None:
         self._fence = False
@@ -264,6 +265,7 @@ class Scanner:
         self._previous = ""
         self._start = True  # at the start of a sentence
         self._last = ""  # the line's last chunk but spaces
+        self.apostrophe = "'"  # as the text writes it in "don't" or "Python's" ("'" or "\u2019")
         self._boundary = True  # a clause may start: after punctuation or at a line's start
         # An auxiliary "not" may follow: (as written, lower case, its context).
         self._aux: tuple[str, str, str] | None = None
@@ -422,6 +424,7 @@ class Scanner:
 
     def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
         short = core.lower().translate(_APOSTROPHE)
+        self.apostrophe = "\u2019" if "\u2019" in core else "'"
         name_like = (core[0].isupper() and not self._start) or core.isupper()
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         pair = _PAIR_OF.get(short)
@@ -514,7 +517,12 @@ class Marker:
         lead, core, trail = _parts(chunk)
         if slot.group < len(_GROUPS):
             self._scanner.replaced(chosen)
-        return lead + _cased(chosen, core) + trail
+        return lead + _cased(self._typeset(chosen), core) + trail
+
+    def _typeset(self, form: str) -> str:
+        """``form`` ("don't") with the apostrophe the text uses."""
+        apostrophe = self._scanner.apostrophe
+        return form if apostrophe == "'" else form.replace("'", apostrophe)
 
     def _span(self, slot: Slot, pending: list[str], chunk: str) -> str:
         """A held word ("do", "it"), the space after it and the word that
@@ -525,7 +533,7 @@ class Marker:
             return "".join(pending) + chunk
         self.changed += 1
         _, _, trail = _parts(chunk)
-        return _cased(chosen, pending[0]) + trail
+        return _cased(self._typeset(chosen), pending[0]) + trail
 
 
 def mark(text: str, key: bytes) -> str:

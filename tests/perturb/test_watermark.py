@@ -279,6 +279,19 @@ def test_a_pronoun_and_its_verb_are_one_slot_written_either_way() -> None:
         assert mark(untouched, key) == untouched
 
 
+def test_a_contraction_is_written_with_the_texts_apostrophe() -> None:
+    text = "Python\u2019s rules: you do not need it, and it is fine. We will see."
+    forms = set()
+    for i in range(16):
+        key = f"apostrophe-key-{i}".encode()
+        marked = mark(text, key)
+        assert "'" not in marked  # the text's own apostrophe, not a straight one
+        assert detect(marked, key).hits == detect(marked, key).slots == 3
+        forms.update(re.findall(r"\w+\u2019\w+", marked))
+    assert {"don\u2019t", "it\u2019s", "We\u2019ll"} <= forms
+    assert "don't" in {mark("So you do not.", f"k{i}".encode())[7:12] for i in range(16)}
+
+
 def test_a_pronoun_is_held_one_word_at_most() -> None:
     marker = Marker(Key(KEY))
     assert marker.feed("So it") == "So"
