@@ -10,6 +10,8 @@
   key, each with ten keys (10,000 checks each): the share reaching p < 1e-3
   (at most 0.1 % expected).
 - Quality: the share of words the marker changed.
+- Speed: words marked per second (one core, best of three passes over the
+  answers corpus).
 
     python bench/watermark_bench.py [--documents 1000] [--seed 1]
 """
@@ -21,6 +23,7 @@ import json
 import re
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,6 +54,17 @@ def marked(texts: list[str]) -> tuple[list[str], float]:
     return out, changed / total
 
 
+def speed(texts: list[str]) -> float:
+    """Words marked per second, the best of three passes."""
+    words = sum(len(text.split()) for text in texts)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        marked(texts)
+        best = min(best, time.perf_counter() - start)
+    return words / best
+
+
 def power(texts: list[str], size: int = 500) -> dict[str, float]:
     ps = sorted(detect(w, KEY).p_value for text in texts for w in windows(text, size))
     return {"windows": len(ps), "below_1e-4": sum(p < 1e-4 for p in ps) / len(ps),
@@ -66,7 +80,8 @@ def main() -> int:
     prompts = [f"Question {i}: how should I plan project number {i}?" for i in range(200)]
     # 560 tokens, so that 500 words remain after contractions.
     toy = [" ".join("".join(toy_answer(p, max_tokens=560).tokens).split()) for p in prompts]
-    answers_marked, answers_changed = marked(documents(300, words=500, seed=args.seed, source="answers"))
+    answers = documents(300, words=500, seed=args.seed, source="answers")
+    answers_marked, answers_changed = marked(answers)
     prose = documents(args.documents, words=500, seed=args.seed)
     long_prose, _ = marked(documents(300, words=1500, seed=args.seed + 1))
     toy_marked, toy_changed = marked(toy)
@@ -84,6 +99,7 @@ def main() -> int:
         "words_changed_toy": toy_changed,
         "words_changed_prose": prose_changed,
         "words_changed_answers": answers_changed,
+        "words_marked_per_second": speed(answers),
     }
     print("| text | window | windows | p < 1e-4 | median p | worst p | words changed |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -101,6 +117,8 @@ def main() -> int:
     print(f"\nNull, {len(prose)} documents, ten keys each ({len(null_wrong)} checks): "
           f"unmarked reaching p < 1e-3: {report['null_unmarked_below_1e-3']:.2%}; "
           f"marked, checked with a wrong key: {report['null_wrong_key_below_1e-3']:.2%}")
+    print(f"Marking: {report['words_marked_per_second'] / 1e6:.2f} million words a second "
+          "(one core)")
     print(json.dumps(report))
     return 0
 
