@@ -106,15 +106,7 @@ _NEGATIONS: dict[str, str] = {
     "had": "hadn't", "will": "won't", "would": "wouldn't", "should": "shouldn't",
     "could": "couldn't", "must": "mustn't", "can": "can't",
 }
-NEGATION_GROUP = {aux: len(_GROUPS) + i for i, aux in enumerate(_NEGATIONS)}
-_FORMS = {aux: ("cannot" if aux == "can" else f"{aux} not", short)
-          for aux, short in _NEGATIONS.items()}
-# What the key hashes for a group: its name, not its place in the table, so
-# that editing one group leaves every other group's choices as they were
-# (marks made before the edit are still found after it).
-_NAMES = (*_NAMES, *(f"negation:{','.join(_FORMS[aux])}" for aux in _NEGATIONS))
 _AUXILIARIES = frozenset(_NEGATIONS) - {"can"}  # "can not" is not "cannot"
-_CONTRACTED = {short: aux for aux, short in _NEGATIONS.items()}
 
 # A pronoun and the verb after it are one slot as well: "it is" or "it's",
 # "you will" or "you'll". A stream holds the pronoun back until the next word
@@ -127,7 +119,6 @@ _PAIRS: dict[tuple[str, str], str] = {
     ("they", "are"): "they're", ("i", "am"): "i'm", ("you", "will"): "you'll",
     ("we", "will"): "we'll", ("they", "will"): "they'll", ("i", "will"): "i'll",
 }
-_PAIR_OF = {short: pair for pair, short in _PAIRS.items()}
 _PRONOUNS = frozenset(pronoun for pronoun, _ in _PAIRS)
 # After these the verb may end a clause that has no comma ("than it is in
 # C", "what it is and"), where it cannot be contracted.
@@ -147,9 +138,22 @@ _HAS = frozenset({
     "disappeared", "seemed", "managed", "already", "never", "ever", "always", "since",
     "recently", "finally", "long", "yet",
 })
-PAIR_GROUP = {pair: len(_GROUPS) + len(_NEGATIONS) + i for i, pair in enumerate(_PAIRS)}
-_PAIR_FORMS = {pair: (" ".join(pair), short) for pair, short in _PAIRS.items()}
-_NAMES = (*_NAMES, *(f"contraction:{','.join(_PAIR_FORMS[pair])}" for pair in _PAIRS))
+# Each contraction, a slot of its own, and the two words it stands for:
+# "don't" is "do not", "it's" is "it is", "can't" is "cannot" (one word:
+# "can not" is no negation of "can").
+_SPELLED: dict[str, tuple[str, str]] = {
+    **{short: (aux, "not") for aux, short in _NEGATIONS.items()},
+    **{short: pair for pair, short in _PAIRS.items()},
+}
+_FORMS = {short: ("cannot" if short == "can't" else " ".join(words), short)
+          for short, words in _SPELLED.items()}
+_CONTRACTION_GROUP = {short: len(_GROUPS) + i for i, short in enumerate(_SPELLED)}
+_SPANS = {words: short for short, words in _SPELLED.items() if short != "can't"}
+# What the key hashes for a group: its name, not its place in the table, so
+# that editing one group leaves every other group's choices as they were
+# (marks made before the edit are still found after it).
+_NAMES = (*_NAMES, *(f"{'negation' if words[1] == 'not' else 'contraction'}:"
+                     f"{','.join(_FORMS[short])}" for short, words in _SPELLED.items()))
 _APOSTROPHE = str.maketrans({"\u2019": "'"})
 
 _CHUNK = re.compile(r"\s+|\S+")
@@ -250,8 +254,8 @@ class Scanner:
     (code fences, inline code, braces, the previous word) carries over from
     one call to the next, so a stream is scanned as the whole text would be."""
 
-    __slots__ = ("_aux", "_boundary", "_budget", "_code_line", "_depth", "_fence", "_indent",
-                 "_inline", "_last", "_line_start", "_previous", "_pronoun", "_resolved",
+    __slots__ = ("_boundary", "_budget", "_code_line", "_depth", "_fence", "_first", "_indent",
+                 "_inline", "_last", "_line_start", "_previous", "_resolved",
                  "_short", "_start", "apostrophe")
 
     def __init__(self) -> None:
@@ -267,10 +271,9 @@ class Scanner:
         self._last = ""  # the line's last chunk but spaces
         self.apostrophe = "'"  # as the text writes it in "don't" or "Python's" ("'" or "\u2019")
         self._boundary = True  # a clause may start: after punctuation or at a line's start
-        # An auxiliary "not" may follow: (as written, lower case, its context).
-        self._aux: tuple[str, str, str] | None = None
-        # A pronoun its verb may follow: (lower case, its context).
-        self._pronoun: tuple[str, str] | None = None
+        # The first of two words that may be one slot, an auxiliary "not" may
+        # follow or a pronoun its verb: (lower case, its context).
+        self._first: tuple[str, str] | None = None
         # A contraction in "'s", a slot unless the next word is "been" and the like.
         self._short: Slot | None = None
         # Set by the word after a held "'s" contraction: that contraction's
@@ -281,7 +284,7 @@ class Scanner:
     def waiting(self) -> bool:
         """Whether the last word is held until the next one shows what it
         is: an auxiliary before "not", a pronoun before its verb, an "'s"."""
-        return self._aux is not None or self._pronoun is not None or self._short is not None
+        return self._first is not None or self._short is not None
 
     def take_resolved(self) -> Slot | None:
         """The slot of the "'s" contraction held before the chunk just
@@ -308,7 +311,7 @@ class Scanner:
             if "\n" in chunk:
                 self._start = True
                 self._previous = ""
-                self._aux = self._pronoun = None
+                self._first = None
                 self._last = ""
                 self._line_start, self._code_line = True, False
                 self._indent = _columns(chunk.rpartition("\n")[2])
@@ -318,8 +321,7 @@ class Scanner:
             elif self._line_start:
                 self._indent += _columns(chunk)
             return None
-        aux, self._aux = self._aux, None
-        pronoun, self._pronoun = self._pronoun, None
+        first, self._first = self._first, None
         self._boundary = not self._last or self._last[-1] in _CLAUSE_END
         self._last = chunk
         if self._short is not None:
@@ -380,44 +382,46 @@ class Scanner:
         lead, core, trail = match.groups()
         lower = core.lower()
         slot = None
-        # Capitals inside a sentence: a name; all capitals: an acronym, a
-        # keyword (SQL's SELECT) or emphasis. Neither is touched.
-        name_like = (core[0].isupper() and not self._start) or (len(core) > 1 and core.isupper())
-        plain = not lead and not trail and not name_like
-        if aux is not None and core == "not" and not lead:
-            slot = Slot(aux[2], NEGATION_GROUP[aux[1]], _FORMS[aux[1]], _FORMS[aux[1]][0],
+        # Capitals inside a sentence: a name ("I" is none); all capitals: an
+        # acronym, a keyword (SQL's SELECT) or emphasis. Neither is touched.
+        name_like = (core[0].isupper() and not self._start and core != "I") \
+            or (len(core) > 1 and core.isupper())
+        if first is not None and not lead and not name_like \
+                and (short := _SPANS.get((first[0], lower))) is not None \
+                and (not trail or lower == "not"):
+            slot = Slot(first[1], _CONTRACTION_GROUP[short], _FORMS[short], _FORMS[short][0],
                         spans=True)
-        elif pronoun is not None and plain and (pronoun[0], lower) in _PAIRS:
-            pair = (pronoun[0], lower)
-            slot = Slot(pronoun[1], PAIR_GROUP[pair], _PAIR_FORMS[pair], _PAIR_FORMS[pair][0],
-                        spans=True)
-            self._start = False
-            self._previous = lower
-            return slot
-        elif lower == "cannot" and not lead and not name_like and _states(self._previous):
-            slot = Slot(self._previous, NEGATION_GROUP["can"], _FORMS["can"], lower)
+        elif lower == "cannot" and not lead and self._begins("can", name_like):
+            slot = Slot(self._previous, _CONTRACTION_GROUP["can't"], _FORMS["can't"], lower)
         if slot is not None:
             self._start = bool(trail) and trail[-1] in _SENTENCE_END
-            self._previous = "" if trail else "not"
+            # The word after it has "not" (or the verb) for context, either way.
+            self._previous = "" if trail else lower if slot.spans else "not"  # "cannot"
             return slot
         group = group_after(lower, self._previous) if lower in GROUP_OF else None
         if group is not None and not lead and not name_like:
             candidates = _candidates(group, self._previous)
             if len(candidates) > 1 and lower in candidates:
                 slot = Slot(self._previous, group, candidates, lower)
-        if (lower in _AUXILIARIES and plain and _states(self._previous)
-                and (self._previous, lower) not in _PAIRS):
-            self._aux = (core, lower, self._previous)
-        elif lower in _PRONOUNS and not lead and not trail and (not name_like or core == "I") \
-                and self._pronoun_may_contract(lower):
-            self._pronoun = (lower, self._previous)
+        if (lower in _AUXILIARIES or lower in _PRONOUNS) and not lead and not trail \
+                and self._begins(lower, name_like):
+            self._first = (lower, self._previous)
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
         self._previous = "" if (trail or lead) else lower
         return slot
 
-    def _pronoun_may_contract(self, pronoun: str) -> bool:
+    def _begins(self, first: str, name_like: bool) -> bool:
+        """Whether ``first``, an auxiliary or a pronoun, may begin a
+        contraction's slot after the previous word: a negation that states
+        (not "Why don't you"), a pronoun whose verb cannot end a clause (not
+        "than it is in C"), "there" and "here" at a clause's start."""
         previous = self._previous
-        if pronoun in ("here", "there"):
+        if name_like:
+            return False
+        if first not in _PRONOUNS:
+            # "it isn't" is the pronoun's slot ("it is not", "it's not").
+            return _states(previous) and (previous, first) not in _PAIRS
+        if first in ("here", "there"):
             # "The `path` there is" is no clause's start.
             return previous in _OPENERS if previous else self._boundary
         return previous not in _NOT_BEFORE_PRONOUN
@@ -425,27 +429,19 @@ class Scanner:
     def _contraction(self, lead: str, core: str, trail: str) -> Slot | None:
         short = core.lower().translate(_APOSTROPHE)
         self.apostrophe = "\u2019" if "\u2019" in core else "'"
-        name_like = (core[0].isupper() and not self._start) or core.isupper()
+        name_like = (core[0].isupper() and not self._start and not short.startswith("i'")) \
+            or core.isupper()
         self._start = bool(trail) and trail[-1] in _SENTENCE_END
-        pair = _PAIR_OF.get(short)
-        if pair is not None:
-            capital_i = pair[0] == "i" and not core.isupper()  # "I'm" is no name
-            if lead or trail or (name_like and not capital_i) \
-                    or not self._pronoun_may_contract(pair[0]):
-                self._previous = ""
-                return None
-            paired = Slot(self._previous, PAIR_GROUP[pair], _PAIR_FORMS[pair], short)
-            self._previous = pair[1]
-            if short.endswith("'s"):
-                self._short = paired  # a slot only if "been" and the like do not follow
-                return None
-            return paired
-        aux = _CONTRACTED.get(short)
+        words = _SPELLED.get(short)
         slot = None
-        if aux is not None and not lead and not name_like and _states(self._previous) \
-                and (self._previous, aux) not in _PAIRS:
-            slot = Slot(self._previous, NEGATION_GROUP[aux], _FORMS[aux], short)
-        self._previous = "" if (trail or lead or slot is None) else "not"
+        # A negation may end a clause ("I don't."), a pronoun's verb may not.
+        if words is not None and not lead and (not trail or words[1] == "not") \
+                and self._begins(words[0], name_like):
+            slot = Slot(self._previous, _CONTRACTION_GROUP[short], _FORMS[short], short)
+        self._previous = "" if (trail or lead or words is None or slot is None) else words[1]
+        if slot is not None and short.endswith("'s"):
+            self._short = slot  # a slot only if "been" and the like do not follow
+            return None
         return slot
 
     def replaced(self, word: str) -> None:
