@@ -39,9 +39,10 @@ from guardgate.admin import Operator
 from guardgate.apis import ADAPTERS
 from guardgate.challenge import puzzle
 from guardgate.challenge.tokens import Signer, TokenError
+from guardgate.decide import Decider
 from guardgate.errors import PolicyError, RequestError
 from guardgate.identity import Identifier
-from guardgate.policy import load_policy_text
+from guardgate.policy import load_policy, load_policy_text
 from guardgate.policy.model import IdentityConfig
 from guardgate.risk.features import extract
 from guardgate.store.overrides import MemoryOverrides
@@ -178,8 +179,8 @@ def fuzz_tokens(examples: int, at: int) -> int:
 
 
 def fuzz_operator(examples: int, at: int) -> int:
-    operator = Operator("operator-token-0123456789", None, None, MemoryOverrides(),
-                        frozenset({"watch"}))
+    decider = Decider(load_policy({"tiers": {"watch": {"score": 0.3}}}))
+    operator = Operator("operator-token-0123456789", None, None, MemoryOverrides(), decider)
     token = [(b"authorization", b"Bearer operator-token-0123456789")]
 
     @seed(at)

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from guardgate.apis import openai_error_body
+from guardgate.decide import Decider
 from guardgate.quota import Quotas
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
@@ -58,13 +59,13 @@ def _error(status: int, message: str, code: str, headers: list[tuple[bytes, byte
 class Operator:
     def __init__(self, token: str | None, risk: RiskEngine | None,
                  clearances: Clearances | None, overrides: RuntimeOverrides,
-                 tiers: frozenset[str], quotas: Quotas | None = None) -> None:
+                 decider: Decider, quotas: Quotas | None = None) -> None:
         self._quotas = quotas
         self._token = token.encode() if token is not None else None
         self._risk = risk
         self._clearances = clearances
         self._overrides = overrides
-        self._tiers = tiers
+        self._decider = decider
 
     def authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         if self._token is None:
@@ -88,10 +89,13 @@ class Operator:
             return _error(401, "A valid operator token is required.", "invalid_token",
                           _UNAUTHORIZED)
         try:
-            if path == "overrides" or path.startswith("overrides/"):
-                return await self._override(path[len("overrides/"):], method, body)
+            return await self._route(path, method, body)
         except STORAGE_ERRORS:
             return _unavailable()
+
+    async def _route(self, path: str, method: str, body: bytes) -> Reply:
+        if path == "overrides" or path.startswith("overrides/"):
+            return await self._override(path[len("overrides/"):], method, body)
         if path in ("accounts", "accounts/"):
             return await self._top(method)
         principal = path[len("accounts/"):]
@@ -105,15 +109,12 @@ class Operator:
             return _error(404, "Name a principal: /_guardgate/accounts/{principal}.", "not_found")
         if self._risk is None:
             return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
-        try:
-            explained = await explain(self._risk.state, self._risk.clock.half_life, principal)
-            if explained is not None:
-                quotas = self._quotas
-                explained["quotas"] = await quotas.usage(principal) if quotas is not None else []
-                if self._clearances is not None:
-                    explained["clearance_epoch"] = await self._clearances.epoch(principal)
-        except STORAGE_ERRORS:
-            return _unavailable()
+        explained = await explain(self._risk.state, self._risk.clock.half_life, principal)
+        if explained is not None:
+            quotas = self._quotas
+            explained["quotas"] = await quotas.usage(principal) if quotas is not None else []
+            if self._clearances is not None:
+                explained["clearance_epoch"] = await self._clearances.epoch(principal)
         if explained is None:
             return _error(404, "No risk state for this principal.", "not_found")
         return _ok(explained)
@@ -133,13 +134,9 @@ class Operator:
             action = orjson.loads(body)
         except orjson.JSONDecodeError:
             action = None
-        valid = (
-            isinstance(action, dict) and len(action) == 1
-            and (action.get("allow") is True or action.get("deny") is True
-                 or action.get("tier") in self._tiers)
-        )
+        valid = isinstance(action, dict) and self._decider.runtime(action) is not None
         if not valid or len(principal) > 256:
-            tiers = ", ".join(sorted(self._tiers)) or "none defined"
+            tiers = ", ".join(sorted(self._decider.tiers)) or "none defined"
             return _error(400, "Expected one of {\"tier\": NAME}, {\"allow\": true}, "
                           f"{{\"deny\": true}}; tiers: {tiers}.", "invalid_request")
         assert isinstance(action, dict)
@@ -151,27 +148,19 @@ class Operator:
             return _not_allowed("GET")
         if self._risk is None:
             return _error(404, "Risk scoring is off in this policy (no tiers).", "not_found")
-        try:
-            ranked = await self._risk.state.top(50)
-            tiers = [await self._risk.state.peek(principal) for principal, _ in ranked]
-        except STORAGE_ERRORS:
-            return _unavailable()
         return _ok({"accounts": [
             {"principal": principal, "score": round(score, 4),
-             "tier": (peeked or {}).get("tier") or "normal"}
-            for (principal, score), peeked in zip(ranked, tiers, strict=True)
+             "tier": account["tier"] if account is not None else "normal"}
+            for principal, score, account in await ranked(self._risk, 50)
         ]})
 
     async def _reset(self, principal: str) -> Reply:
         if self._risk is None and self._clearances is None:
             return _error(404, "This policy keeps no state about callers.", "not_found")
-        try:
-            if self._risk is not None:
-                await self._risk.state.forget(principal)
-            if self._clearances is not None:
-                await self._clearances.revoke(principal)
-        except STORAGE_ERRORS:
-            return _unavailable()
+        if self._risk is not None:
+            await self._risk.state.forget(principal)
+        if self._clearances is not None:
+            await self._clearances.revoke(principal)
         return _ok({"principal": principal, "reset": True})
 
     async def _revoke(self, principal: str, method: str) -> Reply:
@@ -179,12 +168,8 @@ class Operator:
             return _not_allowed("POST")
         if self._clearances is None:
             return _error(404, "This policy has no challenges.", "not_found")
-        try:
-            epoch = await self._clearances.revoke(principal)
-        except STORAGE_ERRORS:
-            return _unavailable()
-        return Reply(200, orjson.dumps({"principal": principal, "revoked": True,
-                                        "epoch": epoch}), [(b"cache-control", b"no-store")])
+        epoch = await self._clearances.revoke(principal)
+        return _ok({"principal": principal, "revoked": True, "epoch": epoch})
 
 
 def _not_allowed(*methods: str) -> Reply:
@@ -200,6 +185,14 @@ def _unavailable() -> Reply:
 
 def _ok(data: dict[str, Any]) -> Reply:
     return Reply(200, orjson.dumps(data), [(b"cache-control", b"no-store")])
+
+
+async def ranked(risk: RiskEngine, count: int
+                 ) -> list[tuple[str, float, dict[str, Any] | None]]:
+    """The ``count`` callers with the highest scores, highest first: each
+    with its score and its explanation (None once its state is gone)."""
+    return [(principal, score, await explain(risk.state, risk.clock.half_life, principal))
+            for principal, score in await risk.state.top(count)]
 
 
 async def explain(state: RiskStore, half_life: float, principal: str) -> dict[str, Any] | None:

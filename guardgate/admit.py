@@ -181,33 +181,32 @@ class Admission:
         token counts: in shadow mode a request that would have been refused
         counts as refused, so shadow and enforce keep the same state."""
         held, ticket.reservation = ticket.reservation, None  # settled once, whatever happens
+        used = None
         try:
+            used = _tokens(meter, call) if answered and meter is not None else None
             if ticket.assessment is not None and self.risk is not None:
-                tokens = None
-                if answered and status < 400 and meter is not None and not ticket.refused:
-                    tokens = _tokens(meter, call)
+                allowed = status < 400 and not ticket.refused
                 try:
-                    await self.risk.record(ticket.assessment, tokens)
+                    await self.risk.record(ticket.assessment, used if allowed else None)
                 except STORAGE_ERRORS as exc:
                     self.storage_failed("record", exc)
         finally:
             if held is not None:
-                await self._settle_quotas(held, answered, meter, reached, call)
+                await self._settle_quotas(held, answered, used, reached)
 
-    async def _settle_quotas(self, held: Reservation, answered: bool, meter: Any | None,
-                             reached: bool, call: ModelCall | None) -> None:
+    async def _settle_quotas(self, held: Reservation, answered: bool,
+                             used: tuple[int, int] | None, reached: bool) -> None:
         """The reservation settled or released, even when the request was
-        cancelled while its risk state was being recorded."""
+        cancelled while its risk state was being recorded. ``used``: the
+        answer's metered tokens, None when it was not metered."""
         assert self.quotas is not None  # a reservation comes from the quotas
         try:
             if not answered:
                 await self.quotas.release(held, refund=not reached)
                 return
-            if meter is None:
-                used_in, used_out = held.demand.input_tokens, held.demand.output_tokens
-            else:
-                used_in, used_out = _tokens(meter, call)
-            await self.quotas.settle(held, used_in, used_out)
+            if used is None:
+                used = held.demand.input_tokens, held.demand.output_tokens
+            await self.quotas.settle(held, *used)
         except STORAGE_ERRORS as exc:
             self.storage_failed("settle", exc)
         finally:

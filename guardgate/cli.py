@@ -127,10 +127,9 @@ def app_factory() -> Any:
 
     configure_logging(os.environ.get(ENV_LOG_LEVEL, "info"))
     policy_file, upstream = os.environ.get(ENV_POLICY), os.environ.get(ENV_UPSTREAM)
-    policy = resolve_policy(policy_file, upstream)
     # Given the file, the gateway watches it and reloads it when it changes.
     app = GuardGate(policy=Path(policy_file), upstream=upstream) if policy_file else \
-        GuardGate(policy=policy)
+        GuardGate(policy=resolve_policy(None, upstream))
     # Everything built so far lives as long as the process: keeping it out
     # of the collector's generations makes each collection cheaper. The
     # request path allocates many short-lived objects in reference cycles

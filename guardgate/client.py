@@ -29,7 +29,7 @@ from guardgate.challenge.tokens import TokenError, read_difficulty
 __all__ = ["ChallengeAuth", "ChallengeTooHard", "solve"]
 
 _CHALLENGE = re.compile(
-    r'GuardGate-PoW\s+challenge="(?P<token>[A-Za-z0-9._-]+)"(?:.*?difficulty="(?P<d>[0-9.]+)")?',
+    r'GuardGate-PoW\s+challenge="(?P<token>[A-Za-z0-9._-]+)"',
     re.IGNORECASE,
 )
 

@@ -15,9 +15,10 @@ import time
 from collections import Counter
 from urllib.parse import parse_qs
 
+from guardgate.admin import ranked
+from guardgate.challenge.gate import cookie
 from guardgate.policy.model import Policy
 from guardgate.risk.engine import RiskEngine
-from guardgate.risk.signals import explained
 from guardgate.store import redacted
 
 COOKIE = "guardgate-admin"
@@ -31,47 +32,41 @@ class Activity:
     """Decisions of this process per minute and action, for the last hour."""
 
     def __init__(self) -> None:
-        self._minutes: dict[int, Counter[str]] = {}
-        self._tiers: dict[int, Counter[tuple[str, str]]] = {}
+        self._minutes: dict[int, Counter[tuple[str, str]]] = {}  # (tier, action) counts
 
     def count(self, action: str, tier: str = "normal") -> None:
         minute = int(time.time() // 60)
         counts = self._minutes.get(minute)
         if counts is None:
             counts = self._minutes[minute] = Counter()
-            self._tiers[minute] = Counter()
             for old in [m for m in self._minutes if m <= minute - MINUTES]:
                 del self._minutes[old]
-                self._tiers.pop(old, None)
-        action = action.removeprefix("would_")
-        counts[action] += 1
-        self._tiers[minute][tier, action] += 1
+        counts[tier, action.removeprefix("would_")] += 1
 
     def by_tier(self) -> Counter[tuple[str, str]]:
         """(tier, action) -> decisions in the last hour."""
         total: Counter[tuple[str, str]] = Counter()
-        for counts in list(self._tiers.values()):
+        for counts in list(self._minutes.values()):
             total.update(counts)
         return total
 
     def series(self) -> list[tuple[int, Counter[str]]]:
+        """Each minute of the last hour, with its decisions by action."""
         now = int(time.time() // 60)
-        return [(m, self._minutes.get(m, Counter())) for m in range(now - MINUTES + 1, now + 1)]
+        out = []
+        for minute in range(now - MINUTES + 1, now + 1):
+            actions: Counter[str] = Counter()
+            for (_, action), n in self._minutes.get(minute, Counter()).items():
+                actions[action] += n
+            out.append((minute, actions))
+        return out
 
 
 def authorized(token: str | None, headers: dict[bytes, bytes]) -> bool:
     if token is None:
         return False
-    from http.cookies import CookieError, SimpleCookie
-
-    raw = headers.get(b"cookie")
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw.decode("latin-1") if raw else "")
-    except CookieError:
-        return False
-    given = jar[COOKIE].value if COOKIE in jar else ""
-    return hmac.compare_digest(given.encode(), _session(token).encode())
+    given = cookie(headers.get(b"cookie"), (COOKIE,)) or b""
+    return hmac.compare_digest(given, _session(token).encode())
 
 
 def _session(token: str) -> str:
@@ -139,9 +134,8 @@ def _tier_table(activity: Activity) -> str:
 async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None) -> bytes:
     rows, clusters = [], Counter[tuple[str, str]]()
     if risk is not None:
-        for principal, score in await risk.state.top(20):
-            peeked = await risk.state.peek(principal) or {}
-            last = explained(peeked["last"].encode()) if peeked.get("last") else {}
+        for principal, score, account in await ranked(risk, 20):
+            last = account or {}
             top = ", ".join(s["name"] for s in last.get("signals", [])[:3]
                             if s["contribution"] > 0)
             for c in last.get("clusters", []):
@@ -149,7 +143,7 @@ async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None)
                     clusters[c["kind"], c["key"]] = max(clusters[c["kind"], c["key"]],
                                                         c["risky_accounts"])
             rows.append(f"<tr><td><code>{html.escape(principal)}</code></td>"
-                        f"<td>{score:.3f}</td><td>{html.escape(peeked.get('tier') or 'normal')}"
+                        f"<td>{score:.3f}</td><td>{html.escape(last.get('tier') or 'normal')}"
                         f"</td><td>{html.escape(top)}</td></tr>")
     table = ("<table id=\"riskiest\"><tr><th>principal</th><th>score</th><th>tier</th>"
              "<th>top signals</th></tr>" + "".join(rows) + "</table>") if rows else \

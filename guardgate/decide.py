@@ -65,6 +65,12 @@ class Decider:
         }
         self.normal = Decision()
         self._decisions = [self._decision(i, o) for i, o in enumerate(policy.overrides)]
+        # Overrides set at runtime: {"allow": true}, {"deny": true}, {"tier": NAME}.
+        reason = "runtime override"
+        self._runtime_flags = {"allow": Decision(allow=True, reason=reason),
+                               "deny": Decision(deny=True, reason=reason)}
+        self._runtime_tiers = {name: replace(decision, reason=reason)
+                               for name, decision in self._by_tier.items()}
         self._in_network = lru_cache(maxsize=65536)(self._match_ip)
 
     def _decision(self, index: int, override: OverrideConfig) -> Decision:
@@ -86,18 +92,20 @@ class Decider:
     def decide(self, identity: Identity) -> Decision:
         return self.override(identity) or self.normal
 
+    @property
+    def tiers(self) -> list[str]:
+        return list(self._by_tier)
+
     def runtime(self, action: dict[str, object]) -> Decision | None:
-        """The decision an override set at runtime makes, None if it names no
-        tier of this policy."""
-        reason = "runtime override"
-        if action.get("allow") is True:
-            return Decision(allow=True, reason=reason)
-        if action.get("deny") is True:
-            return Decision(deny=True, reason=reason)
-        tier = action.get("tier")
-        if isinstance(tier, str) and tier in self._by_tier:
-            return replace(self._by_tier[tier], reason=reason)
-        return None
+        """The decision an override set at runtime makes: ``{"allow": true}``,
+        ``{"deny": true}`` or ``{"tier": NAME}`` naming a tier of this policy;
+        None for anything else."""
+        if len(action) != 1:
+            return None
+        ((kind, value),) = action.items()
+        if kind == "tier":
+            return self._runtime_tiers.get(value) if isinstance(value, str) else None
+        return self._runtime_flags.get(kind) if value is True else None
 
     def for_tier(self, tier: str) -> Decision:
         """What the policy does with a caller the risk engine put in ``tier``."""

@@ -92,7 +92,10 @@ class Runtime:
     version: str  # the policy's version as logs and metrics name it
 
     @classmethod
-    def compile(cls, policy: Policy, store: Store, metrics: Metrics) -> Runtime:
+    def compile(cls, policy: Policy, store: Store, metrics: Metrics,
+                pools: Mapping[str, HttpUpstream] | None = None) -> Runtime:
+        """``pools``: the reroute upstreams of the policy before, kept where
+        their settings did not change."""
         adapters = {route.path: ADAPTERS[route.api] for route in policy.routes}
         admission = Admission(policy, store, metrics)
         identity = policy.identity
@@ -115,11 +118,14 @@ class Runtime:
             for tier in policy.tiers
             if tier.degrade is not None or tier.mark
         }
-        reroutes = {
-            tier.degrade.reroute: HttpUpstream(replace_url(policy.upstream, tier.degrade.reroute))
-            for tier in policy.tiers
-            if tier.degrade is not None and tier.degrade.reroute
-        }
+        reroutes = {}
+        for tier in policy.tiers:
+            if tier.degrade is not None and tier.degrade.reroute:
+                url = tier.degrade.reroute
+                config = replace_url(policy.upstream, url)
+                kept = (pools or {}).get(url)
+                reroutes[url] = kept if kept is not None and kept.config == config \
+                    else HttpUpstream(config)
         return cls(policy, adapters, Identifier(identity), admission, dropped, parse_calls, gate,
                    perturbations, reroutes, policy.digest[:12])
 
@@ -137,9 +143,7 @@ class GuardGate:
         if policy is None:
             compiled = minimal_policy(upstream) if upstream else Policy()
         else:
-            compiled = load_policy(policy)
-            if upstream is not None:
-                compiled = _with_upstream(compiled, upstream)
+            compiled = _load(policy, upstream, proxy=app is None)
         # A policy read from a file is watched and reloaded when it changes.
         self._upstream_override = upstream
         self._watcher = (
@@ -154,8 +158,7 @@ class GuardGate:
         elif compiled.upstream is not None:
             self.forwarder = HttpUpstream(compiled.upstream)
         else:
-            problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
-            raise PolicyError([problem], compiled.source)
+            raise _no_upstream(compiled)
         self.metrics = Metrics()
         quiet_expected_cuts()
         self.store = Store(compiled.storage)
@@ -206,12 +209,7 @@ class GuardGate:
         if self._watcher is None:
             return False
         try:
-            policy = load_policy(self._watcher.path)
-            if self._upstream_override is not None:
-                policy = _with_upstream(policy, self._upstream_override)
-            if policy.upstream is None and self.app is None:
-                raise PolicyError([PolicyProblem("upstream", "a proxy needs an upstream URL")],
-                                  policy.source)
+            policy = _load(self._watcher.path, self._upstream_override, proxy=self.app is None)
         except PolicyError as err:
             self.metrics.policy_reloads.labels("invalid").inc()
             log.error("policy reload refused: the last good policy stays",
@@ -238,8 +236,9 @@ class GuardGate:
             # Streams still running on the old pool finish there; it is closed at shutdown.
             self._retired.append(self.forwarder)
             self.forwarder = HttpUpstream(policy.upstream)
-        runtime = Runtime.compile(policy, self.store, self.metrics)
-        self._retired.extend(self.runtime.reroutes.values())
+        runtime = Runtime.compile(policy, self.store, self.metrics, self.runtime.reroutes)
+        kept = set(map(id, runtime.reroutes.values()))
+        self._retired.extend(u for u in self.runtime.reroutes.values() if id(u) not in kept)
         self.operator = _operator(policy, runtime)
         self.runtime = runtime
         self.metrics.set_policy(runtime.version)
@@ -297,12 +296,7 @@ class GuardGate:
         elif path.startswith(("accounts", "overrides")):
             body = b""
             if scope["method"] in ("PUT", "POST"):
-                try:
-                    read = await read_body(receive, dict(scope["headers"]), 16 * 1024,
-                                           buffer=True)
-                except (RequestError, ClientGone):
-                    read = b""
-                body = read if isinstance(read, bytes) else b""
+                body = await _small_body(receive, dict(scope["headers"]), 16 * 1024)
             reply = await self.operator.handle(path, scope["method"], scope["headers"], body)
             await ex.reply(send, reply.status, reply.body, reply.headers)
         elif path == "challenge" and self.runtime.gate is not None:
@@ -323,11 +317,7 @@ class GuardGate:
             await ex.reply(send, 404, body)
             return
         if path == "login" and scope["method"] == "POST":
-            try:
-                read = await read_body(receive, headers, 4096, buffer=True)
-            except (RequestError, ClientGone):
-                read = b""
-            given = dashboard_page.login_token(read if isinstance(read, bytes) else b"")
+            given = dashboard_page.login_token(await _small_body(receive, headers, 4096))
             if not hmac.compare_digest(given.encode(), token.encode()):
                 await ex.reply(send, 401, dashboard_page.login_page(failed=True),
                                content_type=html_type)
@@ -465,12 +455,10 @@ class GuardGate:
             # Past the response start there is no status left to send: the
             # connection is closed without a clean end, as for an upstream
             # failure mid-response.
-            if ticket is not None and ticket.passed is not None and ticket.passed.token \
-                    and not wrapped:
+            if ticket is not None and not wrapped:
                 # Refused after a solution was redeemed (a quota, a denial): the
                 # clearance it bought still goes back, or the work is lost.
-                err.headers = [*err.headers,
-                               (b"guardgate-clearance", ticket.passed.token.encode("ascii"))]
+                err.headers = [*err.headers, *_clearance(ticket)]
             if not ex.started:
                 if isinstance(err, Challenged) and err.extra and page.wants_page(
                     scope["method"], headers
@@ -506,8 +494,10 @@ class GuardGate:
                 )
             if ticket is not None and ticket.passed is not None and meter is not None:
                 await _charge_clearance(rt, ticket, meter)
-            if ticket is not None and ticket is not rt.admission.admitted:
-                self.activity.count(refusal or _action(ticket) or "allow", ticket.decision.tier)
+            action = refusal or _action(ticket)
+            if ticket is not None and ticket is not rt.admission.admitted \
+                    and rt.policy.admin.token is not None:
+                self.activity.count(action or "allow", ticket.decision.tier)
             upstream_latency = ex.upstream_latency
             took = time.perf_counter() - began
             self.metrics.latencies.observe("gateway", took)
@@ -531,7 +521,7 @@ class GuardGate:
                     "bytes_in": bytes_in,
                     "bytes_out": ex.bytes_out,
                     "tier": ticket.decision.tier if ticket is not None else None,
-                    "action": refusal or _action(ticket),
+                    "action": action,
                     "score": _score(ticket),
                     "challenge": (
                         ticket.passed.outcome if ticket is not None and ticket.passed else None
@@ -610,8 +600,9 @@ def _metered(
     """The body to forward and the send to answer through, when the answer
     must carry quota headers or be metered for its token usage."""
     headers = ticket.reservation.headers if ticket.reservation is not None else []
-    if ticket.passed is not None and ticket.passed.token is not None:
-        headers = [*headers, (b"guardgate-clearance", ticket.passed.token.encode("ascii"))]
+    clearance = _clearance(ticket)
+    if clearance:
+        headers = [*headers, *clearance]
     if call is None:
         return body, MeteredSend(send, headers, None, rewrites=False), None
     if not meters_tokens:
@@ -703,7 +694,7 @@ def _operator(policy: Policy, runtime: Runtime) -> Operator:
     gate = runtime.gate
     return Operator(policy.admin.token, runtime.admission.risk,
                     gate.clearances if gate is not None else None,
-                    runtime.admission.overrides, frozenset(t.name for t in policy.tiers),
+                    runtime.admission.overrides, runtime.admission.decider,
                     runtime.admission.quotas)
 
 
@@ -712,8 +703,40 @@ def replace_url(config: UpstreamConfig | None, url: str) -> UpstreamConfig:
     return replace(config, url=url) if config is not None else UpstreamConfig(url)
 
 
-def _with_upstream(policy: Policy, url: str) -> Policy:
-    return replace(policy, upstream=minimal_policy(url).upstream)
+def _load(source: Policy | str | Path | Mapping[str, Any], upstream: str | None, *,
+          proxy: bool) -> Policy:
+    """The policy from ``source``, forwarding to ``upstream`` when one is
+    given; a proxy's must name an upstream."""
+    policy = load_policy(source)
+    if upstream is not None:
+        policy = replace(policy, upstream=minimal_policy(upstream).upstream)
+    if proxy and policy.upstream is None:
+        raise _no_upstream(policy)
+    return policy
+
+
+def _no_upstream(policy: Policy) -> PolicyError:
+    problem = PolicyProblem("upstream", "a proxy needs an upstream URL", hint="set upstream:")
+    return PolicyError([problem], policy.source)
+
+
+async def _small_body(receive: Receive, headers: Mapping[bytes, bytes], limit: int) -> bytes:
+    """An operator's or a login form's body, read whole; empty when it cannot
+    be read (too large, the client gone), which the reader then refuses."""
+    try:
+        body = await read_body(receive, headers, limit, buffer=True)
+    except (RequestError, ClientGone):
+        return b""
+    assert isinstance(body, bytes)  # buffered
+    return body
+
+
+def _clearance(ticket: Ticket) -> list[tuple[bytes, bytes]]:
+    """The clearance a solution bought, handed back with the answer."""
+    passed = ticket.passed
+    if passed is None or not passed.token:
+        return []
+    return [(CLEARANCE_HEADER, passed.token.encode("ascii"))]
 
 
 def _new_request_id() -> bytes:

@@ -96,7 +96,7 @@ class Metrics:
         self.challenges_failed = Counter(
             "guardgate_challenges_failed",
             "Solutions refused, by reason: malformed, bad_signature, expired, wrong_binding, "
-            "insufficient_work, replay.",
+            "insufficient_work, replay, too_easy.",
             ["reason"], registry=self.registry,
         )
         self.clearances_spent = Counter(

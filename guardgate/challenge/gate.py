@@ -74,7 +74,7 @@ class ChallengeGate:
         binding = self.binding(identity)
         now = time.time()
         failure: str | None = None
-        presented = headers.get(CLEARANCE) or _cookie(headers.get(b"cookie"))
+        presented = headers.get(CLEARANCE) or cookie(headers.get(b"cookie"), COOKIES)
         if presented:
             try:
                 return await self._cleared(presented.decode("latin-1"), binding, now, tier)
@@ -204,7 +204,8 @@ def describe(token: str, challenge: Challenge) -> dict[str, Any]:
     }
 
 
-def _cookie(header: bytes | None) -> bytes | None:
+def cookie(header: bytes | None, names: tuple[str, ...]) -> bytes | None:
+    """The value of the first of ``names`` the Cookie header sets, if any."""
     if not header:
         return None
     jar: SimpleCookie = SimpleCookie()
@@ -212,7 +213,7 @@ def _cookie(header: bytes | None) -> bytes | None:
         jar.load(header.decode("latin-1"))
     except CookieError:
         return None
-    for name in COOKIES:
+    for name in names:
         if name in jar:
             return jar[name].value.encode("latin-1")
     return None
