@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,22 +93,34 @@ def bodies(draw: Any) -> bytes:
         return b"{}"
 
 
+def _run(check: Callable[..., None], examples: int, at: int, *strategies: Any) -> int:
+    """``check`` on ``examples`` inputs drawn from ``strategies`` with the
+    seed ``at``; returns how many it ran (an exception fails the run)."""
+    ran = 0
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal ran
+        ran += 1
+        check(*args, **kwargs)
+
+    counted.__signature__ = inspect.signature(check)  # type: ignore[attr-defined]
+    settle = settings(max_examples=examples, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))
+    seed(at)(settle(given(*strategies)(counted)))()
+    return ran
+
+
 def fuzz_body(examples: int, at: int) -> int:
     adapters = list(ADAPTERS.values())
 
-    @seed(at)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.sampled_from(adapters), bodies())
-    def run(adapter: Any, body: bytes) -> None:
+    def check(adapter: Any, body: bytes) -> None:
         try:
             call = adapter.parse(body)
         except RequestError:
             return
         extract(call)
 
-    run()
-    return examples
+    return _run(check, examples, at, st.sampled_from(adapters), bodies())
 
 
 def fuzz_headers(examples: int, at: int) -> int:
@@ -116,16 +130,12 @@ def fuzz_headers(examples: int, at: int) -> int:
     names = st.sampled_from([b"authorization", b"x-api-key", b"x-forwarded-for", b"user-agent",
                              b"x-org-id", b"x-account-created", b"x-account-id", b"cookie"])
 
-    @seed(at)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.dictionaries(names, st.binary(max_size=300), max_size=8),
-           st.one_of(st.just("10.1.2.3"), st.just("::1"), st.text(max_size=40)))
-    def run(headers: dict[bytes, bytes], peer: str) -> None:
+    def check(headers: dict[bytes, bytes], peer: str) -> None:
         identifier.identify({"client": (peer, 0)}, headers)
 
-    run()
-    return examples
+    return _run(check, examples, at,
+                st.dictionaries(names, st.binary(max_size=300), max_size=8),
+                st.one_of(st.just("10.1.2.3"), st.just("::1"), st.text(max_size=40)))
 
 
 _policy_keys = st.sampled_from([
@@ -137,33 +147,24 @@ _policy_keys = st.sampled_from([
 def fuzz_policy(examples: int, at: int) -> int:
     import yaml
 
-    @seed(at)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.one_of(
-        st.text(max_size=300),
-        st.dictionaries(_policy_keys, _json, max_size=6).map(
-            lambda d: yaml.safe_dump(d, allow_unicode=True)),
-    ))
-    def run(text: str) -> None:
+    def check(text: str) -> None:
         try:
             load_policy_text(text, env={})
         except PolicyError:
             pass
 
-    run()
-    return examples
+    return _run(check, examples, at, st.one_of(
+        st.text(max_size=300),
+        st.dictionaries(_policy_keys, _json, max_size=6).map(
+            lambda d: yaml.safe_dump(d, allow_unicode=True)),
+    ))
 
 
 def fuzz_tokens(examples: int, at: int) -> int:
     signer = Signer("k1", "fuzzing-secret-0123456789")
     pieces = st.text(alphabet="ggck1.-_=+/ABCDEFabcdef0123456789\x00\u00e9", max_size=200)
 
-    @seed(at)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.one_of(pieces, st.text(max_size=300)))
-    def run(text: str) -> None:
+    def check(text: str) -> None:
         for kind in (signer.open_challenge, signer.open_clearance):
             try:
                 kind(text)
@@ -174,8 +175,7 @@ def fuzz_tokens(examples: int, at: int) -> int:
         except ValueError:
             pass
 
-    run()
-    return examples
+    return _run(check, examples, at, st.one_of(pieces, st.text(max_size=300)))
 
 
 def fuzz_operator(examples: int, at: int) -> int:
@@ -183,18 +183,14 @@ def fuzz_operator(examples: int, at: int) -> int:
     operator = Operator("operator-token-0123456789", None, None, MemoryOverrides(), decider)
     token = [(b"authorization", b"Bearer operator-token-0123456789")]
 
-    @seed(at)
-    @settings(max_examples=examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.one_of(st.text(max_size=80), st.sampled_from(
-               ["accounts", "accounts/", "accounts/x/revoke", "overrides", "overrides/x"])),
-           st.sampled_from(["GET", "PUT", "POST", "DELETE", "PATCH"]),
-           st.booleans(), st.binary(max_size=200))
-    def run(path: str, method: str, authorized: bool, body: bytes) -> None:
+    def check(path: str, method: str, authorized: bool, body: bytes) -> None:
         asyncio.run(operator.handle(path, method, token if authorized else [], body))
 
-    run()
-    return examples
+    paths = st.one_of(st.text(max_size=80), st.sampled_from(
+        ["accounts", "accounts/", "accounts/x/revoke", "overrides", "overrides/x"]))
+    return _run(check, examples, at, paths,
+                st.sampled_from(["GET", "PUT", "POST", "DELETE", "PATCH"]),
+                st.booleans(), st.binary(max_size=200))
 
 
 TARGETS = {"body": fuzz_body, "headers": fuzz_headers, "policy": fuzz_policy,

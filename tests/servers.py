@@ -12,6 +12,7 @@ reports ``started``, and leaving it sets ``should_exit`` and joins the thread
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -115,6 +116,11 @@ def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
             proc.kill()
             proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def principal_of(key: str) -> str:
+    """The principal the gateway names a caller by its API key."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from guardgate import GuardGate
-from tests.servers import serve_in_thread
+from tests.servers import principal_of, serve_in_thread
 
 PAGE = b"<!doctype html><title>upstream</title><h1 id='served'>the upstream page</h1>"
 
@@ -74,7 +74,6 @@ def test_a_browser_solves_the_challenge_and_reaches_the_page(chromium: Any) -> N
 
 
 def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromium: Any) -> None:
-    import hashlib
     from pathlib import Path
 
     import httpx
@@ -116,7 +115,7 @@ def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromiu
             artifacts.mkdir(exist_ok=True)
             shot = artifacts / "dashboard.png"
             chromium.save_screenshot(str(shot))
-    miner = "key:" + hashlib.sha256(b"sk-miner").hexdigest()[:16]
+    miner = principal_of("sk-miner")
     assert len(rows) >= 3 and miner in rows[1].text and "blocked" in rows[1].text
     assert bars and "block" in totals and "allow" in totals
     assert "blocked" in by_tier and "normal" in by_tier

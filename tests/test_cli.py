@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -16,7 +15,7 @@ import openai
 import pytest
 
 from guardgate.toy import create_toy_app
-from tests.servers import free_port, running, serve_in_thread
+from tests.servers import free_port, principal_of, running, serve_in_thread
 
 POLICIES = Path(__file__).parent / "policies"
 
@@ -111,7 +110,7 @@ def test_demo_runs_in_one_command() -> None:
                        ).status_code
             for i in range(15)
         ]
-        principal = "key:" + hashlib.sha256(b"sk-miner").hexdigest()[:16]
+        principal = principal_of("sk-miner")
         explained = httpx.get(f"http://127.0.0.1:{port}/_guardgate/accounts/{principal}",
                               headers={"authorization": "Bearer demo-operator-token"})
         os.killpg(proc.pid, signal.SIGINT)
@@ -210,9 +209,6 @@ def test_detect_finds_the_mark_in_text_and_in_answers(tmp_path: Path) -> None:
 
 
 def test_serve_reloads_its_policy_file_on_change_and_on_sighup(tmp_path: Path) -> None:
-    from guardgate.toy import create_toy_app
-    from tests.servers import free_port, running, serve_in_thread
-
     body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
 
     def limit(port: int) -> str:
@@ -244,9 +240,6 @@ def test_serve_reloads_its_policy_file_on_change_and_on_sighup(tmp_path: Path) -
 
 def test_metrics_parse_and_add_up_across_two_workers(tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
-
-    from guardgate.toy import create_toy_app
-    from tests.servers import free_port, running, serve_in_thread
 
     body = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
     with serve_in_thread(create_toy_app()) as toy:

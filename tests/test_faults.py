@@ -9,6 +9,7 @@ reservation left open, no in-flight slot held by a request that has ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -74,17 +75,12 @@ def name() -> str:
 
 def metric(base: str, family: str, **labels: str) -> float:
     text = httpx.get(base + "/_guardgate/metrics").text
-    total = 0.0
     families = {found.name: found for found in text_string_to_metric_families(text)}
     if family not in families:
         raise AssertionError(f"no metric {family}")
-    for found in (families[family],):
-        for sample in found.samples:
-            if sample.name in (family, family + "_total") and all(
-                sample.labels.get(k) == v for k, v in labels.items()
-            ):
-                total += sample.value
-    return total
+    return sum(sample.value for sample in families[family].samples
+               if sample.name in (family, family + "_total")
+               and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 def slots_held(gate: GuardGate, name: str) -> int:
@@ -131,6 +127,18 @@ def rss() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+@contextlib.contextmanager
+def fault_gateway(upstream: str, storage: str, name: str
+                  ) -> Iterator[tuple[str, GuardGate, list[dict[str, Any]]]]:
+    """A gateway under the metered policy, serving, its log captured: the
+    block injects a fault and checks the answer; then the gateway must
+    recover (`assert_recovered`)."""
+    gate = GuardGate(policy=gateway_policy(upstream, storage, name))
+    with serve_in_thread(gate) as base, capture_logs() as logs:
+        yield base, gate, logs
+        assert_recovered(base, gate, name)
+
+
 def request_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in logs if line["event"] == "request"]
 
@@ -163,20 +171,17 @@ def test_upstream_refusing_connections_is_a_502_then_recovers(storage: str, name
 
 def test_upstream_5xx_is_relayed_as_sent(storage: str, name: str,
                                          chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         answer = httpx.post(base + "/v1/chat/completions", json=chat("error"))
         assert answer.status_code == 503
         assert answer.json()["error"]["code"] == "overloaded"  # the upstream's own body
         assert metric(base, "guardgate_requests", api="openai.chat", status="5xx") == 1
-        assert_recovered(base, gate, name)
     assert request_lines(logs)[0]["status"] == 503
 
 
 def test_upstream_hanging_past_the_read_timeout_is_a_504(storage: str, name: str,
                                                          chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         began = time.monotonic()
         answer = httpx.post(base + "/v1/chat/completions", json=chat("hang"), timeout=10)
         took = time.monotonic() - began
@@ -185,15 +190,13 @@ def test_upstream_hanging_past_the_read_timeout_is_a_504(storage: str, name: str
         assert 0.9 < took < 5  # read_timeout: 1s
         assert metric(base, "guardgate_upstream_failures", kind="timeout") == 1
         assert chaos.left_early.wait(2)  # the gateway closed the hung connection
-        assert_recovered(base, gate, name)
     line = request_lines(logs)[0]
     assert line["status"] == 504 and "timeout" in line["error"].lower()
 
 
 def test_upstream_reset_mid_stream_cuts_the_client_stream(storage: str, name: str,
                                                           chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         received = b""
         with pytest.raises(httpx.RemoteProtocolError), httpx.stream(
             "POST", base + "/v1/chat/completions", json=chat("reset", stream=True), timeout=10
@@ -204,32 +207,27 @@ def test_upstream_reset_mid_stream_cuts_the_client_stream(storage: str, name: st
         # What came before the reset was relayed; the cut stream never looks whole.
         assert b"Cut " in received and b"[DONE]" not in received
         assert metric(base, "guardgate_upstream_failures", kind="cut") == 1
-        assert_recovered(base, gate, name)
     line = request_lines(logs)[0]
     assert line["status"] == 200 and "mid-response" in line["error"]
 
 
 def test_malformed_sse_is_relayed_byte_for_byte(storage: str, name: str,
                                                 chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         answer = httpx.post(base + "/v1/chat/completions", json=chat("malformed", stream=True))
         assert answer.status_code == 200
         assert b"data: {not json\n\n" in answer.content
         assert b"data: \xff\xfe\x00\n\n" in answer.content
-        assert_recovered(base, gate, name)
-    assert request_lines(logs)[0]["status"] == 200
-    assert request_lines(logs)[0]["error"] is None
+    line = request_lines(logs)[0]
+    assert line["status"] == 200 and line["error"] is None
 
 
 def test_truncated_json_ends_the_response_unclean(storage: str, name: str,
                                                   chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.post(base + "/v1/chat/completions", json=chat("truncated"), timeout=10)
         assert metric(base, "guardgate_upstream_failures", kind="cut") == 1
-        assert_recovered(base, gate, name)
     line = request_lines(logs)[0]
     assert line["status"] == 200 and "mid-response" in line["error"]
 
@@ -252,8 +250,7 @@ def test_the_books_show_a_request_while_it_runs(storage: str, name: str,
 
 def test_client_leaving_mid_request_reaches_nothing(storage: str, name: str,
                                                     chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, _, logs):
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as raw:
             raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
@@ -264,7 +261,6 @@ def test_client_leaving_mid_request_reaches_nothing(storage: str, name: str,
         while not request_lines(logs) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert metric(base, "guardgate_clients_gone", stage="request") == 1
-        assert_recovered(base, gate, name)
     assert chaos.seen["ok"] == 1  # only the recovery request reached the upstream
     line = request_lines(logs)[0]
     assert line["status"] == 499 and line["error"] == "client disconnected"
@@ -272,8 +268,7 @@ def test_client_leaving_mid_request_reaches_nothing(storage: str, name: str,
 
 def test_client_leaving_mid_stream_cancels_the_upstream(storage: str, name: str,
                                                         chaos: ChaosUpstream) -> None:
-    gate = GuardGate(policy=gateway_policy(chaos.url, storage, name))
-    with serve_in_thread(gate) as base, capture_logs() as logs:
+    with fault_gateway(chaos.url, storage, name) as (base, gate, logs):
         with httpx.stream("POST", base + "/v1/chat/completions", json=chat("slow", stream=True),
                           timeout=10) as response:
             for line in response.iter_lines():
@@ -283,7 +278,6 @@ def test_client_leaving_mid_stream_cancels_the_upstream(storage: str, name: str,
         assert chaos.left_early.wait(3)
         assert_settled(base, gate, name)
         assert metric(base, "guardgate_clients_gone", stage="response") == 1
-        assert_recovered(base, gate, name)
     line = request_lines(logs)[0]
     assert line["status"] == 200 and line["error"] == "client disconnected"
 

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from guardgate import GuardGate
 from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import principal_of, serve_in_thread
 
 # Fields a server sets for itself; everything else must match.
 SERVER_OWN = {"date", "server", "x-request-id"}
@@ -62,12 +62,6 @@ def _fetch(base: str, method: str, path: str, body: dict[str, Any] | None) -> ht
     headers = {"authorization": "Bearer sk-test", "content-type": "application/json"}
     with httpx.Client(base_url=base, timeout=10) as client:
         return client.request(method, path, content=content, headers=headers)
-
-
-@pytest.fixture(scope="module")
-def toy() -> Iterator[str]:
-    with serve_in_thread(create_toy_app()) as base:
-        yield base
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +324,7 @@ def test_one_log_line_per_request(toy: str) -> None:
     assert len(lines) == 2
     ok, bad = lines
     assert ok["status"] == 200 and bad["status"] == 400
-    assert ok["principal"] == "key:" + __import__("hashlib").sha256(b"sk-test").hexdigest()[:16]
+    assert ok["principal"] == principal_of("sk-test")
     assert bad["principal"] == "ip:127.0.0.1"
     assert ok["method"] == "POST" and ok["path"] == "/v1/chat/completions"
     assert ok["bytes_out"] > 0 and ok["bytes_in"] == len(json.dumps(CHAT))

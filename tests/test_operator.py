@@ -4,7 +4,6 @@ token, applied at once, and shared by replicas through Redis."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -12,18 +11,11 @@ import pytest
 import redis
 
 from guardgate import GuardGate
-from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import principal_of, serve_in_thread
 
 TOKEN = "operator-token-0123456789"
 ADMIN = {"authorization": f"Bearer {TOKEN}"}
 CHAT = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
-
-
-@pytest.fixture(scope="module")
-def toy() -> Iterator[str]:
-    with serve_in_thread(create_toy_app()) as base:
-        yield base
 
 
 def policy(toy: str, storage: str = "memory://") -> dict[str, Any]:
@@ -37,7 +29,7 @@ def call(base: str, key: str = "sk-someone") -> httpx.Response:
                       headers={"authorization": f"Bearer {key}"})
 
 
-PRINCIPAL = "key:" + __import__("hashlib").sha256(b"sk-someone").hexdigest()[:16]
+PRINCIPAL = principal_of("sk-someone")
 
 
 def test_overrides_set_list_apply_and_remove(toy: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ from structlog.testing import capture_logs
 
 from guardgate import GuardGate
 from guardgate.perturb.watermark import detect, mark
-from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 
 KEY = "watermark-key-for-the-tests-0001"
@@ -29,12 +27,6 @@ CHAT: dict[str, Any] = {
     "top_logprobs": 5,
     "reasoning_effort": "high",
 }
-
-
-@pytest.fixture(scope="module")
-def toy() -> Iterator[str]:
-    with serve_in_thread(create_toy_app()) as base:
-        yield base
 
 
 def policy(toy: str, degrade: list[Any], *, mark_: bool = True, **extra: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,9 @@ import pytest
 
 from guardgate import GuardGate
 from guardgate.toy import create_toy_app
-from tests.servers import own_redis, serve_in_thread
+from tests.servers import free_port, own_redis, principal_of, serve_in_thread
 
 CHAT = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
-
-
-@pytest.fixture(scope="module")
-def toy() -> Iterator[str]:
-    with serve_in_thread(create_toy_app()) as base:
-        yield base
 
 
 def _policy(toy: str, quotas: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -216,15 +209,9 @@ def test_metrics_count_quota_decisions(toy: str) -> None:
 
 # --- many replicas on one Redis ---------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _gateway_process(policy_file: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "guardgate.cli", "serve", "--policy", str(policy_file),
          "--port", str(port), "--log-level", "warning"],
@@ -270,7 +257,7 @@ def test_two_replicas_share_one_global_limit(toy: str, redis_url: str, tmp_path:
 @pytest.mark.redis
 @pytest.mark.parametrize("on_error", ["open", "closed"])
 def test_redis_stopped_mid_run_then_back(toy: str, on_error: str) -> None:
-    port = _free_port()
+    port = free_port()
     policy = _policy(toy, [{"name": "rpm", "limit": "3/minute"}],
                      storage=f"redis://127.0.0.1:{port}/0", on_storage_error=on_error)
 
@@ -415,8 +402,7 @@ def test_refusals_are_logged_with_their_private_reason(toy: str) -> None:
     from structlog.testing import capture_logs
 
     policy = _policy(toy, [{"name": "rpm", "limit": "1/minute"}],
-                     overrides=[{"principal": "key:" + __import__("hashlib").sha256(
-                         b"sk-bad").hexdigest()[:16], "deny": True}])
+                     overrides=[{"principal": principal_of("sk-bad"), "deny": True}])
     with serve_in_thread(GuardGate(policy=policy)) as base, capture_logs() as logs:
         httpx.post(base + "/v1/chat/completions", json=CHAT)
         refused = httpx.post(base + "/v1/chat/completions", json=CHAT)

@@ -3,11 +3,9 @@ explanation endpoint, shadow mode, replicas sharing state. Real servers."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,8 +15,7 @@ from structlog.testing import capture_logs
 
 import guardgate.admit
 from guardgate import GuardGate
-from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import principal_of, serve_in_thread
 
 TOKEN = "operator-token-0123456789"
 # Low thresholds, so that a dozen requests show every tier.
@@ -29,12 +26,6 @@ TIERS = {
     "blocked": {"score": 0.7, "deny": True},
 }
 MINING = {"logprobs": True, "top_logprobs": 20, "max_tokens": 1, "temperature": 0}
-
-
-@pytest.fixture(scope="module")
-def toy() -> Iterator[str]:
-    with serve_in_thread(create_toy_app()) as base:
-        yield base
 
 
 @pytest.fixture
@@ -50,10 +41,6 @@ def policy(toy: str, **extra: Any) -> dict[str, Any]:
     identity = {"trusted_proxies": ["127.0.0.1/32"]}
     return {"upstream": toy, "tiers": TIERS, "admin": {"token": TOKEN}, "identity": identity,
             **extra}
-
-
-def principal_of(key: str) -> str:
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def chat(text: str, **params: Any) -> dict[str, Any]:
