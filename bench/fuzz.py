@@ -37,13 +37,13 @@ import orjson
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from guardgate.admin import Operator
 from guardgate.apis import ADAPTERS
 from guardgate.challenge import puzzle
 from guardgate.challenge.tokens import Signer, TokenError
 from guardgate.decide import Decider
 from guardgate.errors import PolicyError, RequestError
 from guardgate.identity import Identifier
+from guardgate.ops.admin import Operator
 from guardgate.policy import load_policy, load_policy_text
 from guardgate.policy.model import IdentityConfig
 from guardgate.risk.features import extract

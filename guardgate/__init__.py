@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from guardgate.apis.base import ModelCall
 from guardgate.errors import (
     BadRequest,
@@ -22,7 +24,10 @@ from guardgate.gateway import GuardGate
 from guardgate.policy import load_policy
 from guardgate.policy.model import Policy
 
-__version__ = "0.1.0"
+try:
+    __version__ = metadata.version("guardgate")
+except metadata.PackageNotFoundError:  # a source tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BadRequest",

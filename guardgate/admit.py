@@ -1,32 +1,30 @@
-"""Steps 3, 4 and 6 together: assess and decide what to do with a caller,
-reserve its quota, and after the answer settle what it really cost and feed
-it back into the caller's risk state.
-
-What a storage failure means is the policy's call (``on_storage_error``):
-``open`` lets the request through unmetered, ``closed`` refuses it with 503.
-Either way the failure is logged and counted, and the next request tries
-the storage again, so the gateway recovers by itself when it returns.
+"""Steps 3, 4, 6 and 10: assess and decide what to do with a caller, reserve
+its quota, and after the answer settle what it really cost and feed it back
+into the caller's risk state. Storage failures go to `StorageFaults`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardgate.apis.base import ModelCall
-from guardgate.challenge.gate import Passed
+from guardgate.challenge.gate import CLEARANCE, Passed
 from guardgate.decide import Decider, Decision
-from guardgate.errors import Denied, RateLimited, StorageUnavailable
+from guardgate.errors import Denied, RateLimited
+from guardgate.exchange import Exchange
+from guardgate.faults import StorageFaults
 from guardgate.identity import Identity
-from guardgate.logs import get_logger
 from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
 from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_tokens
 from guardgate.risk.engine import Assessment, RiskEngine
 from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
 
-log = get_logger("guardgate")
+if TYPE_CHECKING:
+    from guardgate.treatment import Treatment
 
 
 @dataclass(slots=True)
@@ -47,13 +45,39 @@ class Ticket:
             return [self.decision.reason] if self.decision.reason else []
         return self.assessment.scored.top()
 
+    @property
+    def score(self) -> float | None:
+        return None if self.assessment is None else round(self.assessment.score, 4)
+
+    @property
+    def observed(self) -> bool:
+        """Its answer is read: for quota settlement, the risk state or a clearance."""
+        return (self.reservation is not None or self.assessment is not None
+                or self.passed is not None)
+
+    @property
+    def clearance(self) -> list[tuple[bytes, bytes]]:
+        """The clearance a solution bought, handed back with the answer."""
+        passed = self.passed
+        if passed is None or not passed.token:
+            return []
+        return [(CLEARANCE, passed.token.encode("ascii"))]
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """What the answer carries for the caller: rate-limit fields and a clearance."""
+        headers = self.reservation.headers if self.reservation is not None else []
+        return [*headers, *self.clearance]
+
 
 class Admission:
-    def __init__(self, policy: Policy, store: Store, metrics: Metrics) -> None:
+    def __init__(self, policy: Policy, store: Store, metrics: Metrics, faults: StorageFaults,
+                 treatments: Mapping[str, Treatment] | None = None) -> None:
         self.policy = policy
         self.store = store
         self.metrics = metrics
-        self.decider = Decider(policy)
+        self.faults = faults
+        self.decider = Decider(policy, treatments)
         self.quotas = Quotas(policy, store) if policy.quotas else None
         self.shadow = policy.mode == "shadow"
         self._ramp = policy.new_principals
@@ -83,8 +107,13 @@ class Admission:
         output = (call.max_tokens or self.policy.default_max_tokens) * max(1, call.n)
         return Demand(estimate_tokens((call.system, call.prompt)), output)
 
-    async def assess(self, identity: Identity, call: ModelCall | None) -> Ticket:
-        """Steps 3 and 4: overrides first, then the risk engine's tier."""
+    async def assess(self, ex: Exchange) -> None:
+        """Steps 3 and 4: the ticket of the request, what is done with it."""
+        assert ex.identity is not None
+        ex.ticket = await self._ticket(ex.identity, ex.call)
+
+    async def _ticket(self, identity: Identity, call: ModelCall | None) -> Ticket:
+        """Overrides first, then the risk engine's tier."""
         decision = await self._runtime_override(identity)
         if decision is None:
             decision = self.decider.override(identity)
@@ -96,8 +125,8 @@ class Admission:
         try:
             assessment = await self.risk.assess(identity, call, time.time())
         except STORAGE_ERRORS as exc:
-            self.storage_failed("assess", exc)
-            self.refuse_if_closed(exc)
+            self.faults.failed("assess", exc)
+            self.faults.refuse_if_closed(exc)
             return Ticket(self.decider.normal)
         decision = self.decider.for_tier(assessment.tier)
         self.metrics.count_decision(decision.tier, decision.action)
@@ -107,22 +136,16 @@ class Admission:
         try:
             actions = await self.overrides.all()
         except STORAGE_ERRORS as exc:
-            self.storage_failed("overrides", exc)
+            self.faults.failed("overrides", exc)
             return None
         action = actions.get(identity.principal) if actions else None
         return self.decider.runtime(action) if action is not None else None
 
-    def refuse_if_closed(self, exc: BaseException) -> None:
-        if self.policy.on_storage_error == "closed" and not self.shadow:
-            raise StorageUnavailable(
-                "The service is temporarily unavailable. Please retry shortly.",
-                reason=f"storage unavailable: {exc!r}",
-                headers=[(b"retry-after", b"1")],
-            ) from None
-
-    async def admit(self, ticket: Ticket, identity: Identity, call: ModelCall | None) -> None:
+    async def admit(self, ex: Exchange) -> None:
         """Step 6: refuse a denied caller, reserve the quotas of the others.
         Raises `Denied` or `RateLimited` (not in shadow mode)."""
+        ticket, identity, call = ex.ticket, ex.identity, ex.call
+        assert ticket is not None and identity is not None
         decision = ticket.decision
         if decision.deny:
             ticket.refused = True
@@ -143,8 +166,8 @@ class Admission:
                 raise
             ticket.would = "throttle"
         except STORAGE_ERRORS as exc:
-            self.storage_failed("reserve", exc)
-            self.refuse_if_closed(exc)
+            self.faults.failed("reserve", exc)
+            self.faults.refuse_if_closed(exc)
         else:
             self.metrics.reservations_open.inc()
             for charge in ticket.reservation.charges:
@@ -164,7 +187,15 @@ class Admission:
         share = self._ramp.start + (1 - self._ramp.start) * age / self._ramp.full_after
         return max(self._ramp.start, int(share * 10) / 10)
 
-    async def settle(
+    async def settle(self, ex: Exchange) -> None:
+        """Step 10: the reservation and the risk state, once the answer ended."""
+        ticket = ex.ticket
+        if ticket is None or (ticket.reservation is None and ticket.assessment is None):
+            return  # nothing reserved, nothing to learn
+        await self._settle(ticket, ex.started, ex.meter, reached=ex.reached, call=ex.call,
+                           status=ex.status)
+
+    async def _settle(
         self,
         ticket: Ticket,
         answered: bool,
@@ -189,7 +220,7 @@ class Admission:
                 try:
                     await self.risk.record(ticket.assessment, used if allowed else None)
                 except STORAGE_ERRORS as exc:
-                    self.storage_failed("record", exc)
+                    self.faults.failed("record", exc)
         finally:
             if held is not None:
                 await self._settle_quotas(held, answered, used, reached)
@@ -208,14 +239,9 @@ class Admission:
                 used = held.demand.input_tokens, held.demand.output_tokens
             await self.quotas.settle(held, *used)
         except STORAGE_ERRORS as exc:
-            self.storage_failed("settle", exc)
+            self.faults.failed("settle", exc)
         finally:
             self.metrics.reservations_open.dec()
-
-    def storage_failed(self, operation: str, exc: BaseException) -> None:
-        self.metrics.storage_errors.labels(operation).inc()
-        log.warning("storage error", operation=operation, error=repr(exc),
-                    on_storage_error=self.policy.on_storage_error)
 
 
 def _tokens(meter: Any, call: ModelCall | None) -> tuple[int, int]:

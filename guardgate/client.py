@@ -1,17 +1,25 @@
-"""The client side of guardgate's challenges: an ``httpx.Auth`` that solves
-them, for any httpx client and so for the OpenAI SDK::
+"""The client side of guardgate's challenges: an auth that solves them, for
+any httpx or httpx2 client and so for the OpenAI and Anthropic SDKs::
 
-    import httpx
+    import httpx2
+    from anthropic import Anthropic
     from openai import OpenAI
     from guardgate.client import ChallengeAuth
 
-    client = OpenAI(http_client=httpx.Client(auth=ChallengeAuth()))
+    gpt = OpenAI(http_client=httpx2.Client(auth=ChallengeAuth()))
+    claude = Anthropic(http_client=httpx2.Client(auth=ChallengeAuth()))
 
 When the gateway answers 401 with ``WWW-Authenticate: GuardGate-PoW``, the
 request is sent again with ``GuardGate-Solution``; the clearance the answer
 carries (``GuardGate-Clearance``) goes on every later request until the
-gateway asks again. Works with ``httpx.Client`` and ``httpx.AsyncClient``
-(the async client solves in a worker thread, leaving the event loop free).
+gateway asks again.
+
+One ``ChallengeAuth`` is both an ``httpx.Auth`` and an ``httpx2.Auth`` (when
+httpx2 is installed): the two libraries drive an auth through the same
+generator protocol and differ only in the base class their clients check.
+It works with their sync and async clients alike (the async ones solve in a
+worker thread, leaving the event loop free), and one object may serve
+several clients, which then share its clearance.
 """
 
 from __future__ import annotations
@@ -19,12 +27,23 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import httpx
 
 from guardgate.challenge.puzzle import solve
 from guardgate.challenge.tokens import TokenError, read_difficulty
+
+if TYPE_CHECKING:
+    from httpx2 import Auth as _Httpx2Auth
+else:
+    try:
+        from httpx2 import Auth as _Httpx2Auth
+    except ImportError:  # httpx2 is optional: without it the auth serves httpx
+        _Httpx2Auth = object
+    if _Httpx2Auth is httpx.Auth:  # httpx2.alias_httpx() made them one class
+        _Httpx2Auth = object
 
 __all__ = ["ChallengeAuth", "ChallengeTooHard", "solve"]
 
@@ -33,12 +52,19 @@ _CHALLENGE = re.compile(
     re.IGNORECASE,
 )
 
+# The request and response of whichever library drives the flow: the flow
+# reads only ``headers`` and ``status_code``, which both spell alike.
+_Request = Any
+_Response = Any
+
 
 class ChallengeTooHard(Exception):
     """The gateway asked for more work than this client agreed to do."""
 
 
-class ChallengeAuth(httpx.Auth):
+# The two bases type their flows with their own Request and Response, so the
+# flows they define apart from the ones overridden here differ in type only.
+class ChallengeAuth(httpx.Auth, _Httpx2Auth):  # type: ignore[misc]
     """Solves guardgate challenges and reuses the clearances they buy.
 
     ``max_difficulty`` bounds the work the client agrees to do (about
@@ -54,20 +80,20 @@ class ChallengeAuth(httpx.Auth):
         self.clearance: str | None = None
         self._lock = threading.Lock()
 
-    def _prepare(self, request: httpx.Request) -> None:
+    def _prepare(self, request: _Request) -> None:
         request.headers.pop("GuardGate-Solution", None)
         with self._lock:
             clearance = self.clearance
         if clearance:
             request.headers["GuardGate-Clearance"] = clearance
 
-    def _remember(self, response: httpx.Response) -> None:
+    def _remember(self, response: _Response) -> None:
         issued = response.headers.get("GuardGate-Clearance")
         if issued:
             with self._lock:
                 self.clearance = issued
 
-    def _challenge(self, response: httpx.Response) -> tuple[str, float] | None:
+    def _challenge(self, response: _Response) -> tuple[str, float] | None:
         """The challenge in ``response`` to solve, if any; a clearance it
         carries is kept first."""
         self._remember(response)
@@ -89,12 +115,16 @@ class ChallengeAuth(httpx.Auth):
             self.clearance = None  # it no longer holds
         return match["token"], difficulty
 
-    def _solved(self, request: httpx.Request, solution: str) -> httpx.Request:
+    def _solved(self, request: _Request, solution: str) -> _Request:
         request.headers.pop("GuardGate-Clearance", None)
         request.headers["GuardGate-Solution"] = solution
         return request
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
+    # The base classes read the body for ``requires_request_body`` in the
+    # flows overridden here, so these read it themselves.
+
+    def sync_auth_flow(self, request: _Request) -> Generator[_Request, _Response, None]:
+        request.read()
         self._prepare(request)
         response = yield request
         for _ in range(self.attempts):
@@ -104,9 +134,8 @@ class ChallengeAuth(httpx.Auth):
             response = yield self._solved(request, solve(*challenge))
         self._remember(response)
 
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(self, request: _Request) -> AsyncGenerator[_Request, _Response]:
+        await request.aread()
         self._prepare(request)
         response = yield request
         for _ in range(self.attempts):

@@ -8,12 +8,17 @@ the risk engine put it in by score, or normal when nothing is scored.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from guardgate.identity import Identity
 from guardgate.perturb.transforms import Transforms
 from guardgate.policy.model import OverrideConfig, Policy, TierChallenge
+
+if TYPE_CHECKING:
+    from guardgate.treatment import Treatment
 
 NORMAL = "normal"
 
@@ -28,6 +33,7 @@ class Decision:
     challenge: TierChallenge | None = None  # proof of work asked before passing
     degrade: Transforms | None = None      # transforms of the request and the answer
     mark: bool = False                     # watermark the answer
+    treatment: Treatment | None = None     # what degrade and mark compile to
 
     @property
     def action(self) -> str:
@@ -46,7 +52,8 @@ class Decision:
 
 
 class Decider:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, treatments: Mapping[str, Treatment] | None = None
+                 ) -> None:
         self._overrides = policy.overrides
         # Without quotas a tier's quota factor scales nothing: its callers
         # are allowed, and logged so.
@@ -60,6 +67,7 @@ class Decider:
                 challenge=tier.challenge,
                 degrade=tier.degrade,
                 mark=tier.mark,
+                treatment=(treatments or {}).get(tier.name),
             )
             for tier in policy.tiers
         }

@@ -69,6 +69,7 @@ class RequestError(GuardGateError):
     status = 400
     type = "invalid_request_error"
     code: str | None = None
+    action: str | None = None  # the gateway's refusal, as logs name it
 
     def __init__(
         self,
@@ -108,12 +109,14 @@ class Challenged(RequestError):
     status = 401
     type = "authentication_error"
     code = "challenge_required"
+    action = "challenge"
 
 
 class Denied(RequestError):
     status = 403
     type = "permission_error"
     code = "access_denied"
+    action = "block"
 
 
 class RateLimited(RequestError):
@@ -123,6 +126,7 @@ class RateLimited(RequestError):
     status = 429
     type = "requests"
     code = "rate_limit_exceeded"
+    action = "throttle"
     quota = "unknown"  # the refusing quota's name, for metrics; never shown to the client
 
 

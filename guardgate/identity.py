@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from guardgate.errors import BadRequest
 from guardgate.policy.model import IdentityConfig, IPNetwork
 
 
@@ -32,6 +33,28 @@ class Identity:
 
 def key_digest(api_key: bytes) -> str:
     return hashlib.sha256(api_key).hexdigest()
+
+
+# Headers that name the caller: sent twice, the gateway and the upstream
+# could each believe a different one.
+_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+
+
+def refuse_repeated_credentials(raw: list[tuple[bytes, bytes]],
+                                headers: Mapping[bytes, bytes]) -> None:
+    """`BadRequest` when a header naming the caller comes more than once.
+    ``headers``: ``raw`` as a dict; as long as ``raw``, nothing repeats."""
+    if len(headers) == len(raw):
+        return
+    seen: set[bytes] = set()
+    for name, _ in raw:
+        if name in _CREDENTIALS:
+            if name in seen:
+                raise BadRequest(
+                    f"The {name.decode()} header may be sent only once.",
+                    reason=f"repeated {name.decode()} header",
+                )
+            seen.add(name)
 
 
 # Identities remembered, by peer and header values (see Identifier.identify),

@@ -1,7 +1,10 @@
 """Structured logs: one JSON line per request, through structlog.
 
-A library user keeps their own structlog configuration; `configure_logging`
-is what the command line calls.
+`configure_logging` is what the command line calls. Mounted as middleware,
+guardgate writes the same JSON lines on stdout for as long as structlog is
+not configured (its defaults are key=value lines for a developer's terminal,
+not for a log collector); once the host application configures structlog,
+guardgate's events go through that configuration instead.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import asyncio
 import atexit
 import contextvars
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 import structlog
@@ -91,7 +95,100 @@ def configure_logging(level: str = "info", stream: BinaryIO | None = None) -> No
 
 
 def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)
+    """A logger for guardgate's own events (see the module's docstring)."""
+    return _Logger(name)
+
+
+class _Logger:
+    """Looks at structlog's configuration when it is used, not when it is
+    made: modules make theirs at import, before a host application has had
+    a chance to configure anything."""
+
+    __slots__ = ("_context", "_name")
+
+    def __init__(self, name: str, context: dict[str, Any] | None = None) -> None:
+        self._name = name
+        self._context = context or {}
+
+    def bind(self, **values: Any) -> Any:
+        if structlog.is_configured():
+            return self._configured().bind(**values)
+        return _Logger(self._name, {**self._context, **values})
+
+    def writer(self) -> LineWriter:
+        """What `info_writer` makes of this logger, choosing at each line."""
+        return _ChoosingWriter(self)
+
+    def _configured(self) -> Any:
+        log = structlog.get_logger(self._name)
+        return log.bind(**self._context) if self._context else log
+
+    def _fallback(self) -> Any:
+        log = _json_lines()
+        return log.bind(**self._context) if self._context else log
+
+    def __getattr__(self, method: str) -> Any:
+        target = self._configured() if structlog.is_configured() else self._fallback()
+        return getattr(target, method)
+
+
+class _ChoosingWriter:
+    """A line writer for a logger bound while structlog was unconfigured:
+    guardgate's JSON lines until structlog is configured, then structlog's
+    configuration (resolved once, as for a logger bound after it)."""
+
+    __slots__ = ("_configured", "_fallback", "_log")
+
+    def __init__(self, log: _Logger) -> None:
+        self._log = log
+        self._configured: LineWriter | None = None
+        self._fallback: LineWriter | None = None
+
+    def __call__(self, event: str, fields: dict[str, Any]) -> None:
+        if structlog.is_configured():
+            if self._configured is None:
+                self._configured = info_writer(self._log._configured())
+            self._configured(event, fields)
+        else:
+            if self._fallback is None:
+                self._fallback = info_writer(self._log._fallback())
+            self._fallback(event, fields)
+
+
+class _TextStream:
+    """A text stream as the binary one `LineBuffer` writes to (a host may
+    have replaced ``sys.stdout`` by one without ``buffer``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+_fallback_logger: Any = None
+
+
+def _json_lines() -> Any:
+    """The logger used while structlog is unconfigured: JSON lines on stdout,
+    at ``GUARDGATE_LOG_LEVEL`` (default info), as `configure_logging` sets up."""
+    global _fallback_logger
+    if _fallback_logger is None:
+        level = os.environ.get("GUARDGATE_LOG_LEVEL", "info").upper()
+        stream = getattr(sys.stdout, "buffer", None) or _TextStream(sys.stdout)
+        sink = LineBuffer(cast(BinaryIO, stream))
+        _fallback_logger = structlog.wrap_logger(
+            sink,
+            processors=[render],
+            wrapper_class=structlog.make_filtering_bound_logger(
+                logging.getLevelNamesMapping().get(level, logging.INFO)
+            ),
+            cache_logger_on_first_use=True,
+        )
+    return _fallback_logger
 
 
 # structlog's own level-filtering loggers: its default, and what
@@ -113,6 +210,8 @@ def info_writer(log: Any) -> LineWriter:
     without the fields being packed into keywords three times on the way.
     Any other logger is called as it is.
     """
+    if isinstance(log, _Logger):
+        return log.writer()
     if type(log) not in _FILTERING:
         return lambda event, fields: log.info(event, **fields)
     if not log.is_enabled_for(logging.INFO):

@@ -17,6 +17,7 @@ caller moving to a stricter tier keeps what it has already spent.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -236,7 +237,10 @@ class Quotas:
         error = RateLimited(
             f"Rate limit reached for {kind} ({charge.quota.name}): limit {limit} per "
             f"{_duration(charge.window.seconds)}. Please try again in {_duration(wait)}.",
-            reason=f"quota {charge.quota.name} ({charge.window.text}) refused cost {charge.cost}",
+            reason=(
+                f"quota {charge.quota.name} ({_applied(charge.window, limit)}) "
+                f"refused cost {charge.cost}"
+            ),
             headers=[
                 *_retry_after(wait),
                 (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
@@ -320,7 +324,7 @@ def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> R
     error = RateLimited(
         f"Request too large for {kind} ({quota.name}): limit {limit.amount} per "
         f"{_duration(window.seconds)}, requested {cost}. Reduce max_tokens or the input.",
-        reason=f"quota {quota.name} ({window.text}) can never fit cost {cost}",
+        reason=f"quota {quota.name} ({_applied(window, limit.amount)}) can never fit cost {cost}",
         headers=[
             (b"x-should-retry", b"false"),
             (f"x-ratelimit-limit-{kind}".encode(), str(limit.amount).encode()),
@@ -330,6 +334,15 @@ def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> R
     error.type = kind
     error.quota = quota.name
     return error
+
+
+def _applied(window: Window, limit: int) -> str:
+    """The rate a refusal applied, as the policy writes rates: a tier's
+    quota factor (or a new principal's ramp) scales the written one."""
+    if limit == window.amount:
+        return window.text
+    scaled = re.sub(r"^\s*\d+", str(limit), window.text, count=1)
+    return f"{scaled}, scaled from {window.text}"
 
 
 def _policy_name(quota: QuotaConfig, window: Window) -> str:

@@ -9,15 +9,21 @@ httpx's default transport under concurrency.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
 
+from guardgate.body import BodyStream
+from guardgate.challenge.gate import CLEARANCE, SOLUTION
+from guardgate.disconnect import DisconnectWatch
 from guardgate.errors import UpstreamTimeout, UpstreamUnavailable
 from guardgate.exchange import Exchange
-from guardgate.policy.model import UpstreamConfig
+from guardgate.policy.model import IdentityConfig, UpstreamConfig
 from guardgate.types import ASGIApp, Body, Message, Receive, Scope, Send
 
 # RFC 9110 section 7.6.1: connection-specific fields a proxy must not forward.
@@ -46,6 +52,97 @@ def hop_by_hop(connection: bytes | None) -> frozenset[bytes]:
     named.discard(b"")
     # Mostly "keep-alive" or "close": nothing beyond the fixed set.
     return HOP_BY_HOP if named <= HOP_BY_HOP else HOP_BY_HOP | named
+
+
+# Set again by the gateway (host by the client library, the length when the
+# body is sent whole) or rebuilt (the forwarding fields). The gateway's own
+# credentials are never passed on.
+CHALLENGE_HEADERS = frozenset({SOLUTION, CLEARANCE})
+_DROP_STREAMED = HOP_BY_HOP | CHALLENGE_HEADERS | {
+    b"host", b"x-forwarded-for", b"x-forwarded-proto",
+}
+_DROP_BUFFERED = _DROP_STREAMED | {b"content-length"}
+
+
+class Forwarding:
+    """What of a request goes upstream, compiled once per policy: the
+    headers dropped (by peer trusted, body streamed; identity headers only a
+    trusted proxy may set are dropped from anyone else, so the upstream
+    cannot be told them either), and the watch that cancels an exchange
+    whose client left."""
+
+    def __init__(self, identity: IdentityConfig, watch: DisconnectWatch) -> None:
+        trusted_only = {identity.org_header, identity.created_header} | {
+            source.header for source in identity.principal if source.holds == "account"
+        }
+        untrusted = frozenset(h.encode("latin-1") for h in trusted_only if h)
+        self.dropped: Mapping[tuple[bool, bool], frozenset[bytes]] = {
+            (True, True): _DROP_STREAMED,
+            (True, False): _DROP_BUFFERED,
+            (False, True): _DROP_STREAMED | untrusted,
+            (False, False): _DROP_BUFFERED | untrusted,
+        }
+        self.watch = watch
+
+    def headers(self, ex: Exchange, streamed: bool) -> list[tuple[str, str]]:
+        """The client's headers as the upstream gets them: hop-by-hop fields
+        dropped, the forwarding fields appended, the request id passed on."""
+        assert ex.identity is not None
+        trusted = ex.identity.trusted_peer
+        drop = self.dropped[trusted, streamed]
+        raw: list[tuple[bytes, bytes]] = ex.scope["headers"]
+        headers = ex.headers  # the last value of a repeated name
+        if len(headers) == len(raw):
+            connection = headers.get(b"connection")
+        else:  # a name repeats: every Connection value counts
+            connection = b",".join([v for k, v in raw if k == b"connection"]) or None
+        if connection is not None:
+            drop = drop | hop_by_hop(connection)
+        out: list[tuple[str, str]] = []
+        forwarded: list[str] = []
+        proto = None
+        for name, value in raw:
+            if name in drop:
+                if name == b"x-forwarded-for":
+                    forwarded.append(value.decode("latin-1"))
+                elif name == b"x-forwarded-proto" and trusted:
+                    proto = value.decode("latin-1")
+                continue
+            out.append((name.decode("latin-1"), _text(value)))
+        client = ex.scope.get("client")
+        if client:
+            forwarded.append(client[0])
+        if forwarded:
+            out.append(("x-forwarded-for", ", ".join(forwarded)))
+        out.append(("x-forwarded-proto", proto or ex.scope.get("scheme", "http")))
+        if b"x-request-id" not in headers:
+            out.append(("x-request-id", ex.request_id.decode("latin-1")))
+        return out
+
+
+def _text(value: bytes) -> str:
+    # aiohttp writes header values as UTF-8: decoding them the same way keeps
+    # their bytes; only values that are not UTF-8 fall back.
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def forwarded_scheme(scope: Scope, headers: Mapping[bytes, bytes], trusted_peer: bool) -> str:
+    """The scheme the client used: a trusted proxy's X-Forwarded-Proto, or the connection's."""
+    proto = headers.get(b"x-forwarded-proto") if trusted_peer else None
+    if proto:
+        return proto.decode("latin-1").split(",")[-1].strip().lower()
+    return str(scope.get("scheme", "http"))
+
+
+class Forwarder(Protocol):
+    async def forward(self, ex: Exchange, receive: Receive, rules: Forwarding) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def close(self) -> None: ...
 
 
 # Bodies of known length up to this size are relayed in one message rather
@@ -100,7 +197,39 @@ class HttpUpstream:
         except (TimeoutError, aiohttp.ClientError, OSError):
             return False
 
-    async def forward(
+    async def forward(self, ex: Exchange, receive: Receive, rules: Forwarding) -> None:
+        """Step 8 over HTTP; the exchange is cancelled when its client leaves."""
+        scope = ex.scope
+        target = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        method = scope["method"]
+        body = ex.body
+        watch = rules.watch
+        if not isinstance(body, BodyStream):
+            headers = rules.headers(ex, streamed=False)
+            watch.add(ex, receive)
+            try:
+                await self._relay(ex, method, target, headers, body or None, ex.send)
+            finally:
+                watch.discard(ex)
+            return
+        # A streamed upload owns ``receive`` until it ends; only then may the
+        # watch listen on it. The upload is read in the client library's own
+        # task: the one to cancel is this one.
+        headers = rules.headers(ex, streamed=True)
+        task = asyncio.current_task()
+        body.on_end = lambda: watch.add(ex, receive, task)
+        try:
+            await self._relay(ex, method, target, headers, body, ex.send)
+        except Exception:
+            if body.failure is not None and not ex.started:
+                raise body.failure from None
+            raise
+        finally:
+            watch.discard(ex)
+
+    async def _relay(
         self,
         ex: Exchange,
         method: str,
@@ -187,10 +316,24 @@ class AppUpstream:
     async def close(self) -> None:
         return None
 
-    async def forward(
-        self, ex: Exchange, scope: Scope, body: Body, receive: Receive, send: Send
-    ) -> None:
+    async def forward(self, ex: Exchange, receive: Receive, rules: Forwarding) -> None:
+        """Step 8 in process: the app gets the request as the gateway prepared it."""
         started = time.perf_counter()
+        scope = ex.scope
+        body = ex.body
+        send = ex.send
+        if any(k in CHALLENGE_HEADERS for k, _ in scope["headers"]):
+            scope = {**scope, "headers": [
+                (k, v) for k, v in scope["headers"] if k not in CHALLENGE_HEADERS
+            ]}
+        if isinstance(body, bytes):
+            length = str(len(body)).encode()
+            if any(k == b"content-length" and v != length for k, v in scope["headers"]):
+                # The body was rewritten: the app must see its new length.
+                scope = {**scope, "headers": [
+                    *((k, v) for k, v in scope["headers"] if k != b"content-length"),
+                    (b"content-length", length),
+                ]}
 
         async def relay(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -1,6 +1,7 @@
-"""Challenges through the gateway: the OpenAI SDK with ChallengeAuth, every
-way a solution can fail, replicas on one Redis, clearance budgets and
-revocation. Real servers over sockets."""
+"""Challenges through the gateway: ChallengeAuth on httpx clients, every way
+a solution can fail, replicas on one Redis, clearance budgets and
+revocation. Real servers over sockets. The SDKs with ChallengeAuth are in
+tests/test_client_sdks.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import time
 from typing import Any
 
 import httpx
-import openai
 import pytest
 import redis
 from structlog.testing import capture_logs
@@ -63,34 +63,6 @@ def storage(request: pytest.FixtureRequest) -> str:
     url: str = request.getfixturevalue("redis_url")
     redis.Redis.from_url(url).flushdb()
     return url
-
-
-def test_the_openai_sdk_with_challenge_auth_just_works(toy: str) -> None:
-    with serve_in_thread(GuardGate(policy=policy(toy))) as base, capture_logs() as logs:
-        challenge_auth = ChallengeAuth()
-        client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0,
-                               http_client=httpx.Client(auth=challenge_auth))
-        answer = client.chat.completions.create(**CHAT)
-        stream = client.chat.completions.create(**CHAT, stream=True)
-        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        again = client.chat.completions.create(**CHAT)
-
-        bare = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=3)
-        with pytest.raises(openai.AuthenticationError) as refused:
-            bare.chat.completions.create(**CHAT)
-    assert answer.choices[0].message.content and streamed and again.choices
-    assert challenge_auth.clearance is not None
-    lines = [e for e in logs if e["event"] == "request"]
-    outcomes = [(e["status"], e["action"], e["challenge"]) for e in lines]
-    # Challenged once, solved, then the clearance carries the next two.
-    assert outcomes[:4] == [(401, "challenge", None), (200, "challenge", "solved"),
-                            (200, "challenge", "cleared"), (200, "challenge", "cleared")]
-    # Without the auth: one 401, not retried (x-should-retry: false).
-    assert outcomes[4:] == [(401, "challenge", None)]
-    response = refused.value.response
-    assert response.headers["x-should-retry"] == "false"
-    assert response.headers["cache-control"] == "no-store"
-    assert response.json()["error"]["code"] == "challenge_required"
 
 
 async def test_the_async_client_solves_too(toy: str) -> None:

@@ -42,13 +42,6 @@ def test_middleware_example_serves() -> None:
     assert broken.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_the_readme_signal_table_is_the_catalogue() -> None:
-    from guardgate.risk.catalogue import markdown_table
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert markdown_table() in readme
-
-
 def test_the_compose_and_kubernetes_examples_hold_together() -> None:
     import yaml
 

@@ -5,14 +5,18 @@ blank line that ends it, so that joining what it returns gives back the
 stream byte for byte. Events end at a blank line written with LF or CRLF line
 ends (the model APIs use LF); a stream that never ends an event is held back
 only up to ``limit`` bytes, after which the rest of that event is handed on
-raw, unparsed, up to its end. `event_data` reads an event's ``data:`` lines.
+raw, unparsed, up to its end. `event_data` reads an event's ``data:`` lines;
+`event_head` and `render_event` write an event again around new data.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-__all__ = ["MAX_EVENT", "EventReader", "event_data"]
+import orjson
+
+__all__ = ["MAX_EVENT", "EventReader", "event_data", "event_head", "render_event"]
 
 MAX_EVENT = 1 << 20
 
@@ -99,6 +103,15 @@ def event_data(event: bytes) -> bytes | None:
 
     None when the event has no data line (a comment, or only other fields).
     """
+    # The common case, as the model APIs write it: one ``data: `` line, LF.
+    end = len(event) - 2
+    if (
+        event.startswith(b"data: ")
+        and event.endswith(b"\n\n")
+        and event.find(b"\n", 6) == end
+        and event[end - 1] != 13  # CR
+    ):
+        return event[6:end]
     if event.startswith(b"data:"):
         at = 0
     else:
@@ -115,3 +128,21 @@ def event_data(event: bytes) -> bytes | None:
         at = event.find(b"\ndata:", end) + 1
         if not at:
             return values[0] if len(values) == 1 else b"\n".join(values)
+
+
+def event_head(event: bytes) -> bytes:
+    """The event's lines other than data (``event:``, ``id:``, ...), each ended by LF."""
+    return b"".join(
+        line + b"\n"
+        for line in event.replace(b"\r", b"").split(b"\n")
+        if line and not line.startswith(b"data:")
+    )
+
+
+def render_event(head: bytes, value: dict[str, Any], fallback: bytes) -> bytes:
+    """An event of ``head`` and ``value`` as one compact data line; ``fallback``
+    when orjson cannot write ``value`` (an integer past 64 bits, say)."""
+    try:
+        return head + b"data: " + orjson.dumps(value) + b"\n\n"
+    except orjson.JSONEncodeError:
+        return fallback

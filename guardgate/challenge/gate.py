@@ -31,10 +31,12 @@ from guardgate.challenge.tokens import (
     new_id,
 )
 from guardgate.errors import Challenged, RateLimited
+from guardgate.exchange import Exchange
+from guardgate.faults import StorageFaults
 from guardgate.identity import Identity
 from guardgate.metrics import Metrics
 from guardgate.policy.model import ChallengeConfig, TierChallenge
-from guardgate.store import Store
+from guardgate.store import STORAGE_ERRORS, Store
 
 SOLUTION = b"guardgate-solution"
 CLEARANCE = b"guardgate-clearance"
@@ -62,6 +64,39 @@ class ChallengeGate:
         self.metrics = metrics
         self._limiter = FixedWindowRateLimiter(store.limits)
         self._issue_limits = parse_many(";".join(w.text for w in config.issue_limit))
+
+    async def screen(self, ex: Exchange, faults: StorageFaults, *, shadow: bool) -> None:
+        """Step 5, for a caller whose tier asks for a challenge: it passes on
+        a clearance or a solution, or `Challenged` is raised. With the
+        storage down, ``on_storage_error`` decides: open lets the request
+        through unchallenged, closed refuses it."""
+        ticket = ex.ticket
+        assert ticket is not None and ex.identity is not None
+        decision = ticket.decision
+        if decision.challenge is None or decision.deny:
+            return
+        if shadow:
+            ticket.would = "challenge"
+            return
+        try:
+            ticket.passed = await self.check(ex.headers, ex.identity, decision.challenge)
+        except STORAGE_ERRORS as exc:
+            faults.failed("challenge", exc)
+            faults.refuse_if_closed(exc)
+
+    async def settle(self, ex: Exchange, faults: StorageFaults) -> None:
+        """Step 10: an answer's output tokens go to the clearance that paid for it."""
+        passed = ex.ticket.passed if ex.ticket is not None else None
+        meter = ex.meter
+        if passed is None or meter is None:
+            return
+        used = meter.output_tokens
+        if used is None:
+            used = meter.estimated_output_tokens()
+        try:
+            await self.charge(passed, used)
+        except STORAGE_ERRORS as exc:
+            faults.failed("charge", exc)
 
     @staticmethod
     def binding(identity: Identity) -> Binding:

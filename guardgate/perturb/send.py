@@ -1,72 +1,89 @@
-"""Pipeline steps 7 and 9 for one request: its body rewritten, its answer
-sent through the response rewriter (degrade transforms, the watermark) and
-the tarpit."""
+"""What a tier does to requests and answers (steps 7 and 9), compiled once
+per policy: `Perturbation` gives the request body to forward, the answer
+processors (the degrade transforms', then the marker) and the tarpit.
+
+`ResponseRewriter` is the answer side on its own: a chain of those
+processors over one answer's bytes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 
+from guardgate.apis.answers import WALKERS, AnswerChain, Processor, Walker, walker_for
 from guardgate.apis.base import ModelCall
 from guardgate.metrics import Metrics
-from guardgate.perturb.transforms import ResponseRewriter, Tarpit, Transforms, rewrite_request
+from guardgate.perturb.marking import TextFilter, TextMarker
+from guardgate.perturb.tarpit import Tarpit
+from guardgate.perturb.transforms import Transforms, rewrite_request
 from guardgate.perturb.watermark import Key, Marker
-from guardgate.types import Body, Message, Send
+from guardgate.types import Body
 
-
-class PerturbedSend:
-    """Wraps ``send``: the answer's body goes through ``rewriter`` (its length
-    is then unknown: Content-Length is dropped), each message waits its share
-    of the tarpit."""
-
-    __slots__ = ("_rewriter", "_send", "_tarpit")
-
-    def __init__(self, send: Send, rewriter: ResponseRewriter | None, tarpit: Tarpit | None):
-        self._send = send
-        self._rewriter = rewriter
-        self._tarpit = tarpit
-
-    async def __call__(self, message: Message) -> None:
-        rewriter = self._rewriter
-        kind = message["type"]
-        if kind == "http.response.start" and rewriter is not None:
-            headers = message.get("headers") or []
-            message = {**message, "headers": [(k, v) for k, v in headers
-                                              if k != b"content-length"]}
-        elif kind == "http.response.body" and rewriter is not None:
-            body = rewriter.feed(message.get("body", b""))
-            if not message.get("more_body", False):
-                body += rewriter.finish()
-            message = {**message, "body": body}
-        if self._tarpit is not None:
-            await self._tarpit.pause(message)
-        await self._send(message)
+__all__ = ["Perturbation", "ResponseRewriter"]
 
 
 @dataclass(frozen=True, slots=True)
 class Perturbation:
-    """What a tier does to requests and answers, compiled once per policy."""
+    """One tier's perturbation."""
 
     transforms: Transforms | None
     key: Key | None        # the watermark, when the tier marks
     secret: bytes          # keys the logprob noise
 
-    def apply(self, call: ModelCall, body: Body, send: Send, metrics: Metrics
-              ) -> tuple[Body, Send]:
-        """The body to forward and the send to answer through."""
+    def rewrite_request(self, call: ModelCall, body: Body) -> Body:
+        """The body to forward: ``body``, or the call's body rewritten and serialized again."""
         t = self.transforms
         if t is not None and t.rewrites_request and rewrite_request(call, t):
-            body = orjson.dumps(call.body)
+            return orjson.dumps(call.body)
+        return body
+
+    def processors(self, walker: Walker) -> list[Processor]:
+        """The answer's processors, in order: the degrade transforms', then the marker."""
+        out = _degrading(self.transforms or Transforms(), walker, self.secret)
         key = self.key
-        text_filter = (lambda: Marker(key)) if key is not None else None
-        rewriter = None
-        if (t is not None and t.rewrites_response) or text_filter is not None:
-            rewriter = ResponseRewriter(call.api, call.stream, t or Transforms(), self.secret,
-                                        text_filter)
-        tarpit = Tarpit(t.tarpit, call.stream) if t is not None and t.tarpit else None
-        for name in t.names() if t is not None else ():
-            metrics.transforms.labels(name).inc()
         if key is not None:
+            out.append(TextMarker(walker, lambda: Marker(key)))
+        return out
+
+    def tarpit(self, streaming: bool) -> Tarpit | None:
+        t = self.transforms
+        seconds = t.tarpit if t is not None else None
+        return Tarpit(seconds, streaming) if seconds else None
+
+    def count(self, metrics: Metrics) -> None:
+        """What this request gets, in the metrics."""
+        for name in self.transforms.names() if self.transforms is not None else ():
+            metrics.transforms.labels(name).inc()
+        if self.key is not None:
             metrics.marked.inc()
-        return body, PerturbedSend(send, rewriter, tarpit)
+
+
+def _degrading(t: Transforms, walker: Walker, secret: bytes) -> list[Processor]:
+    return [p for item in t if (p := item.processor(walker, secret)) is not None]
+
+
+class ResponseRewriter(AnswerChain):
+    """The degrade transforms ``t`` and a ``text_filter`` per answer text over
+    one answer; `feed` every body chunk, then `finish`. ``key`` keys the
+    logprob noise."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        api: str,
+        streaming: bool,
+        t: Transforms,
+        key: bytes,
+        text_filter: Callable[[], TextFilter] | None = None,
+    ) -> None:
+        if api not in WALKERS:
+            raise ValueError(f"no response rewrite for API {api!r}")
+        walker = walker_for(api, streaming)
+        processors = _degrading(t, walker, key)
+        if text_filter is not None:
+            processors.append(TextMarker(walker, text_filter))
+        super().__init__(walker, processors)

@@ -1,13 +1,22 @@
 """The answer text in what a detector is given: plain text, or JSON lines of
 answers as the APIs return them (OpenAI chat, completions and responses;
-Anthropic messages), or of ``{"text": ...}``."""
+Anthropic messages), or of ``{"text": ...}``.
+
+An answer's text is what the marker marks: the walkers of the API answers
+find it, each in the shape it knows, so detection reads exactly the text
+that was marked, whichever API wrote the line.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import orjson
+
+from guardgate.apis.answers import WALKERS, Edit
+
+__all__ = ["answer_texts"]
 
 
 def answer_texts(raw: bytes, *, jsonl: bool) -> Iterator[str]:
@@ -32,18 +41,29 @@ def _texts(item: Any) -> Iterator[str]:
         return
     if isinstance(item.get("text"), str):
         yield item["text"]
-    for choice in item.get("choices") or ():
-        if isinstance(choice, dict):
-            message = choice.get("message")
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                yield message["content"]
-            if isinstance(choice.get("text"), str):
-                yield choice["text"]
-    for block in item.get("content") or ():  # Anthropic
-        if isinstance(block, dict) and block.get("type") == "text":
-            yield str(block.get("text", ""))
-    for output in item.get("output") or ():  # OpenAI Responses
-        if isinstance(output, dict):
-            for part in output.get("content") or ():
-                if isinstance(part, dict) and part.get("type") == "output_text":
-                    yield str(part.get("text", ""))
+    found = _Texts()
+    edit = Edit()
+    for walker in WALKERS.values():
+        edit.reset(item, b"")
+        walker(False).mark(edit, found)
+    yield from found.texts
+
+
+class _Texts:
+    """A text sink that keeps what it is given and changes nothing."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def whole(self, text: str) -> str:
+        self.texts.append(text)
+        return text
+
+    def feed(self, key: Hashable, text: str) -> str:
+        return self.whole(text)
+
+    def close(self, key: Hashable) -> str:
+        return ""
+
+    def open_keys(self) -> list[Hashable]:
+        return []

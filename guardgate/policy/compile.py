@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guardgate.policy.catalogue import SIGNALS
 from guardgate.policy.model import (
     AdminConfig,
     ChallengeConfig,
@@ -17,17 +18,17 @@ from guardgate.policy.model import (
     TierChallenge,
     TierConfig,
     UpstreamConfig,
+    default_of,
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
-from guardgate.policy.schema_challenge import (
-    ChallengeSection,
-    TierChallengeSection,
-    degrade_transforms,
-)
+from guardgate.policy.schema_challenge import ChallengeSection, TierChallengeSection
 from guardgate.policy.schema_quotas import QuotaSection, RampSection
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import OverrideSection, TierSection
-from guardgate.risk.catalogue import SIGNALS
+
+# What a clearance buys when neither the tier nor the challenge section says.
+_REQUESTS: int = default_of(ChallengeConfig, "requests")
+_OUTPUT_TOKENS: int = default_of(ChallengeConfig, "output_tokens")
 
 
 def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Policy:
@@ -110,7 +111,7 @@ def _tiers(
             quota_factor=tier.quota_factor,
             deny=tier.deny,
             challenge=_tier_challenge(tier.challenge, challenge),
-            degrade=degrade_transforms(tier.degrade) if tier.degrade else None,
+            degrade=tier.degrade or None,  # validated into Transforms; none is None
             mark=tier.mark,
         )
         for name, tier in sections.items()
@@ -127,10 +128,10 @@ def _tier_challenge(
     base = defaults.clearance.budget
     return TierChallenge(
         difficulty=section.difficulty if section.difficulty is not None else defaults.difficulty,
-        requests=(budget.requests if budget and budget.requests else base.requests) or 100,
+        requests=(budget.requests if budget and budget.requests else base.requests) or _REQUESTS,
         output_tokens=(
             budget.output_tokens if budget and budget.output_tokens else base.output_tokens
-        ) or 50000,
+        ) or _OUTPUT_TOKENS,
     )
 
 
@@ -145,8 +146,8 @@ def _challenge(section: ChallengeSection | None) -> ChallengeConfig | None:
         difficulty=section.difficulty,
         issue_limit=section.issue_limit,
         clearance_ttl=section.clearance.ttl,
-        requests=section.clearance.budget.requests or 100,
-        output_tokens=section.clearance.budget.output_tokens or 50000,
+        requests=section.clearance.budget.requests or _REQUESTS,
+        output_tokens=section.clearance.budget.output_tokens or _OUTPUT_TOKENS,
     )
 
 

@@ -36,6 +36,7 @@ from guardgate.policy.units import (
 )
 
 STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster")
 HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 _HEADER = re.compile(HEADER_PATTERN)
 
@@ -202,11 +203,11 @@ def _http_url(value: str) -> str:
 def _storage_url(value: str) -> str:
     scheme, sep, rest = value.partition("://")
     if not sep or scheme not in STORAGE_SCHEMES:
+        *others, last = (f"{name}://" for name in STORAGE_SCHEMES)
         raise PydanticCustomError(
-            "storage",
-            "unsupported storage: use memory://, redis://, rediss://, redis+cluster:// or unix://",
+            "storage", f"unsupported storage: use {', '.join(others)} or {last}"
         )
-    if scheme in ("redis", "rediss", "redis+cluster") and not urlsplit(value).hostname:
+    if scheme in _REDIS_SCHEMES and not urlsplit(value).hostname:
         raise PydanticCustomError(
             "storage", "a redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
         )
@@ -298,7 +299,8 @@ StorageURL = Annotated[
     str,
     AfterValidator(_storage_url),
     string_schema(
-        r"^(memory|redis|rediss|redis\+cluster|unix)://", examples=["redis://127.0.0.1:6379/0"]
+        "^(" + "|".join(map(re.escape, STORAGE_SCHEMES)) + ")://",
+        examples=["redis://127.0.0.1:6379/0"],
     ),
 ]
 HeaderName = Annotated[str, AfterValidator(_header_name), string_schema(HEADER_PATTERN)]

@@ -3,20 +3,47 @@
 Nothing here parses text; `guardgate.policy.load` builds these once, after
 validation, so the hot path never looks at raw dicts, strings to parse or
 CIDRs to compile.
+
+The field defaults below are the policy's defaults, written once: the
+schema's sections take theirs from here (`default_of`), so a policy file
+that leaves a key out, the JSON Schema that `guardgate schema` prints and a
+`Policy()` built in code all agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from guardgate.apis import ADAPTERS
+from guardgate.policy.catalogue import SIGNALS
 
 if TYPE_CHECKING:
     from guardgate.perturb.transforms import Transforms
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-API_NAMES = ("openai.chat", "openai.completions", "openai.responses", "anthropic.messages")
+# The APIs a route can name: one per adapter of `guardgate.apis`.
+API_NAMES: tuple[str, ...] = tuple(ADAPTERS)
+
+# The implicit tier of callers below the lowest tier's score.
+NORMAL = "normal"
+
+Holds = Literal["key", "account"]
+OnStorageError = Literal["open", "closed"]
+Mode = Literal["enforce", "shadow"]
+
+
+def default_of(config: type[Any], name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``config`` (one of this module's)."""
+    spec = config.__dataclass_fields__[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    raise TypeError(f"{config.__name__}.{name} has no default")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +62,7 @@ class PrincipalSource:
     header: str | None = None  # lower-case header name, for kind == "header"
     # For a header: "key" (an API key, hashed into key:...) or "account" (an
     # account id set by a trusted auth layer, acct:..., trusted proxies only).
-    holds: Literal["key", "account"] = "account"
+    holds: Holds = "account"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +84,15 @@ class IdentityConfig:
 class Route:
     path: str
     api: str  # one of API_NAMES
+
+
+# What a policy without ``routes`` serves: each API at its usual path.
+DEFAULT_ROUTES = (
+    Route("/v1/chat/completions", "openai.chat"),
+    Route("/v1/completions", "openai.completions"),
+    Route("/v1/responses", "openai.responses"),
+    Route("/v1/messages", "anthropic.messages"),
+)
 
 
 QuotaScope = Literal["principal", "ip", "ip_prefix", "org", "global"]
@@ -140,7 +176,7 @@ class OverrideConfig:
 
 @dataclass(frozen=True, slots=True)
 class SignalConfig:
-    """One risk signal's weight and ramp (see `guardgate.risk.catalogue`)."""
+    """One risk signal's weight and ramp (see `guardgate.policy.catalogue`)."""
 
     name: str
     weight: float
@@ -149,8 +185,6 @@ class SignalConfig:
 
 
 def _default_signals() -> tuple[SignalConfig, ...]:
-    from guardgate.risk.catalogue import SIGNALS
-
     return tuple(SignalConfig(s.name, s.weight, s.low, s.high) for s in SIGNALS)
 
 
@@ -178,15 +212,10 @@ class Policy:
     version: int = 1
     max_body: int = 8 * 1024 * 1024
     storage: str = "memory://"
-    on_storage_error: Literal["open", "closed"] = "open"
-    mode: Literal["enforce", "shadow"] = "enforce"
+    on_storage_error: OnStorageError = "open"
+    mode: Mode = "enforce"
     identity: IdentityConfig = field(default_factory=IdentityConfig)
-    routes: tuple[Route, ...] = (
-        Route("/v1/chat/completions", "openai.chat"),
-        Route("/v1/completions", "openai.completions"),
-        Route("/v1/responses", "openai.responses"),
-        Route("/v1/messages", "anthropic.messages"),
-    )
+    routes: tuple[Route, ...] = DEFAULT_ROUTES
     quotas: tuple[QuotaConfig, ...] = ()
     default_max_tokens: int = 4096   # reserved when a request names no max_tokens
     new_principals: RampConfig | None = None

@@ -4,8 +4,9 @@ These models validate and convert units (durations to seconds, sizes to
 bytes, CIDRs to networks); `guardgate.policy.compile` then turns them into
 the frozen runtime objects of `guardgate.policy.model`. To add a section,
 write a `Section` subclass and add one field to `PolicyDocument`; the JSON
-Schema follows. Defaults here must agree with the dataclass defaults in
-`model.py` (a test holds them together).
+Schema follows. Defaults are written once, on the dataclasses of `model.py`;
+a section takes each from there (`default_of`), in the form a policy file
+would write it (``5s``, ``8MiB``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ from guardgate.policy.fields import (
     raw_check,
     repeated,
 )
+from guardgate.policy.model import (
+    DEFAULT_ROUTES,
+    Holds,
+    IdentityConfig,
+    Mode,
+    OnStorageError,
+    Policy,
+    PrincipalSource,
+    UpstreamConfig,
+    default_of,
+)
 from guardgate.policy.schema_challenge import (
     ChallengeSection,
     WatermarkSection,
@@ -54,6 +66,7 @@ from guardgate.policy.schema_tiers import (
     unknown_override_tiers,
 )
 from guardgate.policy.section import Section, as_written
+from guardgate.policy.units import duration_text, size_text
 
 # Headers that carry an API key unless a policy says otherwise (``as:``).
 KEY_HEADERS = frozenset({"x-api-key", "api-key"})
@@ -64,14 +77,17 @@ class UpstreamSection(Section):
 
     url: HttpURL = Field(description="Base URL of the upstream, http:// or https://.")
     connect_timeout: PositiveDuration = Field(
-        default=as_written("5s"), description="How long to wait for a connection to the upstream."
+        default=as_written(duration_text(default_of(UpstreamConfig, "connect_timeout"))),
+        description="How long to wait for a connection to the upstream.",
     )
     read_timeout: PositiveDuration = Field(
-        default=as_written("600s"),
+        default=as_written(duration_text(default_of(UpstreamConfig, "read_timeout"))),
         description="How long to wait between two reads from the upstream.",
     )
     max_connections: int = Field(
-        default=1000, ge=1, description="Most pooled connections open to the upstream at once."
+        default=default_of(UpstreamConfig, "max_connections"),
+        ge=1,
+        description="Most pooled connections open to the upstream at once.",
     )
 
 
@@ -89,7 +105,7 @@ class HeaderSource(Section):
     """Take the principal from a request header: an API key, or an account id."""
 
     header: HeaderName = Field(description="Header name, case-insensitive.")
-    as_: Literal["key", "account"] | None = Field(
+    as_: Holds | None = Field(
         default=None,
         alias="as",
         description=(
@@ -100,7 +116,7 @@ class HeaderSource(Section):
     )
 
     @property
-    def holds(self) -> Literal["key", "account"]:
+    def holds(self) -> Holds:
         if self.as_ is not None:
             return self.as_
         return "key" if self.header in KEY_HEADERS else "account"
@@ -133,15 +149,31 @@ PrincipalItem = Annotated[
 class IpPrefix(Section):
     """Prefix lengths that group client addresses into networks."""
 
-    ipv4: int = Field(default=24, ge=0, le=32, description="Prefix length for IPv4 clients.")
-    ipv6: int = Field(default=56, ge=0, le=128, description="Prefix length for IPv6 clients.")
+    ipv4: int = Field(
+        default=default_of(IdentityConfig, "ipv4_prefix"),
+        ge=0,
+        le=32,
+        description="Prefix length for IPv4 clients.",
+    )
+    ipv6: int = Field(
+        default=default_of(IdentityConfig, "ipv6_prefix"),
+        ge=0,
+        le=128,
+        description="Prefix length for IPv6 clients.",
+    )
+
+
+def _written_source(source: PrincipalSource) -> Literal["bearer", "ip"] | HeaderSource:
+    if source.kind == "header":
+        return HeaderSource.model_validate({"header": source.header, "as": source.holds})
+    return source.kind
 
 
 class IdentitySection(Section):
     """How a caller is identified."""
 
     principal: list[PrincipalItem] = Field(
-        default=["bearer", HeaderSource(header="x-api-key"), "ip"],
+        default=[_written_source(source) for source in default_of(IdentityConfig, "principal")],
         min_length=1,
         description=(
             "Where to find the principal, tried in order, the first present wins: "
@@ -156,14 +188,14 @@ class IdentitySection(Section):
         default=IpPrefix(), description="Prefix lengths for grouping client IPs."
     )
     org_header: HeaderName | None = Field(
-        default="x-org-id",
+        default=default_of(IdentityConfig, "org_header"),
         description=(
             "Header naming the caller's organisation (for per: org quotas and org overrides), "
             "honoured only from trusted proxies; null to disable."
         ),
     )
     created_header: HeaderName | None = Field(
-        default="x-account-created",
+        default=default_of(IdentityConfig, "created_header"),
         description=(
             "Header giving when the caller's account was created (unix seconds or ISO 8601), "
             "for new_principals; honoured only from trusted proxies; null to disable."
@@ -182,12 +214,7 @@ def _duplicate_paths(routes: Any) -> list[Located]:
     return repeated(routes, "path", lambda _, at: f"duplicate route path (also routes[{at}])")
 
 
-_DEFAULT_ROUTES = [
-    RouteSection(path="/v1/chat/completions", api="openai.chat"),
-    RouteSection(path="/v1/completions", api="openai.completions"),
-    RouteSection(path="/v1/responses", api="openai.responses"),
-    RouteSection(path="/v1/messages", api="anthropic.messages"),
-]
+_DEFAULT_ROUTES = [RouteSection(path=route.path, api=route.api) for route in DEFAULT_ROUTES]
 
 
 class PolicyDocument(Section):
@@ -195,7 +222,9 @@ class PolicyDocument(Section):
 
     model_config = ConfigDict(title="guardgate policy")
 
-    version: Version = Field(default=1, description="Policy language version; must be 1.")
+    version: Version = Field(
+        default=default_of(Policy, "version"), description="Policy language version; must be 1."
+    )
     upstream: Annotated[
         UpstreamSection | None,
         BeforeValidator(
@@ -206,21 +235,23 @@ class PolicyDocument(Section):
         description="The upstream model API, as a URL or a mapping. Omit in middleware mode.",
     )
     max_body: Size = Field(
-        default=as_written("8MiB"), description="Largest request body accepted, e.g. 8MiB."
+        default=as_written(size_text(default_of(Policy, "max_body"))),
+        description="Largest request body accepted, e.g. 8MiB.",
     )
     storage: StorageURL = Field(
-        default="memory://",
+        default=default_of(Policy, "storage"),
         description=(
             "Where shared state lives: memory:// (this process), redis://, rediss://, "
             "redis+cluster:// or unix://."
         ),
     )
-    on_storage_error: Literal["open", "closed"] = Field(
-        default="open",
+    on_storage_error: OnStorageError = Field(
+        default=default_of(Policy, "on_storage_error"),
         description="When storage fails: open lets traffic through, closed refuses with 503.",
     )
-    mode: Literal["enforce", "shadow"] = Field(
-        default="enforce", description="shadow decides and logs everything but enforces nothing."
+    mode: Mode = Field(
+        default=default_of(Policy, "mode"),
+        description="shadow decides and logs everything but enforces nothing.",
     )
     identity: IdentitySection = Field(
         default=IdentitySection(), description="How callers are identified."
@@ -233,7 +264,7 @@ class PolicyDocument(Section):
         default=[], description="Quotas every model request is counted against, all enforced."
     )
     default_max_tokens: int = Field(
-        default=4096,
+        default=default_of(Policy, "default_max_tokens"),
         ge=1,
         description="Tokens a token quota reserves for a request that names no max_tokens.",
     )

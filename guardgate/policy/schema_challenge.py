@@ -8,15 +8,15 @@ clearance a solution buys.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import AfterValidator, Field
-from pydantic_core import PydanticCustomError
+from pydantic import Field
 
-from guardgate.perturb.transforms import Transforms, parse_degrade
 from guardgate.policy.fields import Located, PositiveDuration, Rates
+from guardgate.policy.model import ChallengeConfig, default_of
+from guardgate.policy.schema_degrade import keyed_transforms
 from guardgate.policy.section import Section, as_written
-from guardgate.policy.units import parse_duration
+from guardgate.policy.units import duration_text
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9_-]{1,16}$"
 
@@ -35,10 +35,14 @@ class ClearanceSection(Section):
     """The pass a solved challenge buys."""
 
     ttl: PositiveDuration = Field(
-        default=as_written("15m"), description="How long a clearance is valid."
+        default=as_written(duration_text(default_of(ChallengeConfig, "clearance_ttl"))),
+        description="How long a clearance is valid.",
     )
     budget: BudgetSection = Field(
-        default=BudgetSection(requests=100, output_tokens=50000),
+        default=BudgetSection(
+            requests=default_of(ChallengeConfig, "requests"),
+            output_tokens=default_of(ChallengeConfig, "output_tokens"),
+        ),
         description="Requests and output tokens a clearance buys.",
     )
 
@@ -61,7 +65,7 @@ class ChallengeSection(Section):
         ),
     )
     key_id: str = Field(
-        default="k1",
+        default=default_of(ChallengeConfig, "key_id"),
         pattern=KEY_ID_PATTERN,
         description="Names the secret in every token, so a new secret can be rolled out.",
     )
@@ -69,16 +73,19 @@ class ChallengeSection(Section):
         default=[], description="Older secrets still accepted while a rotation rolls out."
     )
     ttl: PositiveDuration = Field(
-        default=as_written("2m"), description="How long a challenge can be redeemed."
+        default=as_written(duration_text(default_of(ChallengeConfig, "ttl"))),
+        description="How long a challenge can be redeemed.",
     )
     difficulty: float = Field(
-        default=18,
+        default=default_of(ChallengeConfig, "difficulty"),
         ge=1,
         le=32,
         description="Default puzzle difficulty: about 2^difficulty SHA-256 hashes to solve.",
     )
     issue_limit: Rates = Field(
-        default=as_written("30/minute"),
+        default=as_written(
+            ";".join(window.text for window in default_of(ChallengeConfig, "issue_limit"))
+        ),
         description="Challenges issued per principal and per IP prefix, at most.",
     )
     clearance: ClearanceSection = Field(
@@ -96,33 +103,6 @@ class TierChallengeSection(Section):
     budget: BudgetSection | None = Field(
         default=None, description="Clearance budget; keys left out take challenge.clearance's."
     )
-
-
-def _degrade(items: list[Any]) -> list[Any]:
-    try:
-        degrade_transforms(items)
-    except ValueError as exc:
-        raise PydanticCustomError("degrade", str(exc)) from None
-    return items
-
-
-def degrade_transforms(items: list[Any]) -> Transforms:
-    """A tier's ``degrade`` list as compiled transforms; a ``tarpit`` may be
-    written as a duration (``2s``, ``500ms``)."""
-    converted = []
-    for item in items:
-        if isinstance(item, dict) and isinstance(item.get("tarpit"), str):
-            try:
-                item = {"tarpit": parse_duration(item["tarpit"])}
-            except ValueError:
-                raise ValueError(
-                    f"tarpit must be a duration like 500ms or 2s, not {item['tarpit']!r}"
-                ) from None
-        converted.append(item)
-    return parse_degrade(converted)
-
-
-DegradeList = Annotated[list[Any], AfterValidator(_degrade)]
 
 
 class WatermarkSection(Section):
@@ -148,14 +128,7 @@ def watermark_needs_key(document: Any) -> list[Located]:
             continue
         if tier.get("mark") is True:
             problems.append((("tiers", name, "mark"), "mark needs the watermark section's key"))
-        degrade = tier.get("degrade")
-        if isinstance(degrade, list) and any(
-            item == "coarsen_logprobs" or (isinstance(item, dict) and "coarsen_logprobs" in item)
-            for item in degrade
-        ):
-            problems.append(
-                (("tiers", name, "degrade"), "coarsen_logprobs needs the watermark section's key")
-            )
+        problems += keyed_transforms(name, tier.get("degrade"))
     return problems
 
 

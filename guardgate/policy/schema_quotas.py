@@ -7,7 +7,7 @@ in one quota is reported alongside a typo in another.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Self, get_args
 
 from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, model_validator
 
@@ -21,10 +21,11 @@ from guardgate.policy.fields import (
     repeated,
     string_schema,
 )
+from guardgate.policy.model import QuotaConfig, QuotaCost, QuotaScope, Strategy, default_of
 from guardgate.policy.section import Section
 
 QUOTA_NAME_PATTERN = r"^[a-z0-9_-]{1,64}$"
-TOKEN_COSTS = ("input_tokens", "output_tokens", "total_tokens")
+TOKEN_COSTS = tuple(cost for cost in get_args(QuotaCost) if cost.endswith("_tokens"))
 
 QuotaName = Annotated[
     str,
@@ -82,8 +83,8 @@ class QuotaSection(Section):
     name: QuotaName = Field(
         description="Unique name of the quota, as it appears in logs, metrics and headers."
     )
-    per: Literal["principal", "ip", "ip_prefix", "org", "global"] = Field(
-        default="principal",
+    per: QuotaScope = Field(
+        default=default_of(QuotaConfig, "per"),
         description=(
             "Whose usage is counted together: each principal, client IP, IP network "
             "(identity.ip_prefix), organisation (identity.org_header), or everyone at once."
@@ -101,15 +102,15 @@ class QuotaSection(Section):
         ge=1,
         description="Most requests in flight at once; a stream counts until it ends.",
     )
-    cost: Literal["requests", "input_tokens", "output_tokens", "total_tokens"] = Field(
-        default="requests",
+    cost: QuotaCost = Field(
+        default=default_of(QuotaConfig, "cost"),
         description=(
             "What a request uses of a rate quota: 1 (requests) or its tokens; token costs "
             "reserve max_tokens (or default_max_tokens) up front and settle on the answer."
         ),
     )
-    strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = Field(
-        default="fixed-window",
+    strategy: Strategy = Field(
+        default=default_of(QuotaConfig, "strategy"),
         description=(
             "The limits strategy counting a rate quota. moving-window cannot refund, so it "
             "takes only cost: requests."

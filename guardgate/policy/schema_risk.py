@@ -1,6 +1,6 @@
 """The ``risk`` and ``admin`` sections of the policy.
 
-``risk.signals`` maps a signal name (see `guardgate.risk.catalogue`) to its
+``risk.signals`` maps a signal name (see `guardgate.policy.catalogue`) to its
 weight and ramp; a signal left out keeps its defaults.
 """
 
@@ -11,9 +11,13 @@ from typing import Any, Self
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
+from guardgate.policy.catalogue import BY_NAME, SIGNALS
 from guardgate.policy.fields import Located, PositiveDuration, checked
+from guardgate.policy.model import RiskConfig, default_of
 from guardgate.policy.section import Section, as_written
-from guardgate.risk.catalogue import BY_NAME, SIGNALS
+from guardgate.policy.units import duration_text
+
+_CLUSTER_RISK: tuple[float, float] = default_of(RiskConfig, "cluster_risk")
 
 
 class SignalSection(Section):
@@ -56,32 +60,35 @@ def _unknown_signals(data: Any) -> list[Located]:
 class ClusterRiskSection(Section):
     """Which share of a cluster's accounts must be risky for the cluster to count."""
 
-    low: float = Field(default=0.25, ge=0, le=1, description="Risky share mapped to 0.")
-    high: float = Field(default=0.6, ge=0, le=1, description="Risky share mapped to 1.")
+    low: float = Field(default=_CLUSTER_RISK[0], ge=0, le=1, description="Risky share mapped to 0.")
+    high: float = Field(
+        default=_CLUSTER_RISK[1], ge=0, le=1, description="Risky share mapped to 1."
+    )
 
 
 class RiskSection(Section):
     """How the risk score is computed (signals, decay, windows)."""
 
     enabled: bool = Field(
-        default=True, description="Score callers (when tiers are defined); false turns it off."
+        default=default_of(RiskConfig, "enabled"),
+        description="Score callers (when tiers are defined); false turns it off.",
     )
     half_life: PositiveDuration = Field(
-        default=as_written("6h"),
+        default=as_written(duration_text(default_of(RiskConfig, "half_life"))),
         description="Per-account rolling state halves in this time, so behaviour fades.",
     )
     window: PositiveDuration = Field(
-        default=as_written("6h"),
+        default=as_written(duration_text(default_of(RiskConfig, "window"))),
         description="Sliding window of distinct counts: cluster sizes, templates per account.",
     )
     hysteresis: float = Field(
-        default=0.05,
+        default=default_of(RiskConfig, "hysteresis"),
         ge=0,
         le=0.5,
         description="A caller leaves a tier only once its score is this far below the tier's.",
     )
     member_score: float = Field(
-        default=0.2,
+        default=default_of(RiskConfig, "member_score"),
         ge=0,
         le=1,
         description=(

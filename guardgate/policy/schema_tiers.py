@@ -30,7 +30,9 @@ from guardgate.policy.fields import (
     misspells,
     string_schema,
 )
-from guardgate.policy.schema_challenge import DegradeList, TierChallengeSection
+from guardgate.policy.model import NORMAL, OverrideConfig, TierConfig, default_of
+from guardgate.policy.schema_challenge import TierChallengeSection
+from guardgate.policy.schema_degrade import DEGRADE_HELP, DegradeList
 from guardgate.policy.section import Section
 
 TIER_NAME_PATTERN = r"^[a-z][a-z0-9_-]*$"
@@ -42,9 +44,9 @@ _TIER_NAME = re.compile(TIER_NAME_PATTERN)
 
 
 def _tier_name(value: str) -> str:
-    if value == "normal":
+    if value == NORMAL:
         raise PydanticCustomError(
-            "tier", "'normal' is the implicit tier below the lowest score; choose another name"
+            "tier", f"'{NORMAL}' is the implicit tier below the lowest score; choose another name"
         )
     if _TIER_NAME.fullmatch(value) is None:
         raise PydanticCustomError(
@@ -73,7 +75,7 @@ def _principal_id(value: str) -> str:
 TierName = Annotated[
     str,
     AfterValidator(_tier_name),
-    WithJsonSchema({"type": "string", "pattern": TIER_NAME_PATTERN, "not": {"const": "normal"}}),
+    WithJsonSchema({"type": "string", "pattern": TIER_NAME_PATTERN, "not": {"const": NORMAL}}),
 ]
 TierRef = Annotated[
     str,
@@ -109,22 +111,18 @@ class TierSection(Section):
         ge=0, le=1, description="Lowest risk score (0 to 1) that puts a caller in this tier."
     )
     quota_factor: float = Field(
-        default=1.0,
+        default=default_of(TierConfig, "quota_factor"),
         gt=0,
         le=1,
         description="Every quota is scaled by this factor (in (0, 1]) for callers in this tier.",
     )
-    deny: bool = Field(default=False, description="Refuse every request from this tier (403).")
-    degrade: DegradeList | None = Field(
-        default=None,
-        description=(
-            "Transforms applied to this tier's requests and answers: drop_logprobs, "
-            "{cap_top_logprobs: K}, coarsen_logprobs, drop_logit_bias, force_n1, "
-            "{clamp_max_tokens: N}, drop_reasoning, {tarpit: DURATION}, {reroute: URL}."
-        ),
+    deny: bool = Field(
+        default=default_of(TierConfig, "deny"),
+        description="Refuse every request from this tier (403).",
     )
+    degrade: DegradeList | None = Field(default=None, description=DEGRADE_HELP)
     mark: OnlyTrue = Field(
-        default=False,
+        default=default_of(TierConfig, "mark"),
         validate_default=False,
         description="true: watermark this tier's answers with the watermark key.",
     )
@@ -198,12 +196,14 @@ class OverrideSection(Section):
         default=None, description="Treat the caller as this tier (one defined under tiers)."
     )
     allow: OnlyTrue = Field(
-        default=False,
+        default=default_of(OverrideConfig, "allow"),
         validate_default=False,
         description="true: never treat the caller, whatever its risk score.",
     )
     deny: OnlyTrue = Field(
-        default=False, validate_default=False, description="true: refuse every request (403)."
+        default=default_of(OverrideConfig, "deny"),
+        validate_default=False,
+        description="true: refuse every request (403).",
     )
 
     @model_validator(mode="wrap")
@@ -227,8 +227,8 @@ def unknown_override_tiers(document: Any) -> list[Located]:
         tier = override.get("tier") if isinstance(override, dict) else None
         if not isinstance(tier, str) or tier in names or not _TIER_NAME.fullmatch(tier):
             continue
-        if tier == "normal":
-            message = "tier 'normal' cannot be forced: use allow: true to never treat a caller"
+        if tier == NORMAL:
+            message = f"tier '{NORMAL}' cannot be forced: use allow: true to never treat a caller"
         else:
             message = f"unknown tier '{tier}': define it under tiers (defined: {defined})"
         unknown.append((("overrides", index, "tier"), message))

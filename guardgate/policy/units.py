@@ -2,7 +2,8 @@
 
 Plain functions that raise `ValueError`; `guardgate.policy.fields` wraps them
 into schema types. The patterns are ECMAScript-compatible so the JSON Schema
-can carry them to editors unchanged.
+can carry them to editors unchanged. `duration_text` and `size_text` go the
+other way, writing a default as a policy file would.
 """
 
 from __future__ import annotations
@@ -66,6 +67,23 @@ def parse_size(value: str | int) -> int:
     if size != int(size):
         raise ValueError(f"invalid size {value!r}: not a whole number of bytes")
     return int(size)
+
+
+def duration_text(seconds: float) -> str:
+    """Seconds written in the largest unit that keeps them whole: 900 -> ``15m``."""
+    for unit, size in sorted(_DURATION_UNITS.items(), key=lambda item: -item[1]):
+        count = seconds / size
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
+
+
+def size_text(size: int) -> str:
+    """Bytes written in the largest binary unit that keeps them whole: 8388608 -> ``8MiB``."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        if size >= _SIZE_UNITS[unit] and size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit}"
+    return f"{size}B"
 
 
 def parse_rates(value: str) -> tuple[RateLimitItem, ...]:

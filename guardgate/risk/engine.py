@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
-from guardgate.policy.model import Policy, TierConfig
+from guardgate.policy.model import NORMAL, Policy, TierConfig
 from guardgate.risk.features import extract
 from guardgate.risk.signals import Scored, Scorer
 from guardgate.store.risk import Clock, Observation, Record, RiskStore
-
-NORMAL = "normal"
 
 
 @dataclass(slots=True)

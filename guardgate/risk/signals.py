@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
+from guardgate.policy.catalogue import CLUSTER_KINDS
 from guardgate.policy.model import RiskConfig, SignalConfig
-from guardgate.risk.catalogue import CLUSTER_KINDS
 from guardgate.store.risk import DAY, Snapshot
 
 _CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}

@@ -10,14 +10,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import limits.errors
 import redis.asyncio as aioredis
 from limits.aio.storage import Storage as LimitsStorage
 from limits.storage import storage_from_string
-from redis.exceptions import RedisError
 
-from guardgate.errors import StorageError
 from guardgate.store.clearances import Clearances, MemoryClearances, RedisClearances
+from guardgate.store.errors import STORAGE_ERRORS
 from guardgate.store.overrides import MemoryOverrides, RedisOverrides, RuntimeOverrides
 from guardgate.store.risk import Clock, MemoryRisk, RedisRisk, RiskStore
 from guardgate.store.settle import Settlements
@@ -27,13 +25,6 @@ from guardgate.store.slots import MemorySlots, RedisSlots, Slots
 # failure means (on_storage_error), and a hung request decides nothing.
 _TIMEOUT = 1.0
 
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (
-    StorageError,
-    limits.errors.StorageError,
-    RedisError,
-    OSError,
-    TimeoutError,
-)
 
 
 def redacted(url: str) -> str:

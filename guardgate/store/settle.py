@@ -17,6 +17,7 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from guardgate.logs import get_logger
+from guardgate.store.errors import STORAGE_ERRORS
 from guardgate.store.scripts import LuaScript
 from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
 
@@ -80,8 +81,6 @@ class Settlements:
         return batch
 
     async def _send(self, batch: _Batch) -> None:
-        from guardgate.store import STORAGE_ERRORS
-
         try:
             await self._pipeline(batch, None)
         except STORAGE_ERRORS as exc:

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guardgate.apis import ADAPTERS
+from guardgate.apis.answers.chain import MAX_JSON
 from guardgate.apis.sse import MAX_EVENT, EventReader, event_data
-from guardgate.apis.usage import MAX_JSON, UsageMeter, prepare_stream_usage
+from guardgate.apis.usage import UsageMeter, prepare_stream_usage
 from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 

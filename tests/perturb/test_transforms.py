@@ -21,14 +21,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from guardgate.apis import ADAPTERS
+from guardgate.apis.answers.chain import MAX_JSON
 from guardgate.apis.sse import event_data
-from guardgate.apis.usage import MAX_JSON
+from guardgate.perturb.logprobs import COARSE_NOISE
+from guardgate.perturb.send import ResponseRewriter
+from guardgate.perturb.tarpit import TARPIT_STEPS, Tarpit
 from guardgate.perturb.transforms import (
-    COARSE_NOISE,
-    TARPIT_STEPS,
     TRANSFORM_NAMES,
-    ResponseRewriter,
-    Tarpit,
     Transforms,
     parse_degrade,
     rewrite_request,

@@ -312,14 +312,14 @@ def test_a_groups_choices_do_not_depend_on_its_place_in_the_table() -> None:
     import hmac
     from importlib import resources
 
-    from guardgate.perturb import watermark
+    from guardgate.perturb.watermark import table
 
-    text = resources.files("guardgate.perturb").joinpath("synonyms.txt").read_text()
+    text = resources.files("guardgate.perturb.watermark").joinpath("synonyms.txt").read_text()
     lines = text.splitlines()
     first_group = next(i for i, line in enumerate(lines)
                        if line and not line.startswith(("#", "@")))
-    names = watermark._table(text)[2]
-    fewer = watermark._table("\n".join(lines[:first_group] + lines[first_group + 1:]))[2]
+    names = table.parse(text)[2]
+    fewer = table.parse("\n".join(lines[:first_group] + lines[first_group + 1:]))[2]
     assert fewer == names[1:]
     group = GROUP_OF["quickly"][0]
     candidates = groups()[group]

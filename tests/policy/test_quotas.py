@@ -186,7 +186,7 @@ OVERRIDE = "tiers: {t: {score: 0.5}}\noverrides:\n  - {%s}\n"
         (TIER % "quota_factor: 0.5", "tiers.t.score", "missing required key 'score'"),
         (TIER % "score: 0.5, challenge: {difficulty: 18}", "tiers.t.challenge",
          "needs the challenge section"),
-        (TIER % "score: 0.5, degrade: [drop_logprobz]", "tiers.t.degrade",
+        (TIER % "score: 0.5, degrade: [drop_logprobz]", "tiers.t.degrade[0]",
          "unknown degrade transform 'drop_logprobz'"),
         (TIER % "score: 0.5, mark: true", "tiers.t.mark", "needs the watermark section"),
         ("tiers: {Watch: {score: 0.5}}\n", "tiers.Watch", "a tier name starts with a-z"),

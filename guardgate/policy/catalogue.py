@@ -4,7 +4,12 @@ Every signal measures one thing (its ``measures``) as a raw value, which a
 linear ramp maps to [0, 1]: ``low`` and below is 0, ``high`` and above is 1.
 Its contribution to the score is ``weight`` times that. The policy's
 ``risk.signals`` changes any of the three numbers; weight 0 turns a signal
-off. The README's signal table is generated from this one.
+off. The signal table in docs/pipeline.md is generated from this one.
+
+The catalogue is policy data: the policy validates ``risk.signals`` against
+it and compiles its defaults, and `guardgate.risk` reads the compiled
+policy, so it lives here and the risk package imports it, never the reverse.
+A new signal is a line here and its raw value in `guardgate.risk.signals`.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ class Signal:
 SIGNALS: tuple[Signal, ...] = (
     Signal(
         "reasoning_elicitation", 0.30, 0.2, 0.8, False,
-        "Share of the caller's recent requests (plus two neutral ones) whose prompt asks the model to write out its "
-        "reasoning (step by step, chain of thought, internal reasoning, show your work) or "
+        "Share of the caller's recent requests (plus two neutral ones) whose prompt asks the "
+        "model to write out its reasoning (step by step, chain of thought, internal reasoning, show your work) or "
         "asks for high reasoning effort.",
         "Reasoning traces are what distillers want most; campaigns ask for them on every "
         "prompt.",
@@ -144,11 +149,12 @@ SIGNALS: tuple[Signal, ...] = (
 )
 
 BY_NAME = {signal.name: signal for signal in SIGNALS}
-CLUSTER_KINDS = ("template", "system", "prefix", "agent", "org")  # in the order of the cluster signals
+# What a cluster signal groups accounts by: ``template`` for template_cluster, ...
+CLUSTER_KINDS = tuple(s.name.removesuffix("_cluster") for s in SIGNALS if s.cluster)
 
 
 def markdown_table() -> str:
-    """The README's signal table, from this catalogue."""
+    """The signal table of docs/pipeline.md, from this catalogue."""
     header = (
         "| signal | default weight | ramp (low -> high) | what it measures | why it indicates "
         "distillation | false positives |"

@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from urllib.parse import parse_qs
 
-from guardgate.admin import ranked
 from guardgate.challenge.gate import cookie
+from guardgate.ops.admin import ranked
 from guardgate.policy.model import Policy
 from guardgate.risk.engine import RiskEngine
 from guardgate.store import redacted

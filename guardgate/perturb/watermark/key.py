@@ -1,0 +1,24 @@
+"""The keyed choice: for a slot's context and group, the member the key
+selects."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from functools import lru_cache
+
+from guardgate.perturb.watermark.table import NAMES
+
+
+class Key:
+    """The keyed choice: for a context and a group's candidates, one member."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        self.choice = lru_cache(maxsize=65536)(self._choice)
+
+    def _choice(self, context: str, group: int, candidates: tuple[str, ...]) -> str:
+        message = f"{context}\x1f{NAMES[group]}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        ordered = sorted(candidates)  # as the name has them: a line's order does not count
+        return ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
