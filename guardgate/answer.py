@@ -16,7 +16,8 @@ quota headers on its response start.
 
 from __future__ import annotations
 
-from guardgate.apis.answers import AnswerChain, walker_for
+from guardgate.apis import walker_for
+from guardgate.apis.answers import AnswerChain
 from guardgate.apis.base import ModelCall
 from guardgate.apis.usage import Meter, prepare_stream_usage
 from guardgate.metrics import Metrics

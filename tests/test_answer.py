@@ -19,8 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from guardgate.answer import answer_path
-from guardgate.apis import ADAPTERS
-from guardgate.apis.answers import WALKERS
+from guardgate.apis import ADAPTERS, walker_for
 from guardgate.apis.sse import event_data
 from guardgate.apis.usage import Meter
 from guardgate.metrics import Metrics
@@ -108,8 +107,14 @@ def events(raw: bytes) -> list[Json]:
     return out
 
 
-def test_every_routed_api_has_an_answer_walker() -> None:
-    assert set(WALKERS) == set(ADAPTERS)
+def test_every_api_walks_its_own_answers() -> None:
+    from guardgate.apis.answers import Walker
+
+    for adapter in ADAPTERS.values():
+        assert issubclass(adapter.walker, Walker)
+        assert walker_for(adapter.name, True).streaming
+    with pytest.raises(ValueError):
+        walker_for("other.api", False)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
 from guardgate.errors import BadRequest
+
+if TYPE_CHECKING:
+    from guardgate.apis.answers.walk import Walker
 
 Family = Literal["openai", "anthropic"]
 
@@ -70,13 +73,33 @@ class ErrorBody(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class RequestFields:
+    """Where one API's request keeps what degrade transforms change."""
+
+    max_tokens: tuple[str, ...]           # the output token limits it takes
+    max_tokens_default: str               # the one to set when none is sent
+    logprobs: tuple[str, ...] = ()        # fields asking for logprobs
+    top_logprobs: str | None = None       # how many alternatives per token
+    logprobs_include: str | None = None   # an ``include`` entry asking for logprobs
+    choices: tuple[str, ...] = ()         # fields asking for more than one answer
+    logit_bias: bool = False              # takes a logit bias
+    thinking_budget: bool = False         # a reasoning budget must stay below max_tokens
+    stream_usage: bool = False            # a stream reports usage only when asked
+
+
+@dataclass(frozen=True, slots=True)
 class Adapter:
-    """One model API: how to parse its requests and how to word its errors."""
+    """One model API, all in one place: its usual path, how to parse its
+    requests, where its request keeps what transforms change, how to walk
+    its answers and how to word its errors."""
 
     name: str
     family: Family
+    path: str  # where a policy without ``routes`` serves it
     parse: Callable[[bytes], ModelCall]
     error_body: ErrorBody
+    fields: RequestFields
+    walker: type[Walker]
 
 
 # --- decoding -------------------------------------------------------------

@@ -24,7 +24,7 @@ from guardgate.apis.base import (
 _SYSTEM_ROLES = ("system", "developer")
 _CHAT_TEXT = ("text",)
 _RESPONSES_TEXT = ("input_text", "output_text")
-_LOGPROBS_INCLUDE = "message.output_text.logprobs"
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 def openai_error_body(
@@ -168,7 +168,7 @@ def parse_responses(body: bytes) -> ModelCall:
         user_turns=user_turns,
         stream=read_bool(data, "stream"),
         max_tokens=read_int(data, "max_output_tokens"),
-        logprobs=(include is not None and _LOGPROBS_INCLUDE in include) or bool(top_logprobs),
+        logprobs=(include is not None and LOGPROBS_INCLUDE in include) or bool(top_logprobs),
         top_logprobs=top_logprobs,
         temperature=read_number(data, "temperature"),
         reasoning=reasoning is not None and effort != "none",

@@ -21,7 +21,8 @@ from itertools import islice
 
 import orjson
 
-from guardgate.apis.answers import AnswerChain, Edit, Json, Processor, Walker, walker_for
+from guardgate.apis import ADAPTERS, walker_for
+from guardgate.apis.answers import AnswerChain, Edit, Json, Processor, Walker
 from guardgate.apis.base import ModelCall
 from guardgate.apis.sse import event_data
 
@@ -29,17 +30,16 @@ __all__ = ["CHARS_PER_TOKEN", "Meter", "UsageMeter", "prepare_stream_usage"]
 
 CHARS_PER_TOKEN = 4
 
-# Streams that carry usage only when asked; Responses and Anthropic streams always do.
-_ASKS_FOR_USAGE = frozenset({"openai.chat", "openai.completions"})
-
-
 def prepare_stream_usage(call: ModelCall) -> bytes | None:
     """The body to forward so that the stream reports usage, or None when it already will.
 
     Other ``stream_options`` keys are kept. The meter of such a response must
     strip what this adds (``strip_usage_chunk=True``).
     """
-    if call.api not in _ASKS_FOR_USAGE or not call.stream or call.include_usage:
+    adapter = ADAPTERS.get(call.api)
+    # Some streams carry usage only when asked; others always do.
+    if adapter is None or not adapter.fields.stream_usage or not call.stream \
+            or call.include_usage:
         return None
     options = call.body.get("stream_options")
     merged = (

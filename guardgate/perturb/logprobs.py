@@ -23,7 +23,7 @@ from pydantic import Field
 from guardgate.apis.answers import Edit, Processor, Walker
 from guardgate.apis.base import ModelCall
 from guardgate.perturb.degrade import Flag, NonNegative, On, Transform, registered
-from guardgate.perturb.request import TOP_LOGPROBS_FIELD, cap_int, pop
+from guardgate.perturb.request import cap_int, fields_of, pop
 
 __all__ = ["COARSE_NOISE", "CapTopLogprobs", "CoarsenLogprobs", "DropLogprobs"]
 
@@ -31,7 +31,6 @@ Json = dict[str, Any]
 
 COARSE_NOISE = 0.05  # the keyed noise added to a rounded logprob is within this, either way
 _MARGIN = 0.001  # how far below the top logprob a coarsened other one is clamped
-_LOGPROBS_INCLUDE = "message.output_text.logprobs"  # Responses asks for logprobs so
 
 
 @registered(order=10)
@@ -41,19 +40,16 @@ class DropLogprobs(Flag):
     drop_logprobs: On = True
 
     def rewrite_request(self, call: ModelCall) -> bool:
-        api, body = call.api, call.body
-        if api == "openai.chat":
-            return pop(body, "logprobs") | pop(body, "top_logprobs")
-        if api == "openai.completions":
-            return pop(body, "logprobs")
-        if api == "openai.responses":
-            changed = pop(body, "top_logprobs")
-            include = body.get("include")
-            if type(include) is list and _LOGPROBS_INCLUDE in include:
-                body["include"] = [item for item in include if item != _LOGPROBS_INCLUDE]
-                changed = True
-            return changed
-        return False
+        fields, body = fields_of(call), call.body
+        changed = False
+        for field in fields.logprobs:
+            changed = pop(body, field) or changed
+        asked = fields.logprobs_include
+        include = body.get("include")
+        if asked is not None and type(include) is list and asked in include:
+            body["include"] = [item for item in include if item != asked]
+            changed = True
+        return changed
 
     def processor(self, walker: Walker, secret: bytes) -> Processor:
         return _Dropper(walker)
@@ -66,7 +62,7 @@ class CapTopLogprobs(Transform):
     cap_top_logprobs: NonNegative = Field(description="Alternatives per token, at most.")
 
     def rewrite_request(self, call: ModelCall) -> bool:
-        field = TOP_LOGPROBS_FIELD.get(call.api)
+        field = fields_of(call).top_logprobs
         return field is not None and cap_int(call.body, field, self.cap_top_logprobs)
 
     def processor(self, walker: Walker, secret: bytes) -> Processor:

@@ -1,6 +1,6 @@
 """Degrade transforms that act on the request only (step 7): no logit bias,
-one choice, a smaller output token limit; and where each API's request
-keeps the fields they change.
+one choice, a smaller output token limit. Where each API's request keeps
+the fields they change is its adapter's `RequestFields`.
 
 Only ``call.body`` changes: the call's parsed fields keep what the caller
 asked for, and the gateway serializes the body again when a rewrite says so.
@@ -10,29 +10,23 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from guardgate.apis.base import ModelCall
+from guardgate.apis import ADAPTERS
+from guardgate.apis.base import ModelCall, RequestFields
 from guardgate.perturb.degrade import Flag, On, Positive, Transform, registered
 
-__all__ = ["MAX_TOKEN_FIELDS", "TOP_LOGPROBS_FIELD", "ClampMaxTokens", "DropLogitBias",
-           "ForceN1", "cap_int", "pop"]
+__all__ = ["ClampMaxTokens", "DropLogitBias", "ForceN1", "cap_int", "fields_of", "pop"]
 
 Json = dict[str, object]
 
-# API -> its max-tokens fields, and the one to set when none is sent. An API
-# without an entry has no request rewrite.
-MAX_TOKEN_FIELDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "openai.chat": (("max_completion_tokens", "max_tokens"), "max_tokens"),
-    "openai.completions": (("max_tokens",), "max_tokens"),
-    "openai.responses": (("max_output_tokens",), "max_output_tokens"),
-    "anthropic.messages": (("max_tokens",), "max_tokens"),
-}
-# API -> the field asking how many alternatives per token; the APIs with logit bias.
-TOP_LOGPROBS_FIELD = {
-    "openai.chat": "top_logprobs",
-    "openai.completions": "logprobs",
-    "openai.responses": "top_logprobs",
-}
 _MIN_THINKING = 1024  # Anthropic's smallest thinking budget
+
+
+def fields_of(call: ModelCall) -> RequestFields:
+    """Where ``call``'s API keeps what transforms change; ValueError for an unknown API."""
+    adapter = ADAPTERS.get(call.api)
+    if adapter is None:
+        raise ValueError(f"no request rewrite for API {call.api!r}")
+    return adapter.fields
 
 
 def pop(body: Json, key: str) -> bool:
@@ -57,7 +51,7 @@ class DropLogitBias(Flag):
     drop_logit_bias: On = True
 
     def rewrite_request(self, call: ModelCall) -> bool:
-        return call.api in TOP_LOGPROBS_FIELD and pop(call.body, "logit_bias")
+        return fields_of(call).logit_bias and pop(call.body, "logit_bias")
 
 
 @registered(order=50)
@@ -67,15 +61,16 @@ class ForceN1(Flag):
     force_n1: On = True
 
     def rewrite_request(self, call: ModelCall) -> bool:
-        if call.api != "openai.chat" and call.api != "openai.completions":
+        choices = fields_of(call).choices
+        if not choices:
             return False
         body, changed = call.body, False
-        n = body.get("n")
+        n = body.get(choices[0])
         if type(n) is int and n != 1:
-            body["n"] = 1
+            body[choices[0]] = 1
             changed = True
-        if call.api == "openai.completions":
-            changed = pop(body, "best_of") or changed
+        for other in choices[1:]:  # more samples to pick from (best_of)
+            changed = pop(body, other) or changed
         return changed
 
 
@@ -87,16 +82,16 @@ class ClampMaxTokens(Transform):
 
     def rewrite_request(self, call: ModelCall) -> bool:
         body, limit = call.body, self.clamp_max_tokens
-        fields, default = MAX_TOKEN_FIELDS[call.api]
+        fields = fields_of(call)
         changed = sent = False
-        for field in fields:
+        for field in fields.max_tokens:
             if body.get(field) is not None:
                 sent = True
                 changed = cap_int(body, field, limit) or changed
         if not sent:
-            body[default] = limit
+            body[fields.max_tokens_default] = limit
             changed = True
-        if changed and call.api == "anthropic.messages":
+        if changed and fields.thinking_budget:
             _fit_thinking(body, limit)
         return changed
 

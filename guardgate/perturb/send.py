@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import orjson
 
-from guardgate.apis.answers import WALKERS, AnswerChain, Processor, Walker, walker_for
+from guardgate.apis import walker_for
+from guardgate.apis.answers import AnswerChain, Processor, Walker
 from guardgate.apis.base import ModelCall
 from guardgate.metrics import Metrics
 from guardgate.perturb.marking import TextFilter, TextMarker
@@ -80,8 +81,6 @@ class ResponseRewriter(AnswerChain):
         key: bytes,
         text_filter: Callable[[], TextFilter] | None = None,
     ) -> None:
-        if api not in WALKERS:
-            raise ValueError(f"no response rewrite for API {api!r}")
         walker = walker_for(api, streaming)
         processors = _degrading(t, walker, key)
         if text_filter is not None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from guardgate.apis.answers import WALKERS, Edit
+from guardgate.apis import ADAPTERS
+from guardgate.apis.answers import Edit
 
 __all__ = ["answer_texts"]
 
@@ -43,9 +44,9 @@ def _texts(item: Any) -> Iterator[str]:
         yield item["text"]
     found = _Texts()
     edit = Edit()
-    for walker in WALKERS.values():
+    for adapter in ADAPTERS.values():
         edit.reset(item, b"")
-        walker(False).mark(edit, found)
+        adapter.walker(False).mark(edit, found)
     yield from found.texts
 
 

@@ -35,7 +35,7 @@ from guardgate.apis.base import ModelCall
 # The modules of each job: importing them registers their transforms.
 from guardgate.perturb import logprobs, reasoning, reroute, tarpit  # noqa: F401
 from guardgate.perturb.degrade import Flag, Transform, transforms
-from guardgate.perturb.request import MAX_TOKEN_FIELDS
+from guardgate.perturb.request import fields_of
 
 __all__ = [
     "KEYED",
@@ -126,8 +126,7 @@ class Transforms:
 
 def rewrite_request(call: ModelCall, t: Transforms) -> bool:
     """Apply the request side of ``t`` to ``call.body``; True when it changed."""
-    if call.api not in MAX_TOKEN_FIELDS:
-        raise ValueError(f"no request rewrite for API {call.api!r}")
+    fields_of(call)  # ValueError for an API without request fields
     changed = False
     for item in t:
         changed = item.rewrite_request(call) or changed

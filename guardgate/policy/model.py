@@ -87,12 +87,7 @@ class Route:
 
 
 # What a policy without ``routes`` serves: each API at its usual path.
-DEFAULT_ROUTES = (
-    Route("/v1/chat/completions", "openai.chat"),
-    Route("/v1/completions", "openai.completions"),
-    Route("/v1/responses", "openai.responses"),
-    Route("/v1/messages", "anthropic.messages"),
-)
+DEFAULT_ROUTES = tuple(Route(adapter.path, adapter.name) for adapter in ADAPTERS.values())
 
 
 QuotaScope = Literal["principal", "ip", "ip_prefix", "org", "global"]

@@ -11,7 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from guardgate.apis.answers import AnswerChain, Edit, Processor, walker_for
+from guardgate.apis import walker_for
+from guardgate.apis.answers import AnswerChain, Edit, Processor
 from guardgate.apis.sse import event_data
 from guardgate.perturb.send import ResponseRewriter
 from guardgate.perturb.transforms import Transforms

@@ -475,7 +475,7 @@ def test_rewrite_request_refuses_an_unknown_api() -> None:
     call.api = "openai.embeddings"
     with pytest.raises(ValueError, match="no request rewrite"):
         rewrite_request(call, Transforms(force_n1=True))
-    with pytest.raises(ValueError, match="no response rewrite"):
+    with pytest.raises(ValueError, match="no answer walker"):
         ResponseRewriter("openai.embeddings", False, Transforms(), KEY)
 
 
