@@ -1,30 +1,68 @@
-"""Shared fixtures. Tests that need Redis use a real one: skipped without it,
-failed without it when CI is set."""
+"""Shared fixtures. Tests that need Redis use a real one of their own: a
+redis-server the session starts on a free port (nothing kept on disk), so
+the tests may empty it at will and no one else's data is touched. Set
+GUARDGATE_TEST_REDIS to a Redis URL to use another server instead: its
+database is then emptied by the tests. Without either the Redis tests are
+skipped, and fail when CI is set."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from guardgate.toy import create_toy_app
-from tests.servers import serve_in_thread
+from tests.servers import free_port, serve_in_thread
 
-REDIS_URL = os.environ.get("GUARDGATE_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+def _ping(url: str) -> None:
+    redis.Redis.from_url(url, socket_connect_timeout=1).ping()
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
+def redis_url() -> Iterator[str]:
+    given = os.environ.get("GUARDGATE_TEST_REDIS")
+    if given:
+        try:
+            _ping(given)
+        except (redis.RedisError, OSError) as exc:
+            _unavailable(f"Redis at {given} (GUARDGATE_TEST_REDIS) is not reachable: {exc}")
+        yield given
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not installed (or set GUARDGATE_TEST_REDIS)")
+    port = free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-    except (redis.RedisError, OSError) as exc:
-        message = f"Redis at {REDIS_URL} is not reachable: {exc}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return REDIS_URL
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _ping(url)
+                break
+            except (redis.RedisError, OSError) as exc:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    _unavailable(f"redis-server on port {port} did not start: {exc}")
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
