@@ -19,7 +19,7 @@ from guardgate.faults import StorageFaults
 from guardgate.identity import Identity
 from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
-from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_tokens
+from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_input
 from guardgate.risk.engine import Assessment, RiskEngine
 from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
 
@@ -102,10 +102,13 @@ class Admission:
         return self.quotas is not None and self.quotas.meters_tokens
 
     def demand(self, call: ModelCall | None) -> Demand:
-        if call is None or not self.meters_tokens:
+        """What ``call`` may cost at worst: its input, and every answer it may
+        be billed for (prompts times n or best_of) at its output limit. Token
+        quotas reserve it, and so does a clearance's output-token budget."""
+        if call is None:
             return Demand()
-        output = (call.max_tokens or self.policy.default_max_tokens) * max(1, call.n)
-        return Demand(estimate_tokens((call.system, call.prompt)), output)
+        output = (call.max_tokens or self.policy.default_max_tokens) * call.answers
+        return Demand(estimate_input(call), output)
 
     async def assess(self, ex: Exchange) -> None:
         """Steps 3 and 4: the ticket of the request, what is done with it."""
@@ -192,7 +195,7 @@ class Admission:
         ticket = ex.ticket
         if ticket is None or (ticket.reservation is None and ticket.assessment is None):
             return  # nothing reserved, nothing to learn
-        await self._settle(ticket, ex.started, ex.meter, reached=ex.reached, call=ex.call,
+        await self._settle(ticket, ex.answered, ex.meter, reached=ex.reached, call=ex.call,
                            status=ex.status)
 
     async def _settle(
@@ -248,7 +251,7 @@ def _tokens(meter: Any, call: ModelCall | None) -> tuple[int, int]:
     """The answer's (input, output) tokens: the upstream's counts, or estimates."""
     used_in = meter.input_tokens
     if used_in is None:
-        used_in = estimate_tokens((call.system, call.prompt)) if call is not None else 0
+        used_in = estimate_input(call) if call is not None else 0
     used_out = meter.output_tokens
     if used_out is None:
         used_out = meter.estimated_output_tokens()

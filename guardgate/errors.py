@@ -6,6 +6,7 @@
     │   ├── BadRequest           400
     │   ├── Challenged           401  the caller's tier asks for proof of work
     │   ├── Denied               403  an override or tier denies the caller
+    │   ├── NotFound             404  a POST under a model prefix that is no route, denied
     │   ├── BodyTooLarge         413
     │   ├── RateLimited          429  a quota has no room
     │   ├── StorageUnavailable   503  storage down and on_storage_error: closed
@@ -94,6 +95,11 @@ class RequestError(GuardGateError):
 class BadRequest(RequestError):
     status = 400
     code = "invalid_request"
+
+
+class NotFound(RequestError):
+    status = 404
+    code = "unknown_url"
 
 
 class BodyTooLarge(RequestError):

@@ -25,11 +25,13 @@ class Exchange:
 
     __slots__ = (
         "adapter",
+        "answered",
         "began",
         "body",
         "bytes_in",
         "bytes_out",
         "call",
+        "client_send",
         "complete",
         "error",
         "gone",
@@ -53,6 +55,7 @@ class Exchange:
                  headers: dict[bytes, bytes] | None = None) -> None:
         self.request_id = request_id
         self.send = send  # the answer's way to the client, wrapped by the steps that read it
+        self.client_send = send  # the client itself, past every wrapper
         self.scope: Scope = scope if scope is not None else {}
         self.headers: dict[bytes, bytes] = headers if headers is not None else {}
         self.began = time.perf_counter()
@@ -68,6 +71,7 @@ class Exchange:
         self.status = 0
         self.bytes_out = 0
         self.started = False   # the response start went to the client
+        self.answered = False  # the upstream's own response started
         self.complete = False  # the last body message went to the client
         self.gone = False      # the client disconnected and the exchange was cancelled
         self.reached = True    # the upstream may have seen the request
@@ -81,8 +85,12 @@ class Exchange:
         body: bytes,
         headers: list[tuple[bytes, bytes]] | None = None,
         content_type: bytes = b"application/json",
+        *,
+        direct: bool = False,
     ) -> None:
-        """Answer with a body of the gateway's own."""
+        """Answer with a body of the gateway's own; ``direct``: straight to the
+        client, past the answer path's wrappers."""
+        send = self.client_send if direct else self.send
         all_headers = [
             (b"content-type", content_type),
             (b"content-length", str(len(body)).encode()),
@@ -91,11 +99,10 @@ class Exchange:
         ]
         self.status = status
         self.started = True
-        await self.send({"type": "http.response.start", "status": status,
-                         "headers": all_headers})
+        await send({"type": "http.response.start", "status": status, "headers": all_headers})
         self.bytes_out += len(body)
         self.complete = True
-        await self.send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body})
 
     def drop_header(self, name: bytes) -> None:
         """The request goes upstream without header ``name``."""

@@ -28,7 +28,6 @@ from guardgate.errors import (
     UpstreamUnavailable,
 )
 from guardgate.exchange import Exchange
-from guardgate.identity import refuse_repeated_credentials
 from guardgate.logs import cut_response, get_logger, info_writer, quiet_expected_cuts
 from guardgate.metrics import Metrics
 from guardgate.ops import OPS_PREFIX, OpsApp
@@ -36,7 +35,7 @@ from guardgate.ops.dashboard import Activity
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
 from guardgate.reload import PolicyWatcher
-from guardgate.replies import refuse, request_id
+from guardgate.replies import error_body, refuse, request_id
 from guardgate.runtime import Runtime
 from guardgate.store import Store
 from guardgate.treatment import treat
@@ -120,11 +119,12 @@ class GuardGate:
         ex.identity = rt.identifier.identify(scope, headers)          # 1 identify
         ex.upstream = self.forwarder
         try:
-            refuse_repeated_credentials(scope["headers"], headers)
             rt.router.route(ex)                                       # 2 route
+            rt.identifier.credentials.refuse(ex.identity, scope["headers"], headers, ex.adapter)
             await rt.router.read(ex, receive)
-            ex.ticket = rt.admission.admitted
-            if not rt.admission.idle:  # a policy that decides and meters nothing skips 3-7
+            if rt.admission.idle:  # a policy that decides and meters nothing skips 3-7
+                ex.ticket = rt.admission.admitted
+            else:
                 await rt.admission.assess(ex)                         # 3, 4 assess, decide
                 if rt.gate is not None:
                     await rt.gate.screen(ex, rt.faults, shadow=rt.admission.shadow)  # 5
@@ -138,7 +138,7 @@ class GuardGate:
         except (ClientGone, asyncio.CancelledError) as gone:
             self._client_left(ex, gone)
         except _CUT as exc:
-            self._upstream_cut(ex, exc)
+            await self._upstream_cut(ex, exc)
         finally:
             if ex.ticket is not None and ex.ticket.observed:
                 await rt.settle(ex)                                   # 10 settle
@@ -160,12 +160,21 @@ class GuardGate:
         self.metrics.clients_gone.labels("response" if ex.started else "request").inc()
         ex.status = ex.status or 499
 
-    def _upstream_cut(self, ex: Exchange, exc: BaseException) -> None:
+    async def _upstream_cut(self, ex: Exchange, exc: BaseException) -> None:
         if not isinstance(ex.upstream, HttpUpstream):
             raise exc  # the wrapped application's own error: its server reports it
         ex.error = f"upstream failed mid-response: {exc!r}"
         self.metrics.upstream_failures.labels("cut").inc()
-        cut_response()
+        if ex.started:
+            cut_response()
+            return
+        # Nothing reached the client yet (a treated answer waits for its first
+        # treated bytes): an error in the API's shape, past the answer path.
+        err = UpstreamUnavailable("The model endpoint failed while answering.",
+                                  reason=ex.error)
+        headers = ex.ticket.headers if ex.ticket is not None else []
+        await ex.reply(err.status, error_body(ex.adapter, err), [*err.headers, *headers],
+                       direct=True)
 
     def _record(self, ex: Exchange, rt: Runtime) -> None:
         """The request's metrics and its access log line."""

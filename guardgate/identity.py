@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardgate.errors import BadRequest
-from guardgate.policy.model import IdentityConfig, IPNetwork
+from guardgate.policy.model import KEY_HEADERS, IdentityConfig, IPNetwork
+
+if TYPE_CHECKING:
+    from guardgate.apis.base import Adapter
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,32 +33,107 @@ class Identity:
     key_sha256: str | None = None  # sha256 hex of the API key, when the principal is one
     org: str | None = None         # from the trusted org header
     created: float | None = None   # account creation (unix seconds), from a trusted header
+    # Two of its credential headers carry different keys: on every route (ALWAYS),
+    # or where an Authorization of any scheme is a credential (WHOLE); see Credentials.
+    mixed: int = 0
 
 
 def key_digest(api_key: bytes) -> str:
     return hashlib.sha256(api_key).hexdigest()
 
 
-# Headers that name the caller: sent twice, the gateway and the upstream
-# could each believe a different one.
-_CREDENTIALS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+# RFC 9110 section 11.4: the scheme is case-insensitive and separated from
+# its token by one or more spaces; upstreams differ in how much whitespace
+# they forgive, so any amount, tabs included, is read.
+_BEARER = re.compile(rb"[ \t]*bearer[ \t]+([^ \t].*?)[ \t]*", re.IGNORECASE | re.DOTALL)
 
 
-def refuse_repeated_credentials(raw: list[tuple[bytes, bytes]],
-                                headers: Mapping[bytes, bytes]) -> None:
-    """`BadRequest` when a header naming the caller comes more than once.
-    ``headers``: ``raw`` as a dict; as long as ``raw``, nothing repeats."""
-    if len(headers) == len(raw):
-        return
-    seen: set[bytes] = set()
-    for name, _ in raw:
-        if name in _CREDENTIALS:
-            if name in seen:
-                raise BadRequest(
-                    f"The {name.decode()} header may be sent only once.",
-                    reason=f"repeated {name.decode()} header",
-                )
-            seen.add(name)
+def bearer_token(authorization: bytes) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` value; None for
+    another scheme or no token."""
+    match = _BEARER.fullmatch(authorization)
+    return match.group(1) if match else None
+
+
+# Identity.mixed: the credentials of a request differ on every route, or only
+# where an Authorization of any scheme is a key.
+ALWAYS = 1
+WHOLE = 2
+
+
+class Credentials:
+    """One caller, one credential: the headers that may carry an API key,
+    compiled once per policy. Sent twice, or two of them with different
+    keys, the gateway could count the caller by one and the upstream
+    authenticate it by the other."""
+
+    def __init__(self, config: IdentityConfig) -> None:
+        keys = {s.header for s in config.principal if s.kind == "header" and s.holds == "key"}
+        keys |= {h for h in KEY_HEADERS if not any(
+            s.header == h and s.holds == "account" for s in config.principal)}
+        if config.credential not in ("auto", "authorization"):
+            keys.add(config.credential)
+        self.keys = tuple(sorted(k.encode("latin-1") for k in keys if k))
+        self._names = frozenset((b"authorization", *self.keys))
+        # Where Authorization is what the upstream authenticates by, a value of
+        # any scheme is a credential; elsewhere only a Bearer token is one.
+        # Pass-through (None) follows the OpenAI conventions, as its errors do.
+        by_api = config.credential == "auto"
+        whole = config.credential == "authorization"
+        self._whole: dict[str | None, bool] = {
+            "openai": whole or by_api, "anthropic": whole, None: whole or by_api,
+        }
+
+    def mixed(self, headers: Mapping[bytes, bytes]) -> tuple[int, str]:
+        """Whether the request's credential headers carry different keys
+        (0, `ALWAYS` or `WHOLE`), and the two headers that differ."""
+        found: bytes | None = None
+        found_in = b""
+        for name in self.keys:
+            value = headers.get(name)
+            if value:
+                if found is None:
+                    found, found_in = value, name
+                elif value != found:
+                    return ALWAYS, _pair(found_in, name)
+        authorization = headers.get(b"authorization")
+        if found is None or not authorization or authorization == found:
+            return 0, ""
+        token = bearer_token(authorization)
+        if token is None:
+            return WHOLE, _pair(b"authorization", found_in)
+        return (ALWAYS if token != found else 0), _pair(b"authorization", found_in)
+
+    def refuse(self, identity: Identity | None, raw: list[tuple[bytes, bytes]],
+               headers: Mapping[bytes, bytes], adapter: Adapter | None) -> None:
+        """`BadRequest` when a credential header comes twice, or two carry
+        different keys (``identity.mixed``, found when it was derived).
+        ``headers``: ``raw`` as a dict; as long as ``raw``, nothing repeats.
+        ``adapter``: the route's API, None for pass-through."""
+        if len(headers) != len(raw):
+            self._refuse_repeated(raw)
+        mixed = identity.mixed if identity is not None else 0
+        if mixed and (mixed == ALWAYS
+                      or self._whole[adapter.family if adapter is not None else None]):
+            raise BadRequest(
+                "The request carries two different API keys: send one.",
+                reason=f"different credentials in {self.mixed(headers)[1]}",
+            )
+
+    def _refuse_repeated(self, raw: list[tuple[bytes, bytes]]) -> None:
+        seen: set[bytes] = set()
+        for name, _ in raw:
+            if name in self._names:
+                if name in seen:
+                    raise BadRequest(
+                        f"The {name.decode()} header may be sent only once.",
+                        reason=f"repeated {name.decode()} header",
+                    )
+                seen.add(name)
+
+
+def _pair(one: bytes, other: bytes) -> str:
+    return f"{one.decode('latin-1')} and {other.decode('latin-1')}"
 
 
 # Identities remembered, by peer and header values (see Identifier.identify),
@@ -82,9 +161,11 @@ class Identifier:
         # Every header an identity is derived from: the same peer sending the
         # same values is the same identity, so it is derived once (the key
         # hashed once) and looked up after that.
+        self.credentials = Credentials(config)
         read = [b"x-forwarded-for", b"user-agent", b"authorization"]
         read += [header for _, header, _ in self._sources if header]
         read += [h for h in (self._org_header, self._created_header) if h]
+        read += self.credentials.keys
         self._read = tuple(dict.fromkeys(read))
         self._known: dict[tuple[object, ...], Identity] = {}
 
@@ -157,7 +238,9 @@ class Identifier:
                 org = value.decode("latin-1")[:128] if value else None
             if self._created_header:
                 created = _timestamp(headers.get(self._created_header))
-        return Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest, org, created)
+        mixed = self.credentials.mixed(headers)[0]
+        return Identity(principal, ip, self.prefix_of(ip), agent, trusted, digest, org, created,
+                        mixed)
 
     def _principal(
         self, headers: Mapping[bytes, bytes], ip: str, trusted: bool
@@ -165,8 +248,8 @@ class Identifier:
         for kind, header, holds_key in self._sources:
             if kind == "bearer":
                 auth = headers.get(b"authorization")
-                if auth and auth[:7].lower() == b"bearer ":
-                    token = auth[7:].strip()
+                if auth:
+                    token = bearer_token(auth)
                     if token:
                         digest = key_digest(token)
                         return "key:" + digest[:16], digest

@@ -1,10 +1,12 @@
 """Pipeline steps 6 and 10: reserve quota before forwarding, settle after.
 
 Rates are metered by the `limits` library's strategies and storages. A
-request reserves what it may cost (one request; its prompt estimate plus
-its max_tokens for token quotas) in every quota that applies, before it is
+request reserves what it may cost (one request; for token quotas its input
+estimate plus the worst case of its output: every answer it may be billed
+for, each at its output limit) in every quota that applies, before it is
 forwarded, so concurrent requests and long streams can never overshoot a
-limit by more than what was honestly reserved. When the answer is complete,
+limit by more than what was honestly reserved. A request whose worst case
+exceeds a limit outright is refused without being forwarded. When the answer is complete,
 the reservation is settled against the real usage: the difference is
 refunded or charged. Refunds need a counter that can go back, so token
 quotas settle exactly on fixed windows; on sliding windows they only charge
@@ -19,7 +21,6 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,12 +30,17 @@ from limits.aio.strategies import (
     SlidingWindowCounterRateLimiter,
 )
 
+from guardgate.apis.base import ModelCall
 from guardgate.errors import RateLimited
 from guardgate.policy.model import Policy, QuotaConfig, Window
 from guardgate.store import Store
 
 _NAMESPACE = "guardgate"
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
+# The tokens that frame each message (its role, separators) and prime the
+# answer, billed by the chat APIs on top of the text (OpenAI counts 3 and 3).
+_TOKENS_PER_TURN = 3
+_TOKENS_PER_CALL = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +329,8 @@ def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> R
     kind = "tokens" if quota.cost in _TOKENS else "requests"
     error = RateLimited(
         f"Request too large for {kind} ({quota.name}): limit {limit.amount} per "
-        f"{_duration(window.seconds)}, requested {cost}. Reduce max_tokens or the input.",
+        f"{_duration(window.seconds)}, requested {cost}. Reduce max_tokens, the number of "
+        "answers (n, best_of, prompts) or the input.",
         reason=f"quota {quota.name} ({_applied(window, limit.amount)}) can never fit cost {cost}",
         headers=[
             (b"x-should-retry", b"false"),
@@ -383,6 +390,11 @@ def _duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def estimate_tokens(texts: Iterable[str | None]) -> int:
-    """A cheap prompt estimate: about four characters a token."""
-    return sum(math.ceil(len(t) / 4) for t in texts if t)
+def estimate_input(call: ModelCall) -> int:
+    """The input ``call`` is billed for, estimated without a tokenizer: about
+    four characters a token over all it sends the model to read (system,
+    prompt, tool definitions and calls), one token per token id, and the
+    framing of every message or prompt."""
+    chars = len(call.prompt) + len(call.system or "") + call.extra_input
+    framing = _TOKENS_PER_TURN * call.turns + _TOKENS_PER_CALL
+    return math.ceil(chars / 4) + call.token_ids + framing

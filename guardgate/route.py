@@ -1,27 +1,67 @@
 """Step 2, route: which API a request is, and its body read (bounded) and
 parsed once into a `ModelCall` by that API's adapter. Anything else passes
 through, its body relayed as it arrives.
+
+Paths are matched the way an upstream may read them, not only as written:
+percent-decoded, slashes merged, dot segments resolved, ``;`` parameters
+and a trailing slash dropped, case folded unless the policy says otherwise.
+A model route spelled any other way (``//v1/chat/completions``,
+``/V1/chat/completions``) is that route, and goes upstream as the route's
+own path, so what is metered is what is served. A POST under a route's
+first segment (``/v1/``) that is no route gets what ``routing.unknown``
+says.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 from guardgate.apis import ADAPTERS, Adapter
 from guardgate.apis.base import decode
 from guardgate.body import read_body
+from guardgate.errors import NotFound
 from guardgate.exchange import Exchange
+from guardgate.logs import get_logger
 from guardgate.policy.model import Policy
 from guardgate.types import Receive
+
+log = get_logger("guardgate")
+
+# Distinct paths whose match is remembered, and the longest remembered: the
+# normalizing is done once per path a client uses, in bounded memory.
+_REMEMBERED = 1024
+_LONGEST = 512
+# Rounds of percent-decoding: a chain of proxies may decode more than once.
+_DECODINGS = 3
+# POST in any case: the upstream's HTTP client upper-cases the method.
+_POST = frozenset(
+    "".join(c.upper() if bit & 1 << i else c for i, c in enumerate("post")) for bit in range(16)
+)
+# How a JSON object begins.
+_OBJECT = re.compile(rb"[ \t\r\n]*\{")
 
 
 class Router:
     """The policy's model routes, compiled once."""
 
     def __init__(self, policy: Policy, *, parse_calls: bool) -> None:
+        routing = policy.routing
+        self.case_sensitive = routing.case_sensitive
+        self.unknown = routing.unknown
         self.adapters: Mapping[str, Adapter] = {
             route.path: ADAPTERS[route.api] for route in policy.routes
         }
+        # Normalized, for every other spelling (the first route of a spelling wins).
+        self._spelled: dict[str, tuple[Adapter, str]] = {}
+        for path, adapter in self.adapters.items():
+            self._spelled.setdefault(self.normalize(path), (adapter, path))
+        self._prefixes = tuple({
+            "/" + normal.split("/")[1] + "/"
+            for normal in self._spelled if normal.count("/") >= 2
+        })
+        self._matched: dict[str, tuple[Adapter | None, str | None]] = {}
         self.max_body = policy.max_body
         # Some step of this policy reads the `ModelCall`. When none does, a
         # model route's body is only checked to be a JSON object.
@@ -30,8 +70,84 @@ class Router:
     def route(self, ex: Exchange) -> None:
         """The request's API. Model APIs are POSTs; other methods on their
         paths pass through."""
-        if ex.scope["method"] == "POST":
-            ex.adapter = self.adapters.get(ex.scope["path"])
+        scope = ex.scope
+        if scope["method"] not in _POST:
+            return
+        path = scope["path"]
+        # Decoded, the path is the route: decoded again by the upstream, still.
+        adapter = self.adapters.get(path)
+        if adapter is not None:
+            ex.adapter = adapter
+            return
+        adapter, target = self.match(path)
+        if adapter is None:
+            return
+        if target is not None:
+            ex.adapter = adapter
+            ex.scope = {**scope, "path": target, "raw_path": target.encode()}
+        elif self.unknown == "deny":
+            ex.adapter = adapter  # refused in the shape of the API nearest its path
+            raise NotFound(f"Unknown request URL: POST {path[:200]}.",
+                           reason="unknown path under a model prefix")
+        elif self.unknown == "meter":
+            ex.adapter = adapter
+
+    def match(self, path: str) -> tuple[Adapter | None, str | None]:
+        """A path that is not a route as written: (its API, the route's path)
+        when it spells a route; (the API of the route nearest it, None) when
+        it is no route but lies under a model prefix; (None, None) otherwise."""
+        found = self._matched.get(path)
+        if found is None:
+            found = self._match(path)
+            if len(path) <= _LONGEST:
+                if len(self._matched) >= _REMEMBERED:
+                    del self._matched[next(iter(self._matched))]  # the oldest
+                self._matched[path] = found
+        return found
+
+    def _match(self, path: str) -> tuple[Adapter | None, str | None]:
+        normal = self.normalize(path)
+        spelled = self._spelled.get(normal)
+        if spelled is not None:
+            if path != spelled[1]:
+                log.info("model route spelled otherwise", path=path[:200], route=spelled[1])
+            return spelled
+        if not normal.startswith(self._prefixes):
+            return None, None
+        log.warning("unknown model path", path=path[:200], handled=self.unknown)
+        return self._nearest(normal), None
+
+    def normalize(self, path: str) -> str:
+        """``path`` as an upstream that normalizes paths may read it."""
+        for _ in range(_DECODINGS):
+            if "%" not in path:
+                break
+            path = unquote(path)
+        segments: list[str] = []
+        for segment in path.replace("\\", "/").split("/"):
+            segment = segment.split(";", 1)[0]
+            if segment == "..":
+                if segments:
+                    segments.pop()
+            elif segment and segment != ".":
+                segments.append(segment)
+        normal = "/" + "/".join(segments)
+        return normal if self.case_sensitive else normal.lower()
+
+    def _nearest(self, normal: str) -> Adapter:
+        """The API of the route sharing the most leading segments with ``normal``."""
+        parts = normal.split("/")
+        best: tuple[int, Adapter] | None = None
+        for route, (adapter, _) in self._spelled.items():
+            shared = 0
+            for mine, theirs in zip(parts, route.split("/"), strict=False):
+                if mine != theirs:
+                    break
+                shared += 1
+            if best is None or shared > best[0]:
+                best = (shared, adapter)
+        assert best is not None  # under a prefix, so some route exists
+        return best[1]
 
     async def read(self, ex: Exchange, receive: Receive) -> None:
         """The body, whole for a model call (and parsed), streamed otherwise."""
@@ -43,7 +159,15 @@ class Router:
         ex.bytes_in = len(body)
         if adapter is None:
             return
+        path = ex.scope["path"]
+        if path not in self.adapters and self.match(path)[1] is None \
+                and _OBJECT.match(body) is None:
+            # Metered on a path that is no route, with no JSON object: no model
+            # call (a file upload, say), so it passes.
+            ex.adapter = None
+            return
         if self.parse_calls:
             ex.call = adapter.parse(body)
         else:
-            decode(body)
+            # Nothing reads the call: which of two repeated keys counts does not matter.
+            decode(body, unique=False)

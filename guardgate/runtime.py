@@ -40,8 +40,12 @@ class Runtime:
         faults = StorageFaults(policy.on_storage_error, policy.mode == "shadow", metrics)
         by_tier = treatments(policy, pools)
         admission = Admission(policy, store, metrics, faults, by_tier)
-        gate = ChallengeGate(policy.challenge, store, metrics) if policy.challenge else None
-        parse_calls = admission.meters_tokens or admission.risk is not None or bool(by_tier)
+        gate = ChallengeGate(policy.challenge, store, metrics, admission.demand) \
+            if policy.challenge else None
+        # A step that reads the call: token quotas, the risk engine, a tier's
+        # treatment, a clearance's output-token budget.
+        parse_calls = (admission.meters_tokens or admission.risk is not None or bool(by_tier)
+                       or gate is not None)
         reroutes = {t.upstream.config.url: t.upstream
                     for t in by_tier.values() if t.upstream is not None}
         return cls(policy, Identifier(policy.identity), Router(policy, parse_calls=parse_calls),
@@ -49,7 +53,10 @@ class Runtime:
                    policy.digest[:12])
 
     async def settle(self, ex: Exchange) -> None:
-        """Step 10: the reservation, the risk state and the clearance's meter."""
-        await self.admission.settle(ex)
-        if self.gate is not None:
-            await self.gate.settle(ex, self.faults)
+        """Step 10: the reservation, the risk state and the clearance's meter;
+        the clearance's reservation is settled even when the rest failed."""
+        try:
+            await self.admission.settle(ex)
+        finally:
+            if self.gate is not None:
+                await self.gate.settle(ex, self.faults)

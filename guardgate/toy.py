@@ -276,18 +276,20 @@ def _messages(body: Json) -> list[Json]:
     return messages
 
 
-def _prompts(value: object) -> list[str]:
+def _prompts(value: object) -> tuple[list[str], int]:
+    """The prompts to answer (token ids spelled out as text), and their input
+    tokens: about four characters a token, one a token id, one per prompt."""
     if value is None:
-        return [""]
+        value = ""
     if isinstance(value, str):
-        return [value]
+        return [value], len(value) // 4 + 1
     if isinstance(value, list) and value:
         if all(isinstance(v, str) for v in value):
-            return [str(v) for v in value]
+            return [str(v) for v in value], len("\n".join(value)) // 4 + len(value)
         if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            return [" ".join(map(str, value))]
+            return [" ".join(map(str, value))], len(value) + 1
         if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
-            return [" ".join(map(str, v)) for v in value]
+            return [" ".join(map(str, v)) for v in value], sum(map(len, value)) + len(value)
     raise _BadRequest("'prompt' must be a string, or an array of strings or token ids.", "prompt")
 
 
@@ -354,7 +356,8 @@ class _Toy:
 
     def _job(self, raw: bytes, body: Json, prefix: str, prompts: list[str], turns: int,
              max_tokens: int | None, *, n: int = 1, effort: str | None = None,
-             top: int | None = None, lead_space: bool = False) -> _Job:
+             top: int | None = None, lead_space: bool = False,
+             prompt_tokens: int | None = None) -> _Job:
         model, extra = body.get("model"), body.get("seed")
         seed = f"{self.seed}/{extra}" if isinstance(extra, int) else str(self.seed)
         answers = [toy_answer(p, seed=seed, index=i, max_tokens=max_tokens, lead_space=lead_space)
@@ -362,10 +365,11 @@ class _Toy:
         thoughts = [toy_thinking(p, seed=seed, index=i, effort=effort) if effort else ()
                     for p in prompts for i in range(n)]
         digest = hashlib.sha256(f"{self.seed}\x1f".encode() + raw).hexdigest()
+        if prompt_tokens is None:
+            prompt_tokens = max(1, len("\n".join(prompts)) // 4 + turns)
         return _Job(body=body, rid=prefix + digest[:24],
                     model=model if isinstance(model, str) and model else TOY_MODEL,
-                    prompts=prompts, n=n,
-                    prompt_tokens=max(1, len("\n".join(prompts)) // 4 + turns),
+                    prompts=prompts, n=n, prompt_tokens=prompt_tokens,
                     answers=answers, thoughts=thoughts, top=top)
 
     async def _reply(self, job: _Job, render: Callable[[_Job], Json],
@@ -428,10 +432,10 @@ class _Toy:
 
     async def completions(self, request: Request) -> Response:
         body, raw = await _read(request)
-        prompts = _prompts(body.get("prompt"))
+        prompts, tokens = _prompts(body.get("prompt"))
         job = self._job(raw, body, "cmpl-", prompts, len(prompts), _max_tokens(body, "max_tokens"),
                         n=_int(body, "n", 1, 128) or 1, top=_int(body, "logprobs", 0, _TOP_MAX),
-                        lead_space=True)
+                        lead_space=True, prompt_tokens=tokens)
         return await self._reply(job, _completion_json, self._completion_stream)
 
     async def _completion_stream(self, job: _Job) -> AsyncIterator[bytes]:

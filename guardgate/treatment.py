@@ -33,16 +33,20 @@ def treatments(policy: Policy, pools: Mapping[str, HttpUpstream] | None = None
     secret = (policy.watermark_key or "").encode()
     key = Key(secret) if policy.watermark_key else None
     out = {}
+    opened: dict[str, HttpUpstream] = {}  # one pool per URL, whichever tiers share it
     for tier in policy.tiers:
         if tier.degrade is None and not tier.mark:
             continue
         upstream = None
         url = tier.degrade.reroute if tier.degrade is not None else None
         if url:
-            config = replace_url(policy.upstream, url)
-            kept = (pools or {}).get(url)
-            upstream = kept if kept is not None and kept.config == config \
-                else HttpUpstream(config)
+            upstream = opened.get(url)
+            if upstream is None:
+                config = replace_url(policy.upstream, url)
+                kept = (pools or {}).get(url)
+                upstream = kept if kept is not None and kept.config == config \
+                    else HttpUpstream(config)
+                opened[url] = upstream
         perturbation = Perturbation(tier.degrade, key if tier.mark else None, secret)
         out[tier.name] = Treatment(perturbation, upstream)
     return out
@@ -72,6 +76,7 @@ def treat(ex: Exchange, *, shadow: bool, meter_tokens: bool, metrics: Metrics) -
     ex.body, ex.send, ex.meter = answer_path(
         ex.call, ex.body, ex.send, headers=ticket.headers, meter_tokens=meter_tokens,
         perturbation=treatment.perturbation if treatment is not None else None, metrics=metrics,
+        exchange=ex,
     )
     if ex.meter is not None:
         # Usage is read from the answer's bytes: ask for them uncompressed.

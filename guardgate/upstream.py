@@ -56,9 +56,12 @@ def hop_by_hop(connection: bytes | None) -> frozenset[bytes]:
 
 # Set again by the gateway (host by the client library, the length when the
 # body is sent whole) or rebuilt (the forwarding fields). The gateway's own
-# credentials are never passed on.
+# credentials are never passed on, nor a method other than the one it routed
+# by: frameworks that honour these headers would serve a GET as a model POST.
 CHALLENGE_HEADERS = frozenset({SOLUTION, CLEARANCE})
-_DROP_STREAMED = HOP_BY_HOP | CHALLENGE_HEADERS | {
+METHOD_OVERRIDES = frozenset({b"x-http-method-override", b"x-http-method", b"x-method-override"})
+_NOT_FOR_APP = CHALLENGE_HEADERS | METHOD_OVERRIDES
+_DROP_STREAMED = HOP_BY_HOP | _NOT_FOR_APP | {
     b"host", b"x-forwarded-for", b"x-forwarded-proto",
 }
 _DROP_BUFFERED = _DROP_STREAMED | {b"content-length"}
@@ -284,7 +287,7 @@ class HttpUpstream:
             if not has_rid:
                 out.append((b"x-request-id", ex.request_id))
             ex.status = resp.status
-            ex.started = True
+            ex.started = ex.answered = True
             await send({"type": "http.response.start", "status": resp.status, "headers": out})
             length = resp.content_length
             if method == "HEAD":
@@ -322,9 +325,9 @@ class AppUpstream:
         scope = ex.scope
         body = ex.body
         send = ex.send
-        if any(k in CHALLENGE_HEADERS for k, _ in scope["headers"]):
+        if any(k in _NOT_FOR_APP for k, _ in scope["headers"]):
             scope = {**scope, "headers": [
-                (k, v) for k, v in scope["headers"] if k not in CHALLENGE_HEADERS
+                (k, v) for k, v in scope["headers"] if k not in _NOT_FOR_APP
             ]}
         if isinstance(body, bytes):
             length = str(len(body)).encode()
@@ -339,7 +342,7 @@ class AppUpstream:
             if message["type"] == "http.response.start":
                 ex.upstream_latency = time.perf_counter() - started
                 ex.status = message["status"]
-                ex.started = True
+                ex.started = ex.answered = True
                 headers = message.get("headers") or []
                 if not any(k == b"x-request-id" for k, _ in headers):
                     message["headers"] = [*headers, (b"x-request-id", ex.request_id)]

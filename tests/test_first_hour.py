@@ -439,12 +439,12 @@ def test_a_refusal_names_the_limit_its_tier_applied() -> None:
     assert [a.status_code for a in answers] == [200, 200, 429, 200, 429]
     assert answers[0].headers["x-ratelimit-limit-requests"] == "3"
     assert answers[0].headers["x-ratelimit-limit-tokens"] == "200"
-    assert "limit 200 per 1m0s, requested 301" in answers[2].json()["error"]["message"]
+    assert "limit 200 per 1m0s, requested 307" in answers[2].json()["error"]["message"]
     assert answers[2].headers["x-ratelimit-limit-tokens"] == "200"
     assert "limit 3 per 1m0s" in answers[4].json()["error"]["message"]
     assert answers[4].headers["x-ratelimit-limit-requests"] == "3"
     errors = [e["error"] for e in logs if e["event"] == "request" and e["status"] == 429]
-    assert errors == ["quota tpm (200/minute, scaled from 400/minute) can never fit cost 301",
+    assert errors == ["quota tpm (200/minute, scaled from 400/minute) can never fit cost 307",
                       "quota rpm (3/minute, scaled from 6/minute) refused cost 1"]
 
 

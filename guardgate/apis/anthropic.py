@@ -12,6 +12,8 @@ from guardgate.apis.base import (
     content_path,
     decode,
     invalid_type,
+    json_chars,
+    json_fields,
     read_array,
     read_bool,
     read_int,
@@ -23,6 +25,10 @@ from guardgate.apis.base import (
 )
 
 _TEXT = ("text",)
+# Billed as input besides the text: tool definitions and an output schema;
+# in messages, the tool calls (``tool_use``, ``server_tool_use``, ...).
+_BILLED = ("tools", "output_format")
+_TOOL_CALL = "tool_use"
 
 # https://docs.anthropic.com/en/api/errors; other 4xx are invalid_request_error
 # there too, other 5xx (502, 504 from the gateway) api_error.
@@ -73,6 +79,7 @@ def parse_messages(body: bytes) -> ModelCall:
 
     prompt: list[str] = []
     turns = user_turns = 0
+    extra = json_fields(data, _BILLED)
     messages = read_array(data, "messages")
     if messages is not None:
         turns = len(messages)
@@ -81,7 +88,7 @@ def parse_messages(body: bytes) -> ModelCall:
                 user_turns += 1
             content = message.get("content")
             if type(content) is list:
-                _collect_blocks(content, prompt, i)
+                extra += _collect_blocks(content, prompt, i)
             else:
                 collect_content(content, _TEXT, prompt, "messages", i)
 
@@ -99,11 +106,14 @@ def parse_messages(body: bytes) -> ModelCall:
         temperature=read_number(data, "temperature"),
         reasoning=reasoning,
         reasoning_budget=budget,
+        extra_input=extra,
     )
 
 
-def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> None:
-    """Text blocks, and the text a tool result hands back to the model."""
+def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> int:
+    """Text blocks, and the text a tool result hands back to the model;
+    return the characters of the tool calls among the blocks, as JSON."""
+    calls = 0
     for i, block in enumerate(blocks):
         if type(block) is not dict:
             raise invalid_type(f"messages[{index}].content[{i}]", "an object", block)
@@ -118,8 +128,12 @@ def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> None:
         elif kind == "tool_result":
             path = content_path("messages", index)
             collect_content(block.get("content"), _TEXT, out, path, i)
-        elif kind is not None and type(kind) is not str:
+        elif type(kind) is str:
+            if kind.endswith(_TOOL_CALL):
+                calls += json_chars(block)
+        elif kind is not None:
             raise invalid_type(f"messages[{index}].content[{i}].type", "a string", kind)
+    return calls
 
 
 def _thinking(data: dict[str, Any]) -> tuple[bool, int | None]:

@@ -8,6 +8,7 @@ absent everywhere, as the model APIs treat it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -56,6 +57,16 @@ class ModelCall:
     reasoning: bool = False        # reasoning / thinking asked for explicitly
     reasoning_effort: str | None = None
     reasoning_budget: int | None = None  # Anthropic thinking.budget_tokens
+    prompts: int = 1               # prompts answered apart, n answers each (a completions array)
+    best_of: int = 1               # candidates generated per prompt, billed, not all returned
+    token_ids: int = 0             # prompt tokens sent as token ids, one token each
+    extra_input: int = 0           # characters billed as input besides prompt and system:
+                                   # tool definitions, tool calls and results (as JSON), a suffix
+
+    @property
+    def answers(self) -> int:
+        """How many answers the upstream may generate, and bill, for this call."""
+        return self.prompts * max(self.n, self.best_of)
 
 
 class ErrorBody(Protocol):
@@ -120,13 +131,14 @@ def depth_within(value: object, limit: int) -> bool:
     return not level
 
 
-def decode(body: bytes) -> dict[str, Any]:
+def decode(body: bytes, *, unique: bool = True) -> dict[str, Any]:
     """The request body as a JSON object, or `BadRequest`.
 
     Nesting is bounded by `MAX_DEPTH`. orjson refuses anything nested past
     its own limit (1024) without recursing further; the tighter bound is
     checked on the decoded value, and only when the body has enough brackets
-    to reach it.
+    to reach it. With ``unique``, a key repeated in one object is refused:
+    orjson keeps its last value, an upstream may take the first.
     """
     try:
         value = orjson.loads(body)
@@ -145,7 +157,52 @@ def decode(body: bytes) -> dict[str, Any]:
         )
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH and not depth_within(value, MAX_DEPTH):
         raise _too_deep()
+    if unique and (repeated := _repeated_key(body, value)) is not None:
+        raise BadRequest(
+            f"The JSON body of your request repeats the key '{repeated[:64]}' in one object.",
+            reason="duplicate key in JSON body",
+            code="duplicate_key",
+        )
     return value
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return value
+
+
+def _repeated_key(body: bytes, value: dict[str, Any]) -> str | None:
+    """A key ``body`` repeats in one of its objects, or None.
+
+    Every ``:`` of a JSON text separates a key from its value or stands in a
+    string, so a body with a repeated key holds more of them (counting those
+    escaped as \\u003a) than the value orjson kept, written again. When it
+    holds no more, no key repeats; only a body that fails this count (a
+    repeat, or a ``u003`` that may be an escaped colon) is parsed again,
+    pair by pair. The count costs a few passes over the bytes, a third of
+    that second parse.
+    """
+    colons = body.count(b":")
+    if colons < 2:
+        return None
+    if colons + body.count(b"u003") <= orjson.dumps(value).count(b":"):
+        return None
+    try:
+        json.loads(body, object_pairs_hook=_unique_pairs)
+    except _Repeated as repeated:
+        return repeated.key
+    return None
 
 
 def _too_deep() -> BadRequest:
@@ -292,6 +349,20 @@ def collect_content(
 def content_path(param: str, index: int | None) -> str:
     """``param``, or the path of the ``content`` of ``param[index]``."""
     return param if index is None else f"{param}[{index}].content"
+
+
+def json_chars(value: object) -> int:
+    """How long ``value`` (decoded from a request, so serializable) is as JSON: the
+    size of what a model is billed for reading in tool definitions and tool calls."""
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError:  # out of orjson's range: about as long in Python's repr
+        return len(repr(value))
+
+
+def json_fields(obj: dict[str, Any], keys: tuple[str, ...]) -> int:
+    """`json_chars` of the fields of ``obj`` named in ``keys`` that are present."""
+    return sum(json_chars(obj[key]) for key in keys if obj.get(key) is not None)
 
 
 def read_role(message: dict[str, Any], param: str, i: int) -> str | None:

@@ -11,6 +11,8 @@ from guardgate.apis.base import (
     collect_content,
     decode,
     invalid_type,
+    json_chars,
+    json_fields,
     read_array,
     read_bool,
     read_int,
@@ -25,6 +27,15 @@ _SYSTEM_ROLES = ("system", "developer")
 _CHAT_TEXT = ("text",)
 _RESPONSES_TEXT = ("input_text", "output_text")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# Billed as input besides the messages' text: tool and function definitions,
+# output schemas; a message's tool calls.
+_CHAT_BILLED = ("tools", "functions", "response_format")
+_CALLS_BILLED = ("tool_calls", "function_call")
+_RESPONSES_BILLED = ("tools", "text")
+# Input items that are tool calls or their results, billed as input; a
+# computer call's output is a screenshot, billed as an image.
+_ITEM_CALLS = ("_call", "_call_output")
+_SCREENSHOT = "computer_call_output"
 
 
 def openai_error_body(
@@ -49,6 +60,7 @@ def parse_chat(body: bytes) -> ModelCall:
     system: list[str] = []
     prompt: list[str] = []
     turns = user_turns = 0
+    extra = json_fields(data, _CHAT_BILLED)
     messages = read_array(data, "messages")
     if messages is not None:
         turns = len(messages)
@@ -58,6 +70,8 @@ def parse_chat(body: bytes) -> ModelCall:
                 user_turns += 1
             out = system if role in _SYSTEM_ROLES else prompt
             collect_content(message.get("content"), _CHAT_TEXT, out, "messages", i)
+            if role == "assistant":
+                extra += json_fields(message, _CALLS_BILLED)
 
     # Both limits may be sent; the larger is what the answer may cost.
     max_tokens = read_int(data, "max_completion_tokens")
@@ -86,6 +100,7 @@ def parse_chat(body: bytes) -> ModelCall:
         seed=read_int(data, "seed", minimum=None),
         reasoning=effort is not None and effort != "none",
         reasoning_effort=effort,
+        extra_input=extra,
     )
 
 
@@ -93,16 +108,9 @@ def parse_completions(body: bytes) -> ModelCall:
     """``POST /v1/completions`` (legacy)."""
     data = decode(body)
     texts: list[str] = []
-    turns = 0
-    prompt = data.get("prompt")
-    if type(prompt) is str:
-        turns = 1
-        if prompt:
-            texts.append(prompt)
-    elif type(prompt) is list:
-        turns = _collect_prompts(prompt, texts)
-    elif prompt is not None:
-        raise invalid_type("prompt", "a string or an array", prompt)
+    turns, token_ids = _collect_prompts(data.get("prompt"), texts)
+    suffix = read_str(data, "suffix")
+    best_of = read_int(data, "best_of", minimum=1)
 
     # Here ``logprobs`` is the number of alternatives per token; 0 still
     # returns the sampled token's logprob.
@@ -124,6 +132,10 @@ def parse_completions(body: bytes) -> ModelCall:
         n=_n(data),
         temperature=read_number(data, "temperature"),
         seed=read_int(data, "seed", minimum=None),
+        prompts=max(1, turns),  # no prompt, or an empty array, is still answered once
+        best_of=1 if best_of is None else best_of,
+        token_ids=token_ids,
+        extra_input=len(suffix) if suffix else 0,
     )
 
 
@@ -133,13 +145,14 @@ def parse_responses(body: bytes) -> ModelCall:
     system: list[str] = []
     prompt: list[str] = []
     turns = user_turns = 0
+    extra = json_fields(data, _RESPONSES_BILLED)
 
     instructions = data.get("instructions")
     if type(instructions) is str:
         if instructions:
             system.append(instructions)
     elif type(instructions) is list:
-        _collect_items(instructions, "instructions", system, system)
+        extra += _collect_items(instructions, "instructions", system, system)[1]
     elif instructions is not None:
         raise invalid_type("instructions", "a string", instructions)
 
@@ -150,7 +163,8 @@ def parse_responses(body: bytes) -> ModelCall:
             prompt.append(given)
     elif type(given) is list:
         turns = len(given)
-        user_turns = _collect_items(given, "input", system, prompt)
+        user_turns, calls = _collect_items(given, "input", system, prompt)
+        extra += calls
     elif given is not None:
         raise invalid_type("input", "a string or an array of objects", given)
 
@@ -173,6 +187,7 @@ def parse_responses(body: bytes) -> ModelCall:
         temperature=read_number(data, "temperature"),
         reasoning=reasoning is not None and effort != "none",
         reasoning_effort=effort,
+        extra_input=extra,
     )
 
 
@@ -193,39 +208,59 @@ def _n(data: dict[str, Any]) -> int:
     return 1 if n is None else n
 
 
-def _collect_prompts(prompts: list[Any], texts: list[str]) -> int:
-    """Collect a completions ``prompt`` array; return how many prompts it holds.
+def _collect_prompts(prompt: object, texts: list[str]) -> tuple[int, int]:
+    """Collect a completions ``prompt``; return how many prompts it holds
+    and how many token ids they are made of.
 
-    The array is either one prompt as token ids, or several prompts, each a
-    string or an array of token ids. Token ids count but give no text.
+    The field is one prompt (a string, or an array of token ids), or an
+    array of prompts, each a string or an array of token ids. Token ids
+    give no text; each is one token of input (the upstream checks that
+    they are integers: counting them is enough here, and costs nothing).
     """
-    if prompts and type(prompts[0]) is int:
-        return 1
-    for i, item in enumerate(prompts):
+    if type(prompt) is str:
+        if prompt:
+            texts.append(prompt)
+        return 1, 0
+    if prompt is None:
+        return 0, 0
+    if type(prompt) is not list:
+        raise invalid_type("prompt", "a string or an array", prompt)
+    if prompt and type(prompt[0]) is int:
+        return 1, len(prompt)
+    ids = 0
+    for i, item in enumerate(prompt):
         if type(item) is str:
             if item:
                 texts.append(item)
-        elif type(item) is not list:
+        elif type(item) is list:
+            ids += len(item)
+        else:
             raise invalid_type(f"prompt[{i}]", "a string or an array of integers", item)
-    return len(prompts)
+    return len(prompt), ids
 
 
-def _collect_items(items: list[Any], param: str, system: list[str], prompt: list[str]) -> int:
-    """Collect the text of Responses input items; return how many come from the user.
+def _collect_items(
+    items: list[Any], param: str, system: list[str], prompt: list[str]
+) -> tuple[int, int]:
+    """Collect the text of Responses input items; return how many come from
+    the user, and the characters of the tool calls and results among them.
 
-    Only messages carry text here; other items (tool calls and their
-    outputs, reasoning, references) are counted by the caller, nothing more.
+    Only messages carry text here; tool calls and their outputs are billed
+    as input and measured as JSON; other items (reasoning, references) are
+    counted by the caller, nothing more.
     """
-    user_turns = 0
+    user_turns = calls = 0
     for i, item in enumerate(read_items(items, param)):
         kind = item.get("type")
         if kind is not None and kind != "message":
             if type(kind) is not str:
                 raise invalid_type(f"{param}[{i}].type", "a string", kind)
+            if kind.endswith(_ITEM_CALLS) and kind != _SCREENSHOT:
+                calls += json_chars(item)
             continue
         role = read_role(item, param, i)
         if role == "user":
             user_turns += 1
         out = system if role in _SYSTEM_ROLES else prompt
         collect_content(item.get("content"), _RESPONSES_TEXT, out, param, i)
-    return user_turns
+    return user_turns, calls

@@ -5,16 +5,19 @@ an OpenAI chat or completions stream for its usage chunk when the client did
 not; `Meter`, the first processor of an answer's chain, reads usage and
 counts generated text (the walker says where they are) without holding the
 answer back. It changes nothing, except that a stream whose usage the
-gateway asked for loses what asking added: the usage-only event
-(``"choices": []``) and the ``"usage": null`` member the upstream then puts
-on every other chunk. The client receives the stream it would have had
-without the gateway.
+gateway asked for loses what asking added, whatever the upstream's shape:
+the usage-only event (``"choices": []``) is dropped; a ``"usage"`` member
+on an event that also carries choices (some upstreams put the usage on the
+last chunk with a choice, others ``"usage": null`` on every chunk) is cut
+from its bytes, the rest of the event kept as it came. The client receives
+the stream it would have had without the gateway.
 
 `UsageMeter` is a chain of one meter, for reading an answer on its own.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from itertools import islice
@@ -61,6 +64,7 @@ class Meter(Processor):
 
     __slots__ = ("_chars", "_strip", "_usage", "input_tokens", "output_tokens", "rewrites",
                  "text_chars")
+    treats = False  # it reads; what it cannot read passes on, estimated by its size
 
     def __init__(self, walker: Walker, strip_usage_chunk: bool) -> None:
         # Bound once: they run for every event of the answer.
@@ -91,12 +95,21 @@ class Meter(Processor):
             if asked is None:
                 edit.raw = _without_null_usage(edit.raw, value)
                 del value["usage"]
-            elif type(asked) is dict and value.get("choices") == []:
-                edit.dropped = True
+            elif type(asked) is dict:
+                if value.get("choices") == []:
+                    edit.dropped = True  # the usage-only event
+                    return
+                # Usage on an event with choices: the member goes, the rest stays.
+                cut = _without_usage(edit.raw, value)
+                del value["usage"]
+                if cut is None:
+                    edit.changed = True  # written again, without it
+                else:
+                    edit.raw = cut
 
     def skipped(self, size: int) -> None:
-        # Too large to parse: every byte counts as text, so that an oversized
-        # answer is never settled as free.
+        # Not read: every byte counts as text, so that what cannot be read is
+        # never settled as free.
         self.text_chars += size
 
     def estimated_output_tokens(self) -> int:
@@ -171,6 +184,49 @@ def _without_null_usage(event: bytes, value: Json) -> bytes:
         except orjson.JSONEncodeError:
             return event
     return event
+
+
+# --- a ``"usage": {...}`` member, cut from the bytes ------------------------------------
+
+_USAGE_KEY = re.compile(r'"usage"\s*:\s*')
+_COMMA = re.compile(r"\s*,\s*")
+_DECODER = json.JSONDecoder()
+
+
+def _without_usage(event: bytes, value: Json) -> bytes | None:
+    """``event`` without its top-level ``"usage"`` member, every other byte as
+    it came; None when no cut leaves exactly the rest.
+
+    Once per stream at most (the usage comes once), so each candidate cut is
+    checked by parsing what is left.
+    """
+    try:
+        expected = orjson.dumps({k: v for k, v in value.items() if k != "usage"})
+        text = event.decode()
+    except (orjson.JSONEncodeError, UnicodeDecodeError):
+        return None
+    for match in islice(_USAGE_KEY.finditer(text), _TRIES):
+        try:
+            _, end = _DECODER.raw_decode(text, match.end())
+        except ValueError:
+            continue
+        start = match.start()
+        before = text[:start].rstrip()
+        if before.endswith(","):  # a member after others: its comma goes with it
+            start = len(before) - 1
+        else:  # the first member: the comma after it goes
+            follow = _COMMA.match(text, end)
+            if follow is None:
+                continue
+            end = follow.end()
+        candidate = (text[:start] + text[end:]).encode()
+        left = _load_event(candidate)
+        try:
+            if left is not None and orjson.dumps(left) == expected:
+                return candidate
+        except orjson.JSONEncodeError:
+            return None
+    return None
 
 
 def _load_event(event: bytes) -> Json | None:

@@ -8,14 +8,22 @@ gets a fresh challenge: 401 with ``WWW-Authenticate: GuardGate-PoW``, and the
 challenge in the error body. Every way of failing (a forged, tampered,
 expired, replayed or under-worked solution, a spent or revoked clearance)
 gets the same answer; only the log and the metrics say which check failed.
+
+A clearance's output tokens are metered as quotas are: a request it pays for
+reserves its answer's worst case (what `Admission.demand` reserves) before it
+is forwarded, and the answer settles the reservation to what it really had.
+The budget in force is the lower of the one signed into the clearance and
+the one the current policy gives the caller's tier, so a reload that lowers
+a budget reaches clearances already issued.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from limits import parse_many
 from limits.aio.strategies import FixedWindowRateLimiter
@@ -38,6 +46,10 @@ from guardgate.metrics import Metrics
 from guardgate.policy.model import ChallengeConfig, TierChallenge
 from guardgate.store import STORAGE_ERRORS, Store
 
+if TYPE_CHECKING:
+    from guardgate.apis.base import ModelCall
+    from guardgate.quota import Demand
+
 SOLUTION = b"guardgate-solution"
 CLEARANCE = b"guardgate-clearance"
 COOKIES = ("__Host-guardgate", "guardgate")  # over TLS (or loopback), and plain HTTP
@@ -54,11 +66,16 @@ class Passed:
     clearance: Clearance
     token: str | None  # a clearance issued now, to hand back; None when one was presented
     outcome: str       # "cleared" (a clearance held) or "solved"
+    reserved: int = 0  # output tokens reserved on the clearance, until the answer settles
 
 
 class ChallengeGate:
-    def __init__(self, config: ChallengeConfig, store: Store, metrics: Metrics) -> None:
+    def __init__(self, config: ChallengeConfig, store: Store, metrics: Metrics,
+                 demand: Callable[[ModelCall | None], Demand] | None = None) -> None:
+        """``demand``: what a model call may cost (`Admission.demand`); its
+        output tokens are reserved on the clearance that pays for the call."""
         self.config = config
+        self._demand = demand
         self.signer = Signer(config.key_id, config.secret, config.previous)
         self.clearances = store.clearances()
         self.metrics = metrics
@@ -79,20 +96,33 @@ class ChallengeGate:
             ticket.would = "challenge"
             return
         try:
-            ticket.passed = await self.check(ex.headers, ex.identity, decision.challenge)
+            ticket.passed = await self.check(ex.headers, ex.identity, decision.challenge,
+                                             self.worst_case(ex))
         except STORAGE_ERRORS as exc:
             faults.failed("challenge", exc)
             faults.refuse_if_closed(exc)
 
+    def worst_case(self, ex: Exchange) -> int:
+        """The most output tokens a request's answer may have, reserved on
+        its clearance; none for a request that is no model call. (A policy
+        with challenges reads every model call: see `Runtime.compile`.)"""
+        if ex.call is None or self._demand is None:
+            return 0
+        return self._demand(ex.call).output_tokens
+
     async def settle(self, ex: Exchange, faults: StorageFaults) -> None:
-        """Step 10: an answer's output tokens go to the clearance that paid for it."""
+        """Step 10: the clearance that paid for a request is charged its
+        answer's output tokens, and refunded the rest of what it reserved
+        (all of it when the request was never forwarded: no answer was read)."""
         passed = ex.ticket.passed if ex.ticket is not None else None
-        meter = ex.meter
-        if passed is None or meter is None:
+        if passed is None:
             return
-        used = meter.output_tokens
-        if used is None:
-            used = meter.estimated_output_tokens()
+        meter = ex.meter
+        used = 0
+        if meter is not None:
+            used = meter.output_tokens
+            if used is None:
+                used = meter.estimated_output_tokens()
         try:
             await self.charge(passed, used)
         except STORAGE_ERRORS as exc:
@@ -103,30 +133,35 @@ class ChallengeGate:
         return Binding(identity.principal, identity.ip_prefix, agent_hash(identity.user_agent))
 
     async def check(self, headers: dict[bytes, bytes], identity: Identity,
-                    tier: TierChallenge) -> Passed:
-        """Let the request through, or raise `Challenged` (or `RateLimited`
-        when this caller has been issued too many challenges)."""
+                    tier: TierChallenge, reserve: int = 0) -> Passed:
+        """Let the request through, reserving ``reserve`` output tokens on
+        the clearance that pays for it, or raise `Challenged` (or
+        `RateLimited` when this caller has been issued too many challenges,
+        or when no clearance of its tier could pay for the request)."""
+        if reserve > tier.output_tokens:
+            raise too_large(tier, reserve)
         binding = self.binding(identity)
         now = time.time()
         failure: str | None = None
         presented = headers.get(CLEARANCE) or cookie(headers.get(b"cookie"), COOKIES)
         if presented:
             try:
-                return await self._cleared(presented.decode("latin-1"), binding, now, tier)
+                return await self._cleared(presented.decode("latin-1"), binding, now, tier,
+                                           reserve)
             except TokenError as err:
                 failure = "clearance " + err.reason
         solution = headers.get(SOLUTION)
         if solution:
             try:
                 clearance, token = await self.redeem(solution.decode("latin-1"), binding, now,
-                                                     tier=tier)
-                return Passed(clearance, token, "solved")
+                                                     tier=tier, reserve=reserve)
+                return Passed(clearance, token, "solved", reserve)
             except TokenError as err:
                 failure = err.reason
         raise await self.challenge(binding, tier, now, failure)
 
     async def _cleared(self, token: str, binding: Binding, now: float,
-                       tier: TierChallenge) -> Passed:
+                       tier: TierChallenge, reserve: int) -> Passed:
         clearance = self.signer.open_clearance(token)
         if clearance.expires <= now:
             raise TokenError("expired")
@@ -135,23 +170,27 @@ class ChallengeGate:
         if clearance.difficulty < tier.difficulty:
             # Bought in an easier tier than the caller is in now: pay again.
             raise TokenError("too_easy")
+        # A reload's lower budget holds for clearances issued before it.
         spent = await self.clearances.spend(
-            binding.principal, clearance.id, clearance.epoch, clearance.requests,
-            clearance.output_tokens, clearance.expires - now + _SKEW,
+            binding.principal, clearance.id, clearance.epoch,
+            min(clearance.requests, tier.requests),
+            min(clearance.output_tokens, tier.output_tokens),
+            clearance.expires - now + _SKEW, reserve=reserve,
         )
         if spent != "ok":
             if spent == "spent":
                 self.metrics.clearances_spent.inc()
             raise TokenError(spent)
-        return Passed(clearance, None, "cleared")
+        return Passed(clearance, None, "cleared", reserve)
 
     async def redeem(self, solution: str, binding: Binding, now: float,
-                     *, paying: bool = True, tier: TierChallenge | None = None
-                     ) -> tuple[Clearance, str]:
+                     *, paying: bool = True, tier: TierChallenge | None = None,
+                     reserve: int = 0) -> tuple[Clearance, str]:
         """A new clearance (and its token) for a solution, once; `TokenError`
         names the check that failed. ``paying``: the request carrying the
-        solution is the clearance's first (not so for the browser page's
-        redemption, which is no model request)."""
+        solution is the clearance's first, reserving ``reserve`` output
+        tokens (not so for the browser page's redemption, which is no model
+        request)."""
         try:
             try:
                 token, _ = puzzle.split(solution)
@@ -175,16 +214,21 @@ class ChallengeGate:
         except TokenError as err:
             self.metrics.challenges_failed.labels(err.reason).inc()
             raise
+        requests, output_tokens = challenge.requests, challenge.output_tokens
+        if tier is not None:  # issued before a reload lowered the tier's budget
+            requests, output_tokens = min(requests, tier.requests), \
+                min(output_tokens, tier.output_tokens)
         clearance = Clearance(
             self.signer.key_id, new_id(), now, now + self.config.clearance_ttl, binding, epoch,
-            challenge.requests, challenge.output_tokens, challenge.difficulty,
+            requests, output_tokens, challenge.difficulty,
         )
         opened = await self.clearances.spend(
             binding.principal, clearance.id, epoch, clearance.requests, clearance.output_tokens,
-            self.config.clearance_ttl + _SKEW, count=1 if paying else 0, opening=True,
+            self.config.clearance_ttl + _SKEW, count=1 if paying else 0,
+            reserve=reserve if paying else 0, opening=True,
         )
-        if opened == "revoked":  # revoked between redemption and now
-            raise TokenError("revoked")
+        if opened != "ok":  # revoked between redemption and now, or a budget too small
+            raise TokenError(opened)
         self.metrics.challenges_solved.inc()
         self.metrics.solve_seconds.observe(max(0.0, now - challenge.issued))
         return clearance, self.signer.clearance(clearance)
@@ -220,10 +264,26 @@ class ChallengeGate:
         )
 
     async def charge(self, passed: Passed, output_tokens: int) -> None:
-        """Charge an answer's output tokens to the clearance that paid for it."""
-        if output_tokens > 0:
+        """Settle the reservation of the clearance that paid for an answer to
+        the answer's output tokens; once, whatever happens after."""
+        difference, passed.reserved = output_tokens - passed.reserved, 0
+        if difference:
             await self.clearances.charge(passed.clearance.binding.principal,
-                                         passed.clearance.id, output_tokens)
+                                         passed.clearance.id, difference)
+
+
+def too_large(tier: TierChallenge, reserve: int) -> RateLimited:
+    """A request no clearance could pay for: solving again will not help, so
+    the caller is told what would fit rather than challenged in a loop."""
+    error = RateLimited(
+        f"Request too large for a clearance: it allows {tier.output_tokens} output tokens, "
+        f"requested {reserve}. Reduce max_tokens or the number of answers (n, best_of, "
+        "prompts).",
+        reason=f"clearance budget ({tier.output_tokens} output tokens) can never fit {reserve}",
+        headers=[(b"x-should-retry", b"false")],
+    )
+    error.type = "tokens"
+    return error
 
 
 def describe(token: str, challenge: Challenge) -> dict[str, Any]:

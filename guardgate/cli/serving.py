@@ -27,6 +27,11 @@ from typing import Any
 from guardgate.errors import PolicyError, PolicyProblem
 from guardgate.policy import load_policy, minimal_policy
 from guardgate.policy.model import Policy
+from guardgate.policy.units import duration_text, parse_duration
+
+# The read deadlines' defaults (see guardgate/cli/timeouts.py).
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
 
 ENV_POLICY = "GUARDGATE_POLICY"
 ENV_UPSTREAM = "GUARDGATE_UPSTREAM"
@@ -76,6 +81,16 @@ def server_options(parser: argparse.ArgumentParser, *, port: int) -> None:
     parser.add_argument("--workers", type=_workers, default=1,
                         help="worker processes (default 1)")
     parser.add_argument(
+        "--header-timeout", type=_timeout, default=HEADER_TIMEOUT, metavar="DURATION",
+        help=f"close a connection whose request head is not complete within this "
+             f"(default {duration_text(HEADER_TIMEOUT)})",
+    )
+    parser.add_argument(
+        "--body-timeout", type=_timeout, default=BODY_TIMEOUT, metavar="DURATION",
+        help=f"close a connection whose request body stops arriving for this long "
+             f"(default {duration_text(BODY_TIMEOUT)})",
+    )
+    parser.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"],
         help=f"default info, or ${ENV_LOG_LEVEL}",
     )
@@ -93,6 +108,16 @@ def _workers(text: str) -> int:
     if workers < 1:
         raise argparse.ArgumentTypeError("at least 1")
     return workers
+
+
+def _timeout(text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError("a duration above zero, such as 10s, 500ms or 2m")
+    return seconds
 
 
 def resolve_policy(policy_file: str | None, upstream: str | None) -> Policy:
@@ -156,9 +181,13 @@ def run_gateway(args: argparse.Namespace, sock: socket.socket,
             os.environ[name] = os.path.abspath(value) if name == ENV_POLICY else value
     if args.log_level:
         os.environ[ENV_LOG_LEVEL] = args.log_level
+    from guardgate.cli.timeouts import ReadTimeouts, timed_protocol
+
+    timeouts = ReadTimeouts(header=args.header_timeout, body=args.body_timeout)
+    _raise_descriptor_limit()
     with _shared_metrics(args.workers):
         run("guardgate.cli.serving:app_factory", sock, workers=args.workers, ready=ready,
-            factory=True, lifespan="on")
+            factory=True, lifespan="on", http=timed_protocol(timeouts))
 
 
 def toy_command(args: argparse.Namespace) -> int:
@@ -292,6 +321,22 @@ def stops_cleanly() -> Iterator[None]:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_descriptor_limit() -> None:
+    """Every connection is a descriptor, and clients that are slow on
+    purpose hold theirs until a timeout: the soft limit (often 1,024) is
+    raised to the hard one, as far as the system lets it, so that they
+    cannot exhaust it and lock normal clients out at accept."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from guardgate.policy.model import (
     RampConfig,
     RiskConfig,
     Route,
+    RoutingConfig,
     SignalConfig,
     TierChallenge,
     TierConfig,
@@ -42,6 +43,7 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         mode=document.mode,
         identity=_identity(document.identity),
         routes=tuple(Route(route.path, route.api) for route in document.routes),
+        routing=RoutingConfig(document.routing.case_sensitive, document.routing.unknown),
         quotas=tuple(_quota(quota) for quota in document.quotas),
         default_max_tokens=document.default_max_tokens,
         new_principals=_ramp(document.new_principals),
@@ -81,6 +83,7 @@ def _identity(section: IdentitySection) -> IdentityConfig:
         ipv6_prefix=section.ip_prefix.ipv6,
         org_header=section.org_header,
         created_header=section.created_header,
+        credential=section.credential,
     )
 
 
@@ -183,6 +186,7 @@ def _risk(section: RiskSection) -> RiskConfig:
         member_score=section.member_score,
         cluster_risk=(section.cluster_risk.low, section.cluster_risk.high),
         signals=tuple(signals),
+        max_callers=section.max_callers,
     )
 
 

@@ -32,6 +32,9 @@ API_NAMES: tuple[str, ...] = tuple(ADAPTERS)
 NORMAL = "normal"
 
 Holds = Literal["key", "account"]
+
+# Headers that carry an API key unless a policy says otherwise (``as:``).
+KEY_HEADERS = frozenset({"x-api-key", "api-key"})
 OnStorageError = Literal["open", "closed"]
 Mode = Literal["enforce", "shadow"]
 
@@ -78,6 +81,9 @@ class IdentityConfig:
     # Trusted metadata headers (lower-case names), honoured only from trusted proxies.
     org_header: str | None = "x-org-id"
     created_header: str | None = "x-account-created"  # unix seconds or ISO 8601
+    # The header the upstream authenticates callers by (lower-case), or "auto":
+    # Authorization on OpenAI routes and pass-through, x-api-key on Anthropic routes.
+    credential: str = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +94,17 @@ class Route:
 
 # What a policy without ``routes`` serves: each API at its usual path.
 DEFAULT_ROUTES = tuple(Route(adapter.path, adapter.name) for adapter in ADAPTERS.values())
+
+UnknownPaths = Literal["pass", "meter", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """How request paths are matched to routes."""
+
+    case_sensitive: bool = False  # /V1/chat/completions is not /v1/chat/completions
+    # What a POST gets on a path under a route's first segment (/v1/) that is no route.
+    unknown: UnknownPaths = "meter"
 
 
 QuotaScope = Literal["principal", "ip", "ip_prefix", "org", "global"]
@@ -192,6 +209,7 @@ class RiskConfig:
     member_score: float = 0.2         # own score that makes a caller a risky cluster member
     cluster_risk: tuple[float, float] = (0.25, 0.6)  # risky-member share ramp of cluster signals
     signals: tuple[SignalConfig, ...] = field(default_factory=_default_signals)
+    max_callers: int = 20_000         # callers whose risk state memory storage keeps, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +229,7 @@ class Policy:
     mode: Mode = "enforce"
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     routes: tuple[Route, ...] = DEFAULT_ROUTES
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     quotas: tuple[QuotaConfig, ...] = ()
     default_max_tokens: int = 4096   # reserved when a request names no max_tokens
     new_principals: RampConfig | None = None

@@ -20,6 +20,8 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     Tag,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -41,12 +43,15 @@ from guardgate.policy.fields import (
 )
 from guardgate.policy.model import (
     DEFAULT_ROUTES,
+    KEY_HEADERS,
     Holds,
     IdentityConfig,
     Mode,
     OnStorageError,
     Policy,
     PrincipalSource,
+    RoutingConfig,
+    UnknownPaths,
     UpstreamConfig,
     default_of,
 )
@@ -67,9 +72,6 @@ from guardgate.policy.schema_tiers import (
 )
 from guardgate.policy.section import Section, as_written
 from guardgate.policy.units import duration_text, size_text
-
-# Headers that carry an API key unless a policy says otherwise (``as:``).
-KEY_HEADERS = frozenset({"x-api-key", "api-key"})
 
 
 class UpstreamSection(Section):
@@ -201,12 +203,36 @@ class IdentitySection(Section):
             "for new_principals; honoured only from trusted proxies; null to disable."
         ),
     )
+    credential: HeaderName = Field(
+        default=default_of(IdentityConfig, "credential"),
+        description=(
+            "The header the upstream authenticates callers by, or auto: Authorization on "
+            "OpenAI routes (and pass-through), x-api-key on Anthropic routes. A request whose "
+            "credential headers (a Bearer token, x-api-key, api-key, this one, key headers of "
+            "principal) carry two different values is refused with 400."
+        ),
+    )
+
+    @field_validator("credential")
+    @classmethod
+    def _credential_holds_a_key(cls, credential: str, info: ValidationInfo) -> str:
+        for source in info.data.get("principal", ()):
+            if isinstance(source, HeaderSource) and source.header == credential \
+                    and source.holds == "account":
+                raise PydanticCustomError(
+                    "credential",
+                    "{header} is read by principal as an account id, not a key",
+                    {"header": credential, "hint": "drop its 'as: account', or name another"},
+                )
+        return credential
 
 
 class RouteSection(Section):
     """A path served by a model API; every other path passes through untouched."""
 
-    path: RoutePath = Field(description="Exact request path, e.g. /v1/chat/completions.")
+    path: RoutePath = Field(
+        description="Request path, e.g. /v1/chat/completions; matched as routing says."
+    )
     api: ApiName = Field(description="The API family spoken on this path.")
 
 
@@ -215,6 +241,24 @@ def _duplicate_paths(routes: Any) -> list[Located]:
 
 
 _DEFAULT_ROUTES = [RouteSection(path=route.path, api=route.api) for route in DEFAULT_ROUTES]
+
+
+class RoutingSection(Section):
+    """How request paths are matched to routes: on the path normalized (percent-decoding,
+    merged slashes, dot segments, ``;`` parameters and a trailing slash dropped)."""
+
+    case_sensitive: bool = Field(
+        default=default_of(RoutingConfig, "case_sensitive"),
+        description="Whether /V1/chat/completions differs from /v1/chat/completions.",
+    )
+    unknown: UnknownPaths = Field(
+        default=default_of(RoutingConfig, "unknown"),
+        description=(
+            "What a POST gets on a path under a route's first segment (/v1/) that is no route: "
+            "pass (forwarded untouched), meter (a JSON object body is a call of the API of the "
+            "route nearest its path: metered, scored and treated) or deny (404)."
+        ),
+    )
 
 
 class PolicyDocument(Section):
@@ -259,6 +303,9 @@ class PolicyDocument(Section):
     routes: Annotated[list[RouteSection], raw_check(_duplicate_paths)] = Field(
         default=_DEFAULT_ROUTES,
         description="Model routes; every other path passes through untouched.",
+    )
+    routing: RoutingSection = Field(
+        default=RoutingSection(), description="How request paths are matched to routes."
     )
     quotas: Annotated[list[QuotaSection], raw_check(duplicate_quota_names)] = Field(
         default=[], description="Quotas every model request is counted against, all enforced."

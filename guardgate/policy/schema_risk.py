@@ -110,6 +110,14 @@ class RiskSection(Section):
         },
         description="Per-signal weight, low and high; a signal left out keeps its defaults.",
     )
+    max_callers: int = Field(
+        default=default_of(RiskConfig, "max_callers"),
+        ge=100,
+        description=(
+            "With memory storage, the most callers whose risk state is kept; past it the "
+            "least risky are forgotten first, never one in a tier while a lower one can go."
+        ),
+    )
 
     @model_validator(mode="wrap")
     @classmethod

@@ -30,20 +30,22 @@ class Assessment:
     scored: Scored
     clusters: tuple[tuple[str, str], ...]
     risky: bool  # own score at or above the policy's member score
+    rank: int = 0  # the tier's place: 0 normal, 1 the lowest tier, and up
 
     def record(self, tokens: tuple[int, int] | None) -> Record:
         return Record(self.principal, self.now, self.tier, self.risky,
                       self.scored.compact(self.tier, self.now), tokens, self.clusters,
-                      self.score)
+                      self.score, self.rank)
 
 
 class RiskEngine:
     def __init__(self, policy: Policy, state: RiskStore) -> None:
         self.state = state
+        state.bound(policy.risk.max_callers)
         self.scorer = Scorer(policy.risk)
         self.clock = self.clock_of(policy)
         self._tiers: tuple[TierConfig, ...] = policy.tiers  # lowest score first
-        self._rank = {tier.name: i for i, tier in enumerate(policy.tiers)}
+        self._rank = {tier.name: i for i, tier in enumerate(policy.tiers)}  # normal: -1
         self._hysteresis = policy.risk.hysteresis
         self._member_score = policy.risk.member_score
         kinds = self.scorer.cluster_kinds
@@ -93,7 +95,7 @@ class RiskEngine:
         scored = self.scorer.score(snapshot, now, identity.created)
         tier = self.tier_for(scored.score, snapshot.tier)
         return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters,
-                          scored.own >= self._member_score)
+                          scored.own >= self._member_score, self._rank.get(tier, -1) + 1)
 
     async def record(self, assessment: Assessment, tokens: tuple[int, int] | None) -> None:
         await self.state.record(assessment.record(tokens))

@@ -7,8 +7,10 @@ Redis and from `limits` are translated into `guardgate.StorageError` here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from weakref import WeakKeyDictionary
 
 import redis.asyncio as aioredis
 from limits.aio.storage import Storage as LimitsStorage
@@ -129,25 +131,50 @@ class Store:
 
 
 class FirstSeen:
-    """When each principal was first seen, for quotas that grow with age."""
+    """When each principal was first seen, for quotas that grow with age.
+
+    In memory, the times are kept for the store's life (across policy
+    reloads), each for `TTL` as the Redis key is, and for at most
+    `MEMORY_CAP` principals: past it the principal first seen last is
+    forgotten first (when it comes back its ramp starts again), so a flood
+    of new principals never costs an established one its age."""
 
     TTL = 90 * 24 * 3600
-    _MEMORY_CAP = 1_000_000
+    MEMORY_CAP = 100_000
 
     def __init__(self, store: Store) -> None:
         self._client = store.client
-        self._memory: dict[str, float] = {}
+        memory = _FIRST_SEEN.get(store)
+        if memory is None:
+            memory = _FIRST_SEEN[store] = OrderedDict()
+        self._memory = memory  # in the order first seen
 
     async def get(self, principal: str, now: float) -> float:
         if self._client is None:
-            seen = self._memory.setdefault(principal, now)
-            if len(self._memory) > self._MEMORY_CAP:
-                self._memory.pop(next(iter(self._memory)))
-            return seen
+            return self._remembered(principal, now)
         previous = await self._client.set(
             "{guardgate/seen}/" + principal, now, nx=True, get=True, ex=self.TTL
         )
         return float(previous) if previous is not None else now
+
+    def _remembered(self, principal: str, now: float) -> float:
+        memory = self._memory
+        seen = memory.get(principal)
+        if seen is not None and seen > now - self.TTL:
+            return seen
+        while memory:
+            first = next(iter(memory))
+            if memory[first] > now - self.TTL:
+                break
+            del memory[first]
+        if len(memory) >= self.MEMORY_CAP:
+            memory.popitem(last=True)
+        memory[principal] = now
+        return now
+
+
+# Each memory store's first-seen times, as long as the store lives.
+_FIRST_SEEN: WeakKeyDictionary[Store, OrderedDict[str, float]] = WeakKeyDictionary()
 
 
 __all__ = ["STORAGE_ERRORS", "FirstSeen", "Store", "is_redis", "redacted"]

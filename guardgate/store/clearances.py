@@ -2,9 +2,12 @@
 
 - A challenge is redeemed once: the first redemption of its id wins,
   atomically (``SET NX`` in Redis), on every replica.
-- A clearance's budget is metered by id: each request it pays for spends
-  one request, each answer charges its output tokens; once either budget is
-  used up, the clearance no longer passes.
+- A clearance's budget is metered by id, as quotas are: each request it
+  pays for spends one request and reserves its answer's worst case of output
+  tokens, both at once and only when both fit; the answer then settles the
+  reservation to the tokens it really had. Concurrent requests on one
+  clearance cannot pass on the same remainder: spend stays within the
+  budget, whatever the burst.
 - Each principal has an epoch, written into the clearances it gets; raising
   the epoch revokes all of them at once.
 
@@ -39,12 +42,17 @@ class Clearances(Protocol):
         it was redeemed before."""
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float, *, count: int = 1,
+                    output_tokens: int, keep: float, *, count: int = 1, reserve: int = 0,
                     opening: bool = False) -> Spent:
-        """Spend ``count`` requests of a clearance. Its meter is created only
-        when ``opening`` (at redemption); a missing meter is a spent one."""
+        """Spend ``count`` requests of a clearance and reserve ``reserve``
+        output tokens, when both fit its budget (``requests``,
+        ``output_tokens``); nothing is spent when they do not. Its meter is
+        created only when ``opening`` (at redemption); a missing meter is a
+        spent one."""
 
-    async def charge(self, principal: str, clearance_id: str, output_tokens: int) -> None: ...
+    async def charge(self, principal: str, clearance_id: str, output_tokens: int) -> None:
+        """Add ``output_tokens`` to a clearance's meter: an answer's tokens
+        less what its request reserved, negative for a refund."""
 
     async def revoke(self, principal: str) -> int:
         """Revoke every clearance of ``principal``; its new epoch."""
@@ -79,7 +87,7 @@ class MemoryClearances:
         return self._epochs.get(principal, 0)
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float, *, count: int = 1,
+                    output_tokens: int, keep: float, *, count: int = 1, reserve: int = 0,
                     opening: bool = False) -> Spent:
         if self._epochs.get(principal, 0) != epoch:
             return "revoked"
@@ -90,9 +98,13 @@ class MemoryClearances:
             if not opening:
                 return "spent"
             meter = self._meters[clearance_id] = [now + keep, 0, 0]
-        meter[1] += count
-        if meter[1] > requests or meter[2] >= output_tokens:
+        # Checked and taken with no await between: atomic in this process.
+        tokens = meter[2]
+        if meter[1] + count > requests or tokens >= output_tokens \
+                or tokens + reserve > output_tokens:
             return "spent"
+        meter[1] += count
+        meter[2] += reserve
         return "ok"
 
     async def charge(self, principal: str, clearance_id: str, output_tokens: int) -> None:
@@ -120,13 +132,13 @@ class RedisClearances:
         return None if int(epoch) < 0 else int(epoch)
 
     async def spend(self, principal: str, clearance_id: str, epoch: int, requests: int,
-                    output_tokens: int, keep: float, *, count: int = 1,
+                    output_tokens: int, keep: float, *, count: int = 1, reserve: int = 0,
                     opening: bool = False) -> Spent:
         tag = _keys(principal)
         result = await SPEND.run(
             self._client, [f"{tag}:k:{clearance_id}", f"{tag}:epoch"],
             [epoch, requests, output_tokens, max(1, math.ceil(keep)), count,
-             "1" if opening else ""],
+             "1" if opening else "", reserve],
         )
         return "ok" if int(result) == 1 else "spent" if int(result) == 0 else "revoked"
 

@@ -12,26 +12,36 @@ Per caller, counters decay with the policy's half-life: requests, requests
 asking for reasoning, harvest score, single-turn requests, tokens in and out
 of answered requests. Distinct counts over a sliding window (of a sixth of
 it per bucket) are exact for a caller's own templates and prompts (a sorted
-set in Redis), and for clusters (accounts, and risky accounts: those whose
-own score reached the policy's member score) counted with HyperLogLog in
-Redis, since a cluster can hold millions: exact below 128 accounts, within
-about 1 % above, where memory counts exactly. Scores on the two agree to
-the last digit while clusters stay below 128 accounts; above, cluster
-signals are usually saturated already (their ramps end below 128 by
-default).
+set in Redis; in memory, up to 4,096 of each in the window), and for
+clusters (accounts, and risky accounts: those whose own score reached the
+policy's member score) counted with HyperLogLog in Redis, since a cluster
+can hold millions: exact below 128 accounts, within about 1 % above; memory
+counts them exactly up to 256, then with HyperLogLog too
+(`guardgate.store.distinct`). Scores on the two agree to the last digit
+while clusters stay below 128 accounts; above, cluster signals are usually
+saturated already (their ramps end below 128 by default).
+
+Memory is bounded (`MemoryRisk.bound`, the policy's ``risk.max_callers``):
+past the cap the least risky callers are forgotten first, new callers whose
+requests were never admitted and answered before any other. Redis keeps
+every caller until its keys expire; the two agree on every caller memory
+keeps.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict
+from array import array
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from guardgate.policy.model import RiskConfig, default_of
+from guardgate.store.distinct import BUCKETS, ClusterDistinct, Distinct
+from guardgate.store.ranked import Ranked
 from guardgate.store.scripts import LuaScript
 
-BUCKETS = 6
+MAX_CALLERS: int = default_of(RiskConfig, "max_callers")
 PREFIX = "{guardgate/risk}"
 DAY = 86400.0
 
@@ -112,6 +122,7 @@ class Record:
     tokens: tuple[int, int] | None  # (input, output) of the answer, None when not answered
     clusters: tuple[tuple[str, str], ...]
     score: float = 0.0
+    rank: int = 0  # the tier's place: 0 normal, 1 the lowest tier, and up
 
 
 RANKED = 10_000  # callers kept in the ranking by score
@@ -132,8 +143,38 @@ class RiskStore(Protocol):
     async def forget(self, principal: str) -> None:
         """Drop a caller's state: counters, tier, explanation, rank."""
 
+    def bound(self, max_callers: int) -> None:
+        """Keep the state of at most ``max_callers`` callers in this process
+        (Redis keeps its own, each key expiring)."""
+
 
 # --- memory ------------------------------------------------------------------
+
+# What the memory state may hold besides its callers, per caller it may
+# track, in units of about 100 bytes: members of the callers' own windows
+# (distinct skeletons and prompts, request buckets), and cluster windows
+# (each its members, and `WINDOW_WEIGHT` for itself). Past either budget,
+# the least risky callers, or the smallest and stalest clusters, are
+# forgotten first. All told, a caller slot costs at most `CALLER_BYTES`
+# (tests/risk/test_memory_bound.py measures the worst cases).
+HELD_PER_CALLER = 32
+CLUSTERED_PER_CALLER = 16
+WINDOW_WEIGHT = 5
+CALLER_BYTES = 8 * 1024
+
+# Callers are forgotten by rank, lowest first, each rank in the order its
+# callers were last seen. Rank 0: callers on probation, none of whose
+# requests was yet admitted and answered (new keys that are refused,
+# throttled or never answered stay there). Then, tier by tier from normal
+# up, one rank per tenth of the last score.
+_TENTHS = 10
+
+
+def _caller_rank(tier: int, score: float) -> int:
+    return 1 + tier * _TENTHS + min(_TENTHS - 1, max(0, int(score * _TENTHS)))
+
+
+_NO_HOURS = bytes(24 * 8)  # 24 doubles of 0.0
 
 
 @dataclass(slots=True)
@@ -153,50 +194,67 @@ class _Caller:
     gv: float = 0.0
     tier: str = ""
     last: bytes = b""
-    hours: dict[int, float] = field(default_factory=dict)
+    rank: int = 0
+    # The last request in each hour of the day: 24 doubles, not 24 objects.
+    hours: array[float] = field(default_factory=lambda: array("d", _NO_HOURS))
+    requests: dict[int, int] = field(default_factory=dict)  # requests per bucket
+    templates: Distinct = field(default_factory=Distinct)
+    prompts: Distinct = field(default_factory=Distinct)
+
+    @property
+    def held(self) -> int:
+        return len(self.requests) + self.templates.weight + self.prompts.weight
 
 
-class _Window:
-    """Distinct members per key over the last `BUCKETS` buckets: each
-    member's newest bucket, oldest first."""
+class _Cluster(ClusterDistinct):
+    """A cluster's window, ranked by the accounts it holds (a power of two
+    a rank): the smallest go first, the big ones that make a signal last."""
 
-    __slots__ = ("members",)
+    __slots__ = ("rank",)
 
     def __init__(self) -> None:
-        self.members: OrderedDict[str, int] = OrderedDict()
+        super().__init__()
+        self.rank = 0
 
-    def add(self, member: str, bucket: int) -> int:
-        members = self.members
-        held = members.get(member)
-        if held is None or bucket > held:
-            members[member] = bucket
-            members.move_to_end(member)
-        return self.count(bucket)
-
-    def count(self, bucket: int) -> int:
-        members = self.members
-        oldest = bucket - BUCKETS + 1
-        while members:
-            first = next(iter(members))
-            if members[first] >= oldest:
-                break
-            del members[first]
-        return len(members)
+    @property
+    def size_rank(self) -> int:
+        return self.weight.bit_length()
 
 
 class MemoryRisk:
-    """Risk state in this process. Callers and windows are kept in the order
-    they were last touched; each request drops the few stalest ones that
-    have expired, so memory follows the traffic without a pause to sweep."""
+    """Risk state in this process, in bounded memory: at most `max_callers`
+    callers (`bound`), the least risky forgotten first and never one in a
+    tier while one in a lower tier can go, with windows of distinct members
+    within a budget per caller. Each request also drops a few callers and
+    cluster windows that have expired, so memory follows the traffic
+    without a pause to sweep."""
 
-    _PRUNE_STEP = 2  # entries checked for expiry per request, per kind
+    # Every `_PRUNE_EVERY` requests, up to `_PRUNE_STEP` expired entries of
+    # each kind are dropped (one rank of each, in turn).
+    _PRUNE_EVERY = 8
+    _PRUNE_STEP = 16
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, max_callers: int = MAX_CALLERS) -> None:
         self.clock = clock
-        self._callers: OrderedDict[str, _Caller] = OrderedDict()
-        self._windows: OrderedDict[str, _Window] = OrderedDict()
-        self._requests: dict[str, dict[int, int]] = {}
+        self._callers: Ranked[_Caller] = Ranked()
+        self._windows: Ranked[_Cluster] = Ranked()
         self._scores: dict[str, float] = {}
+        self._held = 0        # members of the callers' own windows
+        self._clustered = 0   # weight of the cluster windows
+        self._ttl = clock.state_ttl
+        self._requests = 0
+        self._bucket = 0
+        self.bound(max_callers)
+
+    def bound(self, max_callers: int) -> None:
+        """Track at most ``max_callers`` callers, and the windows that go
+        with them; the next request forgets any beyond."""
+        self.max_callers = max_callers
+        self._max_held = max_callers * HELD_PER_CALLER
+        self._max_clustered = max_callers * CLUSTERED_PER_CALLER
+
+    def __len__(self) -> int:
+        return len(self._callers)
 
     async def observe(self, obs: Observation) -> Snapshot:
         return self.observe_now(obs)
@@ -204,11 +262,8 @@ class MemoryRisk:
     def observe_now(self, obs: Observation) -> Snapshot:
         clock = self.clock
         real_now = obs.now
-        caller = self._callers.get(obs.principal)
-        if caller is None:
-            caller = self._callers[obs.principal] = _Caller(t=real_now, first=real_now)
-        else:
-            self._callers.move_to_end(obs.principal)
+        caller = self._caller(obs.principal, real_now)
+        held = caller.held
         now = real_now
         decay = 1.0
         if now > caller.t:
@@ -232,23 +287,32 @@ class MemoryRisk:
         caller.t = now
         caller.seen = real_now  # stored as sent, in full
         caller.hours[int(now // 3600) % 24] = now
-        hours = sum(1 for mark in caller.hours.values() if mark > now - DAY)
+        hours = sum(1 for mark in caller.hours if mark > now - DAY)
 
         bucket = clock.bucket(real_now)
-        counts = self._requests.setdefault(obs.principal, {})
+        if bucket == self._bucket:
+            bucket = self._bucket  # one int object in every window, not one per request
+        else:
+            self._bucket = bucket
+        counts = caller.requests
         counts[bucket] = counts.get(bucket, 0) + 1
         for old in [b for b in counts if b <= bucket - BUCKETS]:
             del counts[old]
-        templates = self._add("wt:" + obs.principal, obs.template, bucket)
-        prompts = self._add("wp:" + obs.principal, obs.prompt, bucket)
+        templates = caller.templates.add(obs.template, bucket)
+        prompts = caller.prompts.add(obs.prompt, bucket)
+        self._held += caller.held - held
         clusters = []
+        windows = self._windows
         for kind, value in obs.clusters:
             name = f"{kind}:{value}"
-            accounts = self._add("c:" + name, obs.principal, bucket)
-            risky = self._windows.get("r:" + name)
-            counted = risky.count(bucket) if risky is not None else 0
+            accounts = self._add(windows, "c:" + name, obs.principal, bucket)
+            risky = windows.get("r:" + name)
+            counted = 0 if risky is None else self._count(windows, "r:" + name, risky, bucket)
             clusters.append((kind, value, accounts, min(counted, accounts)))
-        self._prune(real_now, bucket)
+        self._requests += 1
+        if self._requests % self._PRUNE_EVERY == 0:
+            self._prune(real_now, bucket)
+        self._trim(self.max_callers + 1)
         return Snapshot(
             n=caller.n, reasoning=caller.rs, harvest=caller.hv, single=caller.st,
             input_tokens=caller.inp, output_tokens=caller.out, answered=caller.ans,
@@ -260,56 +324,125 @@ class MemoryRisk:
             prompts=prompts, hours=hours, clusters=clusters,
         )
 
-    def _add(self, key: str, member: str, bucket: int) -> int:
-        window = self._windows.get(key)
+    def _caller(self, principal: str, now: float) -> _Caller:
+        """The caller's state, new when it has none (or only an expired one,
+        as Redis lets it expire). A new caller starts on probation, one
+        beyond the cap at most (`_trim`): once its request is recorded, the
+        least risky caller goes, and that is the new one unless it ranks
+        above another."""
+        callers = self._callers
+        caller = callers.get(principal)
+        if caller is not None:
+            if (caller.seen or now) >= now - self._ttl:
+                callers.touch(principal, caller)
+                return caller
+            self._drop(principal)
+        caller = _Caller(t=now, first=now)
+        callers.put(principal, caller, 0)
+        return caller
+
+    def _drop(self, principal: str) -> None:
+        self._held -= self._callers.drop(principal).held
+        self._scores.pop(principal, None)
+
+    def _add(self, windows: Ranked[_Cluster], key: str, member: str, bucket: int) -> int:
+        """Count ``member`` in cluster window ``key``; the accounts in it."""
+        window = windows.get(key)
         if window is None:
-            window = self._windows[key] = _Window()
+            window = _Cluster()
+            windows.put(key, window, 0)
+            self._clustered += WINDOW_WEIGHT
         else:
-            self._windows.move_to_end(key)
-        return window.add(member, bucket)
+            windows.touch(key, window)
+        weight = window.weight
+        count = window.add(member, bucket)
+        if window.weight != weight:
+            self._resized(windows, key, window, weight)
+        return count
+
+    def _count(self, windows: Ranked[_Cluster], key: str, window: _Cluster, bucket: int) -> int:
+        weight = window.weight
+        count = window.count(bucket)
+        if window.weight != weight:
+            self._resized(windows, key, window, weight)
+        return count
+
+    def _resized(self, windows: Ranked[_Cluster], key: str, window: _Cluster,
+                 weight: int) -> None:
+        self._clustered += window.weight - weight
+        if window.size_rank != window.rank:
+            windows.put(key, window, window.size_rank)
 
     async def record(self, record: Record) -> None:
         self.record_now(record)
 
     def record_now(self, record: Record) -> None:
-        scores = self._scores
-        scores[record.principal] = record.score
-        if len(scores) > RANKED * 1.2:
-            kept = heapq.nlargest(RANKED, scores.items(), key=lambda item: item[1])
-            self._scores = dict(kept)
         caller = self._callers.get(record.principal)
         if caller is not None:
+            scores = self._scores
+            scores[record.principal] = record.score
+            if len(scores) > RANKED * 1.2:
+                kept = heapq.nlargest(RANKED, scores.items(), key=lambda item: item[1])
+                self._scores = dict(kept)
             caller.tier = record.tier
-            caller.last = record.explanation
+            # orjson's bytes keep a buffer of 4 KiB whatever their length:
+            # the copy holds only what was written.
+            caller.last = bytes(memoryview(record.explanation))
             if record.tokens is not None:
-                now = record.now
-                decay = 1.0
-                if now > caller.t:
-                    decay = 2 ** (-(now - caller.t) / self.clock.half_life)
-                else:
-                    now = caller.t
-                caller.t = now
-                caller.n = caller.n * decay
-                caller.rs = caller.rs * decay
-                caller.hv = caller.hv * decay
-                caller.st = caller.st * decay
-                caller.inp = caller.inp * decay + record.tokens[0]
-                caller.out = caller.out * decay + record.tokens[1]
-                caller.ans = caller.ans * decay + 1
+                self._feed(caller, record.now, record.tokens)
+            if record.tokens is not None or caller.rank or record.rank:
+                # Admitted and answered, or in a tier: off probation.
+                rank = _caller_rank(record.rank, record.score)
+                if rank != caller.rank:
+                    self._callers.put(record.principal, caller, rank)
         if record.risky:
             bucket = self.clock.bucket(record.now)
+            if bucket == self._bucket:
+                bucket = self._bucket
             for kind, value in record.clusters:
-                self._add(f"r:{kind}:{value}", record.principal, bucket)
+                self._add(self._windows, f"r:{kind}:{value}", record.principal, bucket)
+        self._trim(self.max_callers)
+
+    def _feed(self, caller: _Caller, now: float, tokens: tuple[int, int]) -> None:
+        """An answer's token counts, into the caller's decayed counters."""
+        decay = 1.0
+        if now > caller.t:
+            decay = 2 ** (-(now - caller.t) / self.clock.half_life)
+        else:
+            now = caller.t
+        caller.t = now
+        caller.n = caller.n * decay
+        caller.rs = caller.rs * decay
+        caller.hv = caller.hv * decay
+        caller.st = caller.st * decay
+        caller.inp = caller.inp * decay + tokens[0]
+        caller.out = caller.out * decay + tokens[1]
+        caller.ans = caller.ans * decay + 1
+
+    def _trim(self, kept: int) -> None:
+        """Forget what is beyond the budgets (``kept`` callers, and the
+        windows'): the least risky callers, the smallest and stalest
+        clusters."""
+        callers = self._callers
+        while len(callers) > kept or self._held > self._max_held:
+            lowest = callers.lowest()
+            if lowest is None:
+                break
+            self._drop(lowest[0])
+        windows = self._windows
+        while self._clustered > self._max_clustered:
+            lowest_window = windows.lowest()
+            if lowest_window is None:
+                break
+            self._clustered -= windows.drop(lowest_window[0]).weight + WINDOW_WEIGHT
 
     async def top(self, count: int) -> list[tuple[str, float]]:
         return heapq.nlargest(count, self._scores.items(), key=lambda item: item[1])
 
     async def forget(self, principal: str) -> None:
-        self._callers.pop(principal, None)
-        self._requests.pop(principal, None)
+        if principal in self._callers:
+            self._drop(principal)
         self._scores.pop(principal, None)
-        self._windows.pop("wt:" + principal, None)
-        self._windows.pop("wp:" + principal, None)
 
     async def peek(self, principal: str) -> dict[str, str] | None:
         caller = self._callers.get(principal)
@@ -321,24 +454,12 @@ class MemoryRisk:
         }
 
     def _prune(self, now: float, bucket: int) -> None:
-        callers = self._callers
-        stale = now - self.clock.state_ttl
-        for _ in range(self._PRUNE_STEP):
-            principal = next(iter(callers))
-            if (callers[principal].seen or 0.0) >= stale:
-                break
-            del callers[principal]
-            self._requests.pop(principal, None)
-        windows = self._windows
+        stale = now - self._ttl
+        for caller in self._callers.sweep(lambda c: (c.seen or 0.0) < stale, self._PRUNE_STEP):
+            self._held -= caller.held
         oldest = bucket - BUCKETS + 1
-        for _ in range(self._PRUNE_STEP):
-            if not windows:
-                break
-            key = next(iter(windows))
-            members = windows[key].members
-            if members and next(reversed(members.values())) >= oldest:
-                break
-            del windows[key]
+        for window in self._windows.sweep(lambda w: w.stale(oldest), self._PRUNE_STEP):
+            self._clustered -= window.weight + WINDOW_WEIGHT
 
 
 # --- Redis -------------------------------------------------------------------
@@ -351,6 +472,9 @@ class RedisRisk:
         self._client = client
         self.clock = clock
         self._settlements = settlements
+
+    def bound(self, max_callers: int) -> None:
+        pass  # nothing of a caller's is kept in this process
 
     async def observe(self, obs: Observation) -> Snapshot:
         clock = self.clock

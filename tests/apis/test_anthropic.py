@@ -110,8 +110,33 @@ def test_messages_maps_every_field() -> None:
         temperature=1.0,
         reasoning=True,
         reasoning_budget=10000,
+        # Billed as input, measured as JSON: the tool definitions and the tool call.
+        extra_input=len(orjson.dumps(TYPICAL["tools"]))
+        + len(orjson.dumps(TYPICAL["messages"][1]["content"][2])),  # type: ignore[index]
     )
     assert call.body == orjson.loads(raw)
+
+
+def test_tools_and_tool_calls_are_input() -> None:
+    tools = [{"name": "search", "description": "Look it up.", "input_schema": {"type": "object"}}]
+    use = {"type": "tool_use", "id": "toolu_1", "name": "search", "input": {"q": "basalt"}}
+    server = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search",
+              "input": {"query": "basalt"}}
+    call = parse(dumps(
+        max_tokens=100, tools=tools,
+        messages=[
+            {"role": "user", "content": "What is basalt?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Search.", "signature": "c2ln"}, use, server]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "A rock."},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/b.jpg"}},
+            ]},
+        ],
+    ))
+    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, use, server))
+    assert call.prompt == "What is basalt?\nA rock."  # a tool result's text is prompt text
+    assert (call.answers, call.token_ids) == (1, 0)
 
 
 def test_messages_simple_body() -> None:

@@ -115,6 +115,7 @@ def test_chat_maps_every_field() -> None:
         seed=-7,
         reasoning=True,
         reasoning_effort="medium",
+        extra_input=len(orjson.dumps(TYPICAL_CHAT["tools"])),  # tool definitions are read too
     )
     assert call.body == orjson.loads(raw)
 
@@ -273,6 +274,7 @@ def test_completions_maps_every_field() -> None:
         n=2,
         temperature=0.0,
         seed=3,
+        best_of=4,
     )
 
 
@@ -311,6 +313,75 @@ def test_completions_scoring_a_prompt_is_seen() -> None:
 
 def test_completions_ignores_echo() -> None:
     assert completions(dumps(prompt="x", echo="yes")).prompt == "x"
+
+
+@pytest.mark.parametrize(
+    ("prompt", "prompts", "token_ids"),
+    [
+        ("one", 1, 0),
+        (["a", "b", "c"], 3, 0),
+        ([f"q{i}" for i in range(100)], 100, 0),
+        ([1734, 318, 257], 1, 3),
+        ([[1734, 318], [257]], 2, 3),
+        (["text", [1734, 318]], 2, 2),
+        ([[50256] * 5000], 1, 5000),
+        ([], 1, 0),  # answered once, if the upstream takes it
+        (None, 1, 0),
+    ],
+)
+def test_completions_count_prompts_and_token_ids(prompt: Any, prompts: int, token_ids: int) -> None:
+    call = completions(dumps(model="m", prompt=prompt))
+    assert (call.prompts, call.token_ids) == (prompts, token_ids)
+
+
+def test_completions_answers_are_every_prompt_times_n_or_best_of() -> None:
+    hundred = [f"q{i}" for i in range(100)]
+    assert completions(dumps(prompt=hundred)).answers == 100
+    assert completions(dumps(prompt=hundred, n=2)).answers == 200
+    # best_of candidates are generated and billed, though only n come back.
+    assert completions(dumps(prompt=hundred, n=2, best_of=5)).answers == 500
+    assert completions(dumps(prompt="x", best_of=3)).answers == 3
+    assert completions(dumps(prompt=[[1], [2]], n=4, best_of=2)).answers == 8
+
+
+def test_completions_suffix_is_input() -> None:
+    call = completions(dumps(prompt="def f(x):", suffix="    return y\n"))
+    assert (call.prompt, call.extra_input) == ("def f(x):", len("    return y\n"))
+
+
+def test_chat_tool_definitions_and_calls_are_input() -> None:
+    tools = [{"type": "function", "function": {"name": "weather", "description": "Now.",
+                                               "parameters": {"type": "object"}}}]
+    calls = [{"id": "c1", "type": "function",
+              "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}}]
+    schema = {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"}}}
+    call = chat(dumps(
+        messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "c1", "content": "3 degrees"},
+        ],
+        tools=tools, response_format=schema, n=3,
+    ))
+    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, calls, schema))
+    assert call.prompt == "Weather?\n3 degrees"  # the prompt stays text
+    assert (call.prompts, call.answers, call.token_ids) == (1, 3, 0)
+
+
+def test_responses_tool_calls_are_input_but_not_screenshots() -> None:
+    tools = [{"type": "function", "name": "read", "parameters": {"type": "object"}}]
+    call_item = {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "c1", "output": "the file"}
+    screenshot = {"type": "computer_call_output", "call_id": "c2",
+                  "output": {"type": "computer_screenshot", "image_url": "data:image/png;..."}}
+    text = {"format": {"type": "json_schema", "name": "x", "schema": {"type": "object"}}}
+    call = responses(dumps(
+        input=[{"role": "user", "content": "Read it."}, call_item, output, screenshot,
+               {"type": "reasoning", "id": "rs_1", "summary": []}],
+        tools=tools, text=text,
+    ))
+    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, text, call_item, output))
+    assert (call.prompt, call.turns, call.answers) == ("Read it.", 5, 1)
 
 
 # --- responses ----------------------------------------------------------------------
@@ -364,6 +435,8 @@ def test_responses_maps_every_field() -> None:
         temperature=0.5,
         reasoning=True,
         reasoning_effort="high",
+        # The tool call and its output are read too, as JSON; reasoning is not.
+        extra_input=len(orjson.dumps(body["input"][4])) + len(orjson.dumps(body["input"][5])),
     )
 
 
@@ -666,6 +739,8 @@ TYPE_ERRORS: list[tuple[Parse, dict[str, Any], str, str, str]] = [
         "an integer",
     ),
     (completions, {"prompt": [True]}, "prompt[0]", "a string or an array of integers", "a boolean"),
+    (completions, {"best_of": "two"}, "best_of", "an integer", "a string"),
+    (completions, {"suffix": 5}, "suffix", "a string", "an integer"),
     (completions, {"prompt": "a", "logprobs": True}, "logprobs", "an integer", "a boolean"),
     (completions, {"max_tokens": "16"}, "max_tokens", "an integer", "a string"),
     (completions, {"stream": "true"}, "stream", "a boolean", "a string"),
@@ -725,6 +800,7 @@ BELOW_MINIMUM: list[tuple[Parse, dict[str, Any], str, int, int]] = [
     (chat, {"top_logprobs": -1}, "top_logprobs", 0, -1),
     (completions, {"prompt": "a", "logprobs": -1}, "logprobs", 0, -1),
     (completions, {"n": 0}, "n", 1, 0),
+    (completions, {"best_of": 0}, "best_of", 1, 0),
     (completions, {"max_tokens": -2}, "max_tokens", 0, -2),
     (responses, {"max_output_tokens": -5}, "max_output_tokens", 0, -5),
     (responses, {"top_logprobs": -3}, "top_logprobs", 0, -3),
@@ -753,7 +829,6 @@ def test_fields_not_read_are_left_to_the_upstream() -> None:
         "tools": 5,
         "user": [],
         "metadata": "x",
-        "best_of": "two",
         "echo": 3,
         "store": "yes",
         "text": 1,

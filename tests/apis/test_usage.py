@@ -158,8 +158,24 @@ def test_json_pieces_are_never_held_and_parsed_once_at_the_end() -> None:
     assert reading(meter) == (3, 2, 6)
 
 
-def test_json_past_the_cap_passes_through_and_falls_back() -> None:
-    text = "x" * (MAX_JSON + 10)
+def test_json_past_the_cap_is_read_one_part_at_a_time() -> None:
+    """Too large to hold whole: read part by part as it passes, never held
+    back; the usage at its end is the upstream's, the choices counted by size."""
+    text = "x" * (MAX_JSON // 3)
+    choices = [{"index": i, "text": text} for i in range(5)]
+    body = orjson.dumps(
+        {"id": "c", "choices": choices, "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
+    )
+    meter = UsageMeter("openai.completions", False, False)
+    pieces = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+    assert [meter.feed(p) for p in pieces] == pieces
+    assert meter.finish() == b""
+    assert reading(meter)[:2] == (3, 2)
+    assert 5 * len(text) < meter.text_chars < len(body)
+
+
+def test_json_part_past_the_cap_passes_through_and_falls_back() -> None:
+    text = "x" * (2 * MAX_JSON)
     body = orjson.dumps(
         {"choices": [{"text": text}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}
     )
@@ -167,10 +183,11 @@ def test_json_past_the_cap_passes_through_and_falls_back() -> None:
     pieces = [body[i : i + 65536] for i in range(0, len(body), 65536)]
     assert b"".join(meter.feed(p) for p in pieces) == body
     assert meter.finish() == b""
-    # Too large to parse: the estimate counts every byte as text, so an
-    # oversized answer is never settled as free.
-    assert reading(meter) == (None, None, len(body))
-    assert meter.estimated_output_tokens() == -(-len(body) // 4)
+    # One part too large to parse: the estimate counts every byte from there
+    # on as text, so an oversized answer is never settled as free.
+    assert reading(meter)[:2] == (None, None)
+    assert len(text) < meter.text_chars <= len(body)
+    assert meter.estimated_output_tokens() >= len(text) // 4
 
 
 # --- streams that carry usage ------------------------------------------------------
@@ -396,9 +413,24 @@ def test_last_event_without_blank_line_still_counts() -> None:
             b"",
         ),
         (b'data: {"choices":[],"usage":5}\n\n', b'data: {"choices":[],"usage":5}\n\n'),
+        # Usage on a chunk that still carries a choice (LiteLLM, DeepSeek): the
+        # member goes, every other byte stays.
         (
             b'data: {"choices":[1],"usage":{"prompt_tokens":1}}\n\n',
-            b'data: {"choices":[1],"usage":{"prompt_tokens":1}}\n\n',
+            b'data: {"choices":[1]}\n\n',
+        ),
+        (
+            (b'data: {"id": "c", "usage": {"prompt_tokens": 1, "completion_tokens": 2},\n'
+             b'data:  "choices": [{"delta": {"content": "\\"usage\\": {}"}}]}\n\n'),
+            b'data: {"id": "c",\ndata:  "choices": [{"delta": {"content": "\\"usage\\": {}"}}]}\n\n',
+        ),
+        (
+            b'data: {"usage": {"prompt_tokens": 1}, "choices": [{"delta": {"usage": {}}}]}\r\n\r\n',
+            b'data: {"choices": [{"delta": {"usage": {}}}]}\r\n\r\n',
+        ),
+        (
+            b'data: {"choices":[{"delta":{"content":"\xc3\xa9"}}] , "usage" : {"a": [1, {}]} }\n\n',
+            b'data: {"choices":[{"delta":{"content":"\xc3\xa9"}}]  }\n\n',
         ),
         (b"data: [DONE]\n\n", b"data: [DONE]\n\n"),
         (b": keep-alive\n\n", b": keep-alive\n\n"),
@@ -495,7 +527,8 @@ def test_huge_event_without_boundary_is_passed_on_not_held(strip: bool) -> None:
         assert fed - sent <= MAX_EVENT + step
     sent += len(meter.finish())
     assert (meter.input_tokens, meter.output_tokens) == (8, 9)
-    assert meter.text_chars == 2  # the oversized event is passed on unread
+    # The oversized event is passed on unread, its bytes counted as text.
+    assert meter.text_chars == 2 + len(huge) + len(b'"}}]}\n\n')
     expected = huge + b'"}}]}\n\ndata: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
     assert sent == (len(expected) if strip else len(data))
 

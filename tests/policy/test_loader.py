@@ -20,6 +20,7 @@ from guardgate.policy.model import (
     Policy,
     PrincipalSource,
     Route,
+    RoutingConfig,
     UpstreamConfig,
 )
 from guardgate.policy.units import parse_duration, parse_rates, parse_size
@@ -281,13 +282,16 @@ def test_full_policy_compiles_every_value() -> None:
         ipv6_prefix=64,
         org_header="x-tenant",
         created_header=None,
+        credential="x-customer-key",
     )
     assert policy.routes[1] == Route("/openai/v1/completions", "openai.completions")
     assert len(policy.routes) == 4
+    assert policy.routing == RoutingConfig(case_sensitive=True, unknown="deny")
     risk = policy.risk
     assert (risk.enabled, risk.half_life, risk.window, risk.hysteresis) == (
         True, 3 * 3600.0, 2 * 3600.0, 0.1)
     assert (risk.member_score, risk.cluster_risk) == (0.25, (0.2, 0.5))
+    assert risk.max_callers == 5000
     signals = {s.name: s for s in risk.signals}
     assert len(signals) == 15
     assert (signals["logprob_harvest"].weight, signals["logprob_harvest"].low) == (0.5, 0.2)

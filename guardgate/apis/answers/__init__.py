@@ -8,7 +8,7 @@ A new API format adds its walker module here; its `Adapter` names it.
 
 from __future__ import annotations
 
-from guardgate.apis.answers.chain import AnswerChain, Processor
+from guardgate.apis.answers.chain import AnswerChain, Processor, TooLarge
 from guardgate.apis.answers.chat import Chat
 from guardgate.apis.answers.completions import Completions
 from guardgate.apis.answers.messages import Messages
@@ -26,6 +26,7 @@ __all__ = [
     "Processor",
     "Responses",
     "TextSink",
+    "TooLarge",
     "Usage",
     "Walker",
 ]

@@ -29,6 +29,7 @@ class Choices(Walker):
     """One chat or completions answer; subclasses say where a choice keeps its text."""
 
     __slots__ = ("_last",)
+    items = "choices"
 
     def __init__(self, streaming: bool) -> None:
         super().__init__(streaming)

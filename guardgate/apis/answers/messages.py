@@ -35,6 +35,7 @@ def _thinking(block: object) -> bool:
 
 class Messages(Walker):
     __slots__ = ("_dropped",)
+    items = "content"
 
     def __init__(self, streaming: bool) -> None:
         super().__init__(streaming)

@@ -108,6 +108,7 @@ _HOLDERS: dict[str, Callable[[Json, int], list[_Holder]]] = {
 class Responses(Walker):
     __slots__ = ("_dropped", "_final", "_next", "_pieces", "_shift", "_where")
     numbers = True
+    items = "output"
 
     def __init__(self, streaming: bool) -> None:
         super().__init__(streaming)
@@ -210,7 +211,9 @@ class Responses(Walker):
     def mark(self, edit: Edit, sink: TextSink) -> None:
         value = edit.value
         if not self.streaming:
-            self._mark_response(value, _FINAL, sink, edit)
+            # Each part's text once, marked on its own: an answer read one
+            # output item at a time numbers each item 0.
+            self._mark_response(value, _FRESH, sink, edit)
             return
         kind = _kind(value)
         if kind is None:

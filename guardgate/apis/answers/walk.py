@@ -100,11 +100,17 @@ class Walker:
     part (logprobs in Anthropic messages) keeps the base's method for it.
 
     ``streaming`` says which shape the answer has: a JSON answer, or events;
-    ``numbers``: the walker keeps its stream's numbering (`settle`).
+    ``numbers``: the walker keeps its stream's numbering (`settle`);
+    ``items``: the member of a JSON answer that holds its items (choices,
+    output items, content blocks). A JSON answer too large to hold is read
+    one item at a time, each as the answer ``{items: [item]}``, and one
+    other member at a time: a walker's JSON methods must treat such a part
+    as they would the whole answer.
     """
 
     __slots__ = ("streaming",)
     numbers: ClassVar[bool] = False
+    items: ClassVar[str | None] = None
 
     def __init__(self, streaming: bool) -> None:
         self.streaming = streaming

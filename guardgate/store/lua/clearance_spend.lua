@@ -1,12 +1,16 @@
--- Spend requests of a clearance's budget, if the clearance still holds.
--- KEYS[1]: the clearance's meter (hash: r requests, t output tokens),
--- KEYS[2]: the principal's epoch.
--- ARGV: epoch in the token, request budget, token budget, seconds to keep,
---       requests to spend (0 or 1), '1' when the clearance is being opened
---       (only then may its meter be created: a meter gone before the
---       clearance's expiry, evicted or expired on another clock, counts as
---       spent, never as a fresh budget).
--- Returns 1 (held), 0 (budget used up, or no meter), -1 (revoked by a newer epoch).
+-- Spend a request of a clearance's budget and reserve its answer's worst
+-- case of output tokens, if both fit, in one step: concurrent requests on
+-- one clearance never pass on the same remainder.
+-- KEYS[1]: the clearance's meter (hash: r requests, t output tokens charged
+--          or reserved), KEYS[2]: the principal's epoch.
+-- ARGV: epoch in the token, request budget, token budget (both the budget
+--       in force: the lower of the token's and the current policy's),
+--       seconds to keep, requests to spend (0 or 1), '1' when the clearance
+--       is being opened (only then may its meter be created: a meter gone
+--       before the clearance's expiry, evicted or expired on another clock,
+--       counts as spent, never as a fresh budget), output tokens to reserve.
+-- Returns 1 (held, spent and reserved), 0 (does not fit, or no meter; nothing
+-- spent), -1 (revoked by a newer epoch).
 if tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[1]) then
   return -1
 end
@@ -17,9 +21,17 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'r', 0, 't', 0)
   redis.call('EXPIRE', KEYS[1], ARGV[4])
 end
-local used = redis.call('HINCRBY', KEYS[1], 'r', tonumber(ARGV[5]))
-local tokens = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
-if used > tonumber(ARGV[2]) or tokens >= tonumber(ARGV[3]) then
+local meter = redis.call('HMGET', KEYS[1], 'r', 't')
+local used = tonumber(meter[1] or '0')
+local tokens = tonumber(meter[2] or '0')
+local count = tonumber(ARGV[5])
+local reserve = tonumber(ARGV[7])
+local budget = tonumber(ARGV[3])
+if used + count > tonumber(ARGV[2]) or tokens >= budget or tokens + reserve > budget then
   return 0
+end
+redis.call('HINCRBY', KEYS[1], 'r', count)
+if reserve > 0 then
+  redis.call('HINCRBY', KEYS[1], 't', reserve)
 end
 return 1

@@ -1,0 +1,276 @@
+"""Token quotas that hold for every request shape, tried as a hostile caller
+would: prompt arrays, token-id prompts, n and best_of, many short turns,
+streams. A real gateway in front of the toy upstream, over sockets; what
+is counted is the usage the answers carried."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from guardgate import GuardGate
+from guardgate.toy import create_toy_app
+from tests.servers import serve_in_thread
+
+LIMIT = 2000
+QUOTA = {"name": "tpm", "limit": f"{LIMIT}/minute", "cost": "total_tokens"}
+
+Json = dict[str, Any]
+
+
+class Counted:
+    """An ASGI app that counts the HTTP requests it is handed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests += 1
+        await self.app(scope, receive, send)
+
+
+def _key() -> dict[str, str]:
+    """A caller of its own: a fresh quota counter."""
+    return {"authorization": f"Bearer sk-{uuid.uuid4().hex}"}
+
+
+def _carried(events: list[Json]) -> int:
+    """The tokens an answer carried, by its usage: the last ``total_tokens``
+    an OpenAI answer reports (top level, or in a Responses event's
+    ``response``), or an Anthropic answer's input (``message_start``) plus
+    its output (the last ``message_delta``)."""
+    total = given = made = 0
+    for event in events:
+        usage = event.get("usage")
+        for holder in ("response", "message"):
+            if not usage and isinstance(event.get(holder), dict):
+                usage = event[holder].get("usage")
+        if not usage:
+            continue
+        if "total_tokens" in usage:
+            total = usage["total_tokens"]
+        given = usage.get("input_tokens", given)
+        made = usage.get("output_tokens", made)
+    return total or given + made
+
+
+async def _answer(client: httpx.AsyncClient, url: str, body: Json,
+                  headers: dict[str, str]) -> tuple[int, int, int | None]:
+    """(status, tokens carried, tokens reserved as the answer's headers tell)."""
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        raw = await response.aread()
+    if response.status_code != 200:
+        return response.status_code, 0, None
+    if body.get("stream"):
+        events = [json.loads(line[6:]) for line in raw.decode().splitlines()
+                  if line.startswith("data: {")]
+    else:
+        events = [json.loads(raw)]
+    remaining = response.headers.get("x-ratelimit-remaining-tokens")
+    held = None if remaining is None else LIMIT - int(remaining)
+    return 200, _carried(events), held
+
+
+# ------------------------------------------------------------- row 1, refused
+
+
+def test_a_prompt_array_reserves_every_prompt_and_the_too_large_is_never_forwarded() -> None:
+    """100 prompts of max_tokens 1000 under 2,000 tokens a minute: the old
+    reservation counted one prompt and the caller was served 100,649 tokens.
+    Now it is refused as too large, before the upstream sees it, with a 429
+    the SDKs do not retry (``x-should-retry: false``)."""
+    toy = Counted(create_toy_app())
+    with serve_in_thread(toy) as upstream:
+        gate = Counted(GuardGate(policy={"upstream": upstream, "quotas": [QUOTA]}))
+        with serve_in_thread(gate) as base:
+            client = openai.OpenAI(base_url=base + "/v1", api_key="sk-array")  # retries on
+            prompts = [f"Tell me about the number {i}." for i in range(100)]
+            with pytest.raises(openai.RateLimitError) as array:
+                client.completions.create(model="m", prompt=prompts, max_tokens=1000)
+            asked = gate.requests
+            # Token ids are input too, one token each: 2,400 of them cannot fit.
+            with pytest.raises(openai.RateLimitError) as ids:
+                client.completions.create(model="m", prompt=[[7] * 1200, [8] * 1200],
+                                          max_tokens=1)
+            # best_of answers are generated and billed, though only n come back.
+            with pytest.raises(openai.RateLimitError):
+                client.completions.create(model="m", prompt="Hi", max_tokens=500, best_of=5)
+            # Each API's own output limit, refused in its own shape.
+            with pytest.raises(openai.RateLimitError):
+                client.responses.create(model="m", input="Hi", max_output_tokens=2500)
+            with pytest.raises(openai.RateLimitError):
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "Hi"}],
+                    max_completion_tokens=700, n=3)
+            claude = anthropic.Anthropic(base_url=base, api_key="sk-claude")
+            with pytest.raises(anthropic.RateLimitError) as messages:
+                claude.messages.create(model="m", max_tokens=2500,
+                                       messages=[{"role": "user", "content": "Hi"}])
+            # A small array fits, and reserves all its answers.
+            fits = client.completions.with_raw_response.create(
+                model="m", prompt=["Hi", "Ho", "Ha", "He"], n=2, max_tokens=50)
+    assert asked == 1  # the SDK, retries on, did not retry
+    assert toy.requests == 1  # only the one that fits was forwarded
+    for refused in (array.value, ids.value):
+        assert refused.status_code == 429
+        assert refused.response.headers["x-should-retry"] == "false"
+        assert "retry-after" not in refused.response.headers
+        error = refused.response.json()["error"]
+        assert (error["type"], error["code"]) == ("tokens", "rate_limit_exceeded")
+        assert error["message"].startswith("Request too large for tokens (tpm): limit 2000")
+    assert _requested(array.value) >= 100 * 1000  # every prompt's answer
+    assert _requested(ids.value) >= 2 * 1200  # every token id
+    body = messages.value.response.json()
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    assert messages.value.response.headers["x-should-retry"] == "false"
+    remaining = int(fits.headers["x-ratelimit-remaining-tokens"])
+    assert remaining <= LIMIT - 4 * 2 * 50  # four prompts, two answers each, 50 tokens each
+    assert fits.parse().usage is not None
+    assert len(fits.parse().choices) == 8
+
+
+def _requested(refused: openai.APIStatusError) -> int:
+    """The cost a too-large refusal names: "..., requested 2411. Reduce ..."."""
+    message = refused.response.json()["error"]["message"]
+    return int(message.split("requested ", 1)[1].split(".", 1)[0])
+
+
+def test_the_toy_bills_token_ids_one_token_each(toy: str) -> None:
+    """As the real APIs do: what the reservation of a token-id prompt is held to."""
+    usage = httpx.post(toy + "/v1/completions", json={
+        "model": "m", "prompt": [[50256] * 300, [1734] * 100], "max_tokens": 2,
+    }).json()["usage"]
+    assert usage["prompt_tokens"] == 400 + 2  # the ids, and one per prompt
+    assert usage["completion_tokens"] == 2 * 2
+
+
+# ------------------------------------------------- must show 2: every shape
+
+
+def _turns(count: int, *, user_last: bool = True) -> list[Json]:
+    """A conversation of ``count`` short messages, the last from the user."""
+    roles = ["user", "assistant"] * count
+    if user_last and count % 2 == 0:
+        roles = roles[1:]
+    return [{"role": role, "content": "Hi"} for role in roles[:count]]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One way to ask, cheap to reserve wrongly: each costs more than the
+    code before this change reserved for it."""
+
+    name: str
+    path: str
+    body: Json
+
+
+SHAPES = [
+    # Every message has framing tokens on top of its text.
+    Shape("chat", "/v1/chat/completions",
+          {"model": "m", "messages": _turns(30), "n": 2, "max_tokens": 20}),
+    Shape("completions-list", "/v1/completions",
+          {"model": "m", "prompt": ["Hi there."] * 6, "n": 2, "max_tokens": 15}),
+    Shape("completions-token-ids", "/v1/completions",
+          {"model": "m", "prompt": [[1734] * 80, [318] * 80, [257] * 80], "max_tokens": 10}),
+    Shape("responses", "/v1/responses",
+          {"model": "m", "input": _turns(40), "max_output_tokens": 20}),
+    Shape("messages", "/v1/messages",
+          {"model": "m", "messages": _turns(41), "max_tokens": 20}),
+]
+
+
+@pytest.fixture(scope="module")
+def slow_toy() -> Iterator[str]:
+    """A toy that takes its time (2 ms a token), so that answers overlap."""
+    with serve_in_thread(create_toy_app(token_delay=0.002)) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def gateway(slow_toy: str) -> Iterator[str]:
+    """A gateway with a 2,000 tokens a minute quota."""
+    with serve_in_thread(GuardGate(policy={"upstream": slow_toy, "quotas": [QUOTA]})) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def replicas(slow_toy: str, redis_url: str) -> Iterator[list[str]]:
+    """Two gateways sharing one quota in Redis."""
+    policy = {"upstream": slow_toy, "storage": redis_url, "quotas": [QUOTA]}
+    with serve_in_thread(GuardGate(policy=policy)) as one, \
+            serve_in_thread(GuardGate(policy=policy)) as two:
+        yield [one, two]
+
+
+Answer = tuple[int, int, int | None]
+
+
+def _run(bases: list[str], shape: Shape, stream: bool,
+         waves: int = 3, width: int = 32) -> tuple[Answer, list[Answer]]:
+    """One request alone (its reservation is all its caller's counter holds),
+    then waves of ``width`` concurrent requests from another caller, spread
+    over the gateways at ``bases``; the next wave goes when the last one has
+    been answered (and settled)."""
+    body = dict(shape.body)
+    if stream:
+        body["stream"] = True
+        if shape.path in ("/v1/chat/completions", "/v1/completions"):
+            body["stream_options"] = {"include_usage": True}
+
+    async def run() -> tuple[Answer, list[Answer]]:
+        out: list[Answer] = []
+        async with httpx.AsyncClient(timeout=30) as client:
+            alone = await _answer(client, bases[0] + shape.path, body, _key())
+            headers = _key()
+            for _ in range(waves):
+                out += await asyncio.gather(*[
+                    _answer(client, bases[i % len(bases)] + shape.path, body, headers)
+                    for i in range(width)])
+                await asyncio.sleep(0.1)  # settlements land (in Redis, batched)
+        return alone, out
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
+def test_no_window_serves_more_than_the_limit_and_one_reservation(
+        gateway: str, shape: Shape, stream: bool) -> None:
+    _holds([gateway], shape, stream)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
+def test_two_replicas_on_one_redis_hold_the_same_bound(
+        replicas: list[str], shape: Shape) -> None:
+    _holds(replicas, shape, stream=True)
+
+
+def _holds(bases: list[str], shape: Shape, stream: bool) -> None:
+    started = time.monotonic()
+    alone, answers = _run(bases, shape, stream)
+    assert time.monotonic() - started < 60  # one window of the quota
+    served = [carried for status, carried, _ in answers if status == 200]
+    refused = [status for status, _, _ in answers if status != 200]
+    assert served and refused and set(refused) == {429}
+    one = max(served)
+    # What the answers carried, all of them, against the one window's limit.
+    assert sum(served) <= LIMIT + one, (sum(served), len(served))
+    assert sum(served) >= LIMIT // 2  # metered, not starved
+    # The reservation is honest: it covers what the answer carried.
+    status, carried, reserved = alone
+    assert status == 200 and reserved is not None
+    assert carried <= reserved, (carried, reserved)
