@@ -50,6 +50,7 @@ class Router:
         routing = policy.routing
         self.case_sensitive = routing.case_sensitive
         self.unknown = routing.unknown
+        # The routes as written: an exact match, the common case.
         self.adapters: Mapping[str, Adapter] = {
             route.path: ADAPTERS[route.api] for route in policy.routes
         }

@@ -312,7 +312,8 @@ class MemoryRisk:
         self._requests += 1
         if self._requests % self._PRUNE_EVERY == 0:
             self._prune(real_now, bucket)
-        self._trim(self.max_callers + 1)
+        if self._over(self.max_callers + 1):
+            self._trim(self.max_callers + 1)
         return Snapshot(
             n=caller.n, reasoning=caller.rs, harvest=caller.hv, single=caller.st,
             input_tokens=caller.inp, output_tokens=caller.out, answered=caller.ans,
@@ -401,7 +402,8 @@ class MemoryRisk:
                 bucket = self._bucket
             for kind, value in record.clusters:
                 self._add(self._windows, f"r:{kind}:{value}", record.principal, bucket)
-        self._trim(self.max_callers)
+        if self._over(self.max_callers):
+            self._trim(self.max_callers)
 
     def _feed(self, caller: _Caller, now: float, tokens: tuple[int, int]) -> None:
         """An answer's token counts, into the caller's decayed counters."""
@@ -418,6 +420,10 @@ class MemoryRisk:
         caller.inp = caller.inp * decay + tokens[0]
         caller.out = caller.out * decay + tokens[1]
         caller.ans = caller.ans * decay + 1
+
+    def _over(self, kept: int) -> bool:
+        return (len(self._callers) > kept or self._held > self._max_held
+                or self._clustered > self._max_clustered)
 
     def _trim(self, kept: int) -> None:
         """Forget what is beyond the budgets (``kept`` callers, and the

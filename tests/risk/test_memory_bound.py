@@ -228,7 +228,7 @@ def test_a_caller_slot_costs_at_most_caller_bytes(pattern: str) -> None:
     make = PATTERNS[pattern]
     for i in range(15_000):
         principal, template, prompt, clusters, rank = make(i)
-        # Two seconds apart: the traffic spans every hour of a day and more.
+        # Twelve seconds apart: the traffic spans two days, every hour of them.
         request(state, principal, T0 + 12 * i, rank=rank, score=0.1 + 0.3 * rank,
                 template=template, prompt=prompt, clusters=clusters)
     assert len(state) <= cap
