@@ -44,8 +44,10 @@ def key_digest(api_key: bytes) -> str:
 
 # RFC 9110 section 11.4: the scheme is case-insensitive and separated from
 # its token by one or more spaces; upstreams differ in how much whitespace
-# they forgive, so any amount, tabs included, is read.
-_BEARER = re.compile(rb"[ \t]*bearer[ \t]+([^ \t].*?)[ \t]*", re.IGNORECASE | re.DOTALL)
+# they forgive, so any amount, tabs included, is read. The token itself is
+# one word (a token68): were words after it read as part of it, rotating
+# them would make a new principal of one key an upstream reads by its first.
+_BEARER = re.compile(rb"[ \t]*bearer[ \t]+([^ \t]+)[ \t]*", re.IGNORECASE)
 
 
 def bearer_token(authorization: bytes) -> bytes | None:

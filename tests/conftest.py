@@ -70,3 +70,12 @@ def toy() -> Iterator[str]:
     """The toy model server, one per test module: its base URL."""
     with serve_in_thread(create_toy_app()) as base:
         yield base
+
+
+@pytest.fixture(params=["memory", "redis"])
+def storage(request: pytest.FixtureRequest) -> str:
+    """Each storage backend in turn: memory, then the private Redis."""
+    if request.param == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("redis_url")
+    return url

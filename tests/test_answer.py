@@ -32,12 +32,7 @@ from tests.servers import serve_in_thread
 
 Json = dict[str, Any]
 SECRET = b"answer-path-test-key-0001"
-PATHS = {
-    "openai.chat": "/v1/chat/completions",
-    "openai.completions": "/v1/completions",
-    "openai.responses": "/v1/responses",
-    "anthropic.messages": "/v1/messages",
-}
+PATHS = {adapter.name: adapter.path for adapter in ADAPTERS.values()}
 USER = [{"role": "user", "content": "How should I plan a small software project?"}]
 CASES: list[tuple[str, Json]] = [
     ("openai.chat", {"messages": USER, "logprobs": True, "top_logprobs": 3,

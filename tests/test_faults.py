@@ -60,14 +60,6 @@ def gateway_policy(upstream: str, storage: str, name: str, **extra: Any) -> dict
     }
 
 
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 @pytest.fixture
 def name() -> str:
     return "f" + uuid.uuid4().hex[:10]

@@ -35,14 +35,6 @@ def slow_toy() -> Iterator[str]:
         yield base
 
 
-@pytest.fixture(params=["memory", "redis"])
-def storage(request: pytest.FixtureRequest) -> str:
-    if request.param == "memory":
-        return "memory://"
-    url: str = request.getfixturevalue("redis_url")
-    return url
-
-
 @pytest.fixture
 def key() -> str:
     """A key of this test's own: its clearances share no record with another test's."""

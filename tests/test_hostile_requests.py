@@ -235,6 +235,15 @@ def test_bearer_tokens_are_read_as_rfc_9110_writes_them(toy: str) -> None:
     assert codes == [200, 200, 200, 429]
 
 
+def test_words_after_a_bearer_token_make_no_new_principal(toy: str) -> None:
+    policy = {"upstream": toy, "quotas": [{"name": "rpm", "limit": "3/minute"}]}
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        codes = [send(base, "/v1/chat/completions", CHAT,
+                      {"authorization": f"Bearer sk-one junk{i}"}).status for i in range(4)]
+    # Rotating what follows the token is no way to a fresh quota.
+    assert codes == [200, 200, 200, 429]
+
+
 # --- row 3: paths as the upstream reads them ---------------------------------
 
 

@@ -21,12 +21,7 @@ from guardgate.apis.usage import UsageMeter, prepare_stream_usage
 from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 
-PATHS = {
-    "openai.chat": "/v1/chat/completions",
-    "openai.completions": "/v1/completions",
-    "openai.responses": "/v1/responses",
-    "anthropic.messages": "/v1/messages",
-}
+PATHS = {adapter.name: adapter.path for adapter in ADAPTERS.values()}
 USER = [{"role": "user", "content": "How should I plan a small software project?"}]
 
 CHAT = [

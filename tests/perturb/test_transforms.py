@@ -37,12 +37,7 @@ from tests.servers import serve_in_thread
 
 Json = dict[str, Any]
 KEY = b"transform-test-key"
-PATHS = {
-    "openai.chat": "/v1/chat/completions",
-    "openai.completions": "/v1/completions",
-    "openai.responses": "/v1/responses",
-    "anthropic.messages": "/v1/messages",
-}
+PATHS = {adapter.name: adapter.path for adapter in ADAPTERS.values()}
 USER = [{"role": "user", "content": "How should I plan a small software project?"}]
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
