@@ -11,7 +11,10 @@ per request, and ``guardgate replay`` throughput.
 - Replay: ``guardgate replay`` on the simulated day written as JSON lines,
   end to end (reading, deciding, writing decisions).
 
-    python bench/risk_bench.py [--scale 0.3] [--redis redis://127.0.0.1:6379/14]
+    python bench/risk_bench.py [--scale 0.3] [--redis URL]
+
+Round trips are counted on a redis-server of the benchmark's own (started
+on a free port), or on ``--redis``, which is used as it is, never emptied.
 """
 
 from __future__ import annotations
@@ -72,14 +75,11 @@ def replay_throughput(records: list[dict[str, Any]]) -> float:
 
 
 def round_trips(redis_url: str, records: list[dict[str, Any]]) -> tuple[float, float]:
-    import redis
-
     from guardgate.logs import configure_logging
     from guardgate.toy import create_toy_app
     from tests.servers import serve_in_thread
 
     configure_logging("warning")  # no request lines in the figures
-    redis.Redis.from_url(redis_url).flushdb()
     policy = Path(tempfile.mkstemp(suffix=".yaml")[1])
     text = POLICY.read_text().replace("storage: memory://", f"storage: {redis_url}")
     # Risk only: the quotas' own round trips are measured by quota_bench.
@@ -94,7 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", type=float, default=0.3)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--redis", help="a Redis to count round trips on (default: its own)")
     args = parser.parse_args()
     records, _ = traffic(args.seed, args.scale)
 
@@ -106,7 +106,10 @@ def main() -> int:
         "p99_us": round(timings[int(0.99 * len(timings))], 1),
     }
     rate = replay_throughput(records)
-    trips = round_trips(args.redis, records)
+    from tests.servers import redis_for_bench
+
+    with redis_for_bench(args.redis) as url:
+        trips = round_trips(url, records)
 
     print(f"{len(records)} simulated requests (seed {args.seed}, scale {args.scale})\n")
     print("| measure | figure |")

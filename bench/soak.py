@@ -17,7 +17,8 @@ written; quota reservations still open; in-flight slots still held.
 
     python3 bench/soak.py [--duration 180] [--clients 16] [--json]
 
-Needs Redis (``--redis``, default db 14 of 127.0.0.1:6379, flushed first).
+Runs its own redis-server on a free port, or uses ``--redis`` as it is
+(never emptied: counts of slots and reservations then include what was there).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.proxy_bench import free_port, process
 from guardgate.client import ChallengeAuth
+from tests.servers import redis_for_bench
 
 CLASSES = {"normal": 0.6, "greedy": 0.15, "challenged": 0.15, "marked": 0.1}
 # Callers per class: the normal ones stay well inside their quota, the two
@@ -176,20 +178,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of load")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--redis", help="a Redis to use (default: a redis-server of its own)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON only")
     args = parser.parse_args()
     # Stopped from outside, the gateway and the upstream (in sessions of
     # their own) are stopped too: the context managers below run.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
-    store = redis.Redis.from_url(args.redis)
-    store.flushdb()
+    with redis_for_bench(args.redis) as url:
+        return soak(args, url)
+
+
+def soak(args: argparse.Namespace, url: str) -> int:
+    store = redis.Redis.from_url(url)
     work = Path(tempfile.mkdtemp(prefix="guardgate-soak-"))
     toy_port, port = free_port(), free_port()
     toy = f"http://127.0.0.1:{toy_port}"
     base = f"http://127.0.0.1:{port}"
-    (work / "policy.yaml").write_text(yaml.safe_dump(policy(toy, args.redis)))
+    (work / "policy.yaml").write_text(yaml.safe_dump(policy(toy, url)))
     log = work / "gateway.log"
     with process([sys.executable, "-m", "uvicorn", "--factory", "guardgate.toy:create_toy_app",
                   "--port", str(toy_port), "--log-level", "warning"], toy_port), \

@@ -113,19 +113,27 @@ class Admission:
     async def assess(self, ex: Exchange) -> None:
         """Steps 3 and 4: the ticket of the request, what is done with it."""
         assert ex.identity is not None
-        ex.ticket = await self._ticket(ex.identity, ex.call)
+        ex.ticket = await self._ticket(ex.identity, ex.call, observed=not ex.unrouted)
 
-    async def _ticket(self, identity: Identity, call: ModelCall | None) -> Ticket:
-        """Overrides first, then the risk engine's tier."""
+    async def _ticket(self, identity: Identity, call: ModelCall | None, *,
+                      observed: bool = True) -> Ticket:
+        """Overrides first, then the risk engine's tier. A request on a path
+        that is no route (an embeddings call, say, read by the nearest API's
+        parser) says nothing of its caller: it gets the tier its caller is
+        in, and is not scored."""
         decision = await self._runtime_override(identity)
         if decision is None:
             decision = self.decider.override(identity)
         if decision is not None:
             self.metrics.count_decision(decision.tier, decision.action)
             return Ticket(decision)
-        if self.risk is None or call is None:
+        if self.risk is None or (call is None and observed):
             return Ticket(self.decider.normal)
         try:
+            if not observed or call is None:
+                decision = self.decider.for_tier(await self.risk.tier_of(identity.principal))
+                self.metrics.count_decision(decision.tier, decision.action)
+                return Ticket(decision)
             assessment = await self.risk.assess(identity, call, time.time())
         except STORAGE_ERRORS as exc:
             self.faults.failed("assess", exc)
@@ -217,7 +225,9 @@ class Admission:
         held, ticket.reservation = ticket.reservation, None  # settled once, whatever happens
         used = None
         try:
-            used = _tokens(meter, call) if answered and meter is not None else None
+            if answered and meter is not None:
+                reserved = held.demand.output_tokens if held is not None else 0
+                used = _tokens(meter, call, reserved, 200 <= status < 300)
             if ticket.assessment is not None and self.risk is not None:
                 allowed = status < 400 and not ticket.refused
                 try:
@@ -247,12 +257,10 @@ class Admission:
             self.metrics.reservations_open.dec()
 
 
-def _tokens(meter: Any, call: ModelCall | None) -> tuple[int, int]:
-    """The answer's (input, output) tokens: the upstream's counts, or estimates."""
+def _tokens(meter: Any, call: ModelCall | None, reserved: int, ok: bool) -> tuple[int, int]:
+    """The answer's (input, output) tokens: the upstream's counts, or what
+    was reserved and estimated (`Meter.billed_output`)."""
     used_in = meter.input_tokens
     if used_in is None:
         used_in = estimate_input(call) if call is not None else 0
-    used_out = meter.output_tokens
-    if used_out is None:
-        used_out = meter.estimated_output_tokens()
-    return used_in, used_out
+    return used_in, meter.billed_output(reserved, ok)

@@ -15,10 +15,14 @@ quota headers on its response start.
 
 A treated answer is treated whatever its size, or refused: never passed on
 as it came. An answer with a part too large to treat (`TooLarge`) is
-refused in its API's shape (`AnswerTooLarge`): with the gateway's own error
-when nothing of it went out yet (a treated JSON answer's response start
-waits for its first treated bytes), with an error event that ends a
-stream, and by cutting the connection of a JSON answer under way.
+refused in its API's shape (`AnswerTooLarge`), and so is a successful answer
+the walker cannot read (`AnswerUnreadable`: compressed although not asked
+to be, a stream that is not one, JSON that is no object): with the
+gateway's own error when nothing of it went out yet (a treated JSON
+answer's response start waits for its first treated bytes), with an error
+event that ends a stream, and by cutting the connection of a JSON answer
+under way. An upstream's error answer (not 2xx) carries no model output and
+passes as it came.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NoReturn
 
 from guardgate.apis import ADAPTERS, ErrorBody, walker_for
-from guardgate.apis.answers import AnswerChain, TooLarge
+from guardgate.apis.answers import AnswerChain, TooLarge, Untreatable
 from guardgate.apis.base import ModelCall
 from guardgate.apis.usage import Meter, prepare_stream_usage
-from guardgate.errors import RequestError
+from guardgate.errors import RequestError, UpstreamError
 from guardgate.logs import cut_response
 from guardgate.metrics import Metrics
 from guardgate.perturb.send import Perturbation
@@ -39,7 +43,7 @@ from guardgate.types import Body, Message, Send
 if TYPE_CHECKING:
     from guardgate.exchange import Exchange
 
-__all__ = ["AnswerSend", "AnswerTooLarge", "answer_path"]
+__all__ = ["AnswerSend", "AnswerTooLarge", "AnswerUnreadable", "answer_path"]
 
 
 class AnswerTooLarge(RequestError):
@@ -52,6 +56,19 @@ class AnswerTooLarge(RequestError):
             "The answer is too large to be delivered; ask for fewer choices, tokens or "
             "logprobs.",
             reason="answer too large to treat: refused",
+        )
+
+
+class AnswerUnreadable(UpstreamError):
+    """502: a treated answer came in a shape the gateway cannot read, so it
+    can be neither treated nor passed on."""
+
+    code = "upstream_answer_unreadable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The upstream's answer could not be read; please try again.",
+            reason="treated answer unreadable (encoding or shape): refused",
         )
 
 
@@ -122,6 +139,8 @@ class AnswerSend:
         kind = message["type"]
         chain = self._chain
         if kind == "http.response.start":
+            if chain is not None and chain.treats and not _treatable(chain, message):
+                await self._refuse(chain, AnswerUnreadable(), message)
             replaced = {k for k, _ in self._headers}
             if chain is not None and chain.rewrites:
                 replaced.add(b"content-length")
@@ -139,8 +158,9 @@ class AnswerSend:
                 body = chain.feed(given)
                 if not more:
                     body += chain.finish()
-            except TooLarge:
-                await self._refuse(chain)
+            except Untreatable as exc:
+                await self._refuse(chain, AnswerTooLarge() if isinstance(exc, TooLarge)
+                                   else AnswerUnreadable())
             if body is not given:
                 message = {**message, "body": body}
             held = self._held
@@ -158,11 +178,14 @@ class AnswerSend:
             await self._tarpit.pause(message)
         await self._send(message)
 
-    async def _refuse(self, chain: AnswerChain) -> NoReturn:
-        """Refuse the answer: what follows (the gateway's error) passes as it is."""
+    async def _refuse(self, chain: AnswerChain, err: RequestError,
+                      start: Message | None = None) -> NoReturn:
+        """Refuse the answer (``start``: its response start, not yet sent):
+        what follows (the gateway's error) passes as it is."""
         self._chain, self._hold = None, False
-        held, self._held = self._held, None
-        err = AnswerTooLarge()
+        held, self._held = self._held or start, None
+        if start is not None and self._exchange is not None:
+            self._exchange.started = False
         render = self._error_body
         body = b"" if render is None else render(err.status, err.message, err.type, err.code)
         if held is not None:
@@ -177,3 +200,25 @@ class AnswerSend:
         else:
             cut_response()  # under way: cut, so that it never looks whole
         raise err
+
+
+_IDENTITY = (b"", b"identity")
+
+
+def _treatable(chain: AnswerChain, start: Message) -> bool:
+    """Whether a treated answer starting with ``start`` can be treated. An
+    error answer is not the model's: it passes as it comes. A successful one
+    is read strictly (what cannot be read is refused), and must come
+    uncompressed, and as a stream when one was asked for."""
+    if not 200 <= start["status"] < 300:
+        return True
+    chain.strict = True
+    encoding = content_type = b""
+    for name, value in start.get("headers") or []:
+        if name == b"content-encoding":
+            encoding = value.strip().lower()
+        elif name == b"content-type":
+            content_type = value.lower()
+    if encoding not in _IDENTITY:
+        return False
+    return chain.streaming == content_type.startswith(b"text/event-stream") or not content_type

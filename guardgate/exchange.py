@@ -33,6 +33,7 @@ class Exchange:
         "call",
         "client_send",
         "complete",
+        "deferred",
         "error",
         "gone",
         "headers",
@@ -46,6 +47,7 @@ class Exchange:
         "started",
         "status",
         "ticket",
+        "unrouted",
         "upstream",
         "upstream_latency",
         "wrapped",
@@ -61,6 +63,8 @@ class Exchange:
         self.began = time.perf_counter()
         self.identity: Identity | None = None
         self.adapter: Adapter | None = None  # a model route's API, None for pass-through
+        self.unrouted = False  # not scored: a path that is no route, or a deferred answer
+        self.deferred = False  # asks for an answer kept upstream (a stored one, a batch)
         self.body: Body = b""
         self.bytes_in = 0
         self.call: ModelCall | None = None

@@ -98,8 +98,15 @@ class GuardGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            if scope["path"].startswith(OPS_PREFIX):
+            path = scope["path"]
+            if path.startswith(OPS_PREFIX):
                 await self.ops(scope, receive, send)
+            elif "guardgate" in path.lower() and self._ops_spelled(path):
+                # The operator wing spelled otherwise (``//_guardgate/``): its
+                # own, never the upstream's.
+                normal = self.runtime.router.normalize(path) + ("/" if path.endswith("/") else "")
+                await self.ops({**scope, "path": normal, "raw_path": normal.encode()},
+                               receive, send)
             else:
                 await self._exchange(scope, receive, send)
         elif self.app is not None:
@@ -110,6 +117,9 @@ class GuardGate:
             await self._lifespan(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
+
+    def _ops_spelled(self, path: str) -> bool:
+        return (self.runtime.router.normalize(path) + "/").startswith(OPS_PREFIX)
 
     async def _exchange(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The pipeline, in DESIGN's order."""

@@ -12,6 +12,12 @@ refunded or charged. Refunds need a counter that can go back, so token
 quotas settle exactly on fixed windows; on sliding windows they only charge
 more, never refund.
 
+A fixed window starts at its first charge, and a charge remembers which
+window it went to (`guardgate.store.windows`): a refund that arrives after
+that window ended is dropped, so it never raises the allowance of the
+window after; what an answer cost beyond its reservation is owed, charged
+to the window open when it settles.
+
 A tier's quota factor scales each limit's amount, never its counter, so a
 caller moving to a stricter tier keeps what it has already spent.
 """
@@ -107,6 +113,7 @@ class Charge:
     scope: str
     cost: int
     used: int | None = None  # the counter after this charge, when the storage tells
+    ends: float = 0.0        # fixed windows: when the window charged ends (names it)
 
 
 @dataclass(slots=True)
@@ -157,10 +164,14 @@ class Quotas:
                 continue
             for index, window in enumerate(quota.windows):
                 limit = self.limit(quota, index, 1.0)
-                stats = await self._strategies[quota.strategy].get_window_stats(limit, principal)
+                if quota.strategy == "fixed-window":
+                    used, _ = await self.store.windows.get(limit.key_for(principal))
+                else:
+                    stats = await self._strategies[quota.strategy].get_window_stats(
+                        limit, principal)
+                    used = limit.amount - stats.remaining
                 out.append({"quota": quota.name, "window": window.text,
-                            "used": max(0, limit.amount - stats.remaining),
-                            "limit": limit.amount})
+                            "used": max(0, used), "limit": limit.amount})
         return out
 
     async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
@@ -212,20 +223,18 @@ class Quotas:
         held.settled = True
         for charge in held.charges:
             if charge.quota.strategy == "fixed-window":
-                await self.store.limits.incr(
-                    charge.limit.key_for(charge.scope), charge.limit.expiry, amount=-charge.cost
-                )
+                await self.store.windows.settle(_counter(charge), charge.ends, -charge.cost,
+                                                charge.limit.expiry)
         for key, holder in held.slots:
             await self.store.slots.release(key, holder)
 
     async def _hit(self, charge: Charge) -> bool:
         strategy = charge.quota.strategy
         if strategy == "fixed-window":
-            # What FixedWindowRateLimiter.hit does, keeping the count it
-            # throws away: it gives the remaining figure for free.
-            charge.used = await self.store.limits.incr(
-                charge.limit.key_for(charge.scope), charge.limit.expiry, amount=charge.cost
-            )
+            # What FixedWindowRateLimiter.hit does, keeping the count (the
+            # remaining figure, for free) and the window's end.
+            charge.used, charge.ends = await self.store.windows.hit(
+                _counter(charge), charge.limit.expiry, charge.cost)
             return charge.used <= charge.limit.amount
         allowed: bool = await self._strategies[strategy].hit(
             charge.limit, charge.scope, cost=charge.cost
@@ -233,10 +242,15 @@ class Quotas:
         return allowed
 
     async def _refusal(self, charge: Charge, held: Reservation) -> RateLimited:
-        stats = await self._strategies[charge.quota.strategy].get_window_stats(
-            charge.limit, charge.scope
-        )
-        wait = max(0.0, stats.reset_time - time.time())
+        if charge.used is not None:  # a fixed window: all is known
+            remaining = charge.limit.amount - charge.used
+            wait = max(0.0, charge.ends - time.time())
+        else:
+            stats = await self._strategies[charge.quota.strategy].get_window_stats(
+                charge.limit, charge.scope
+            )
+            remaining = stats.remaining
+            wait = max(0.0, stats.reset_time - time.time())
         tokens = charge.quota.cost in _TOKENS
         kind = "tokens" if tokens else "requests"
         limit = charge.limit.amount
@@ -250,7 +264,7 @@ class Quotas:
             headers=[
                 *_retry_after(wait),
                 (f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()),
-                (f"x-ratelimit-remaining-{kind}".encode(), str(max(0, stats.remaining)).encode()),
+                (f"x-ratelimit-remaining-{kind}".encode(), str(max(0, remaining)).encode()),
                 (f"x-ratelimit-reset-{kind}".encode(), _duration(wait).encode()),
                 (b"ratelimit-policy", _policy_item(charge.quota, charge.window, limit)),
                 (b"ratelimit", _state_item(charge.quota, charge.window, 0, wait)),
@@ -264,7 +278,7 @@ class Quotas:
         """Replace what was reserved by what was used, then release."""
         if held.settled:
             return
-        counts: list[tuple[str, int, int]] = []
+        counts: list[tuple[str, float, int, int]] = []
         if self.meters_tokens:
             actual = Demand(input_tokens, output_tokens)
             for charge in held.charges:
@@ -274,7 +288,7 @@ class Quotas:
                 if delta == 0:
                     continue
                 if charge.quota.strategy == "fixed-window":
-                    counts.append((charge.limit.key_for(charge.scope), charge.limit.expiry, delta))
+                    counts.append((_counter(charge), charge.ends, delta, charge.limit.expiry))
                 elif delta > 0:
                     try:
                         await self._strategies[charge.quota.strategy].hit(
@@ -293,7 +307,7 @@ class Quotas:
             return
         held.settled = True
         counts = [
-            (charge.limit.key_for(charge.scope), charge.limit.expiry, -charge.cost)
+            (_counter(charge), charge.ends, -charge.cost, charge.limit.expiry)
             for charge in held.charges
             if refund and charge.quota.strategy == "fixed-window"
         ]
@@ -304,12 +318,14 @@ class Quotas:
         seen: set[str] = set()
         policies: list[bytes] = []
         states: list[bytes] = []
+        now = time.time()
         for charge in held.charges:
             limit = charge.limit.amount
             policies.append(_policy_item(charge.quota, charge.window, limit))
             remaining = None if charge.used is None else max(0, limit - charge.used)
+            wait = max(0.0, charge.ends - now)
             if remaining is not None:
-                states.append(_state_item(charge.quota, charge.window, remaining, None))
+                states.append(_state_item(charge.quota, charge.window, remaining, wait))
             kind = "tokens" if charge.quota.cost in _TOKENS else "requests"
             if kind in seen:
                 continue
@@ -317,11 +333,16 @@ class Quotas:
             headers.append((f"x-ratelimit-limit-{kind}".encode(), str(limit).encode()))
             if remaining is not None:
                 headers.append((f"x-ratelimit-remaining-{kind}".encode(), str(remaining).encode()))
+                headers.append((f"x-ratelimit-reset-{kind}".encode(), _duration(wait).encode()))
         if policies:
             headers.append((b"ratelimit-policy", b", ".join(policies)))
         if states:
             headers.append((b"ratelimit", b", ".join(states)))
         return headers
+
+
+def _counter(charge: Charge) -> str:
+    return charge.limit.key_for(charge.scope)
 
 
 def _too_large(quota: QuotaConfig, window: Window, limit: Limit, cost: int) -> RateLimited:

@@ -7,9 +7,21 @@ percent-decoded, slashes merged, dot segments resolved, ``;`` parameters
 and a trailing slash dropped, case folded unless the policy says otherwise.
 A model route spelled any other way (``//v1/chat/completions``,
 ``/V1/chat/completions``) is that route, and goes upstream as the route's
-own path, so what is metered is what is served. A POST under a route's
-first segment (``/v1/``) that is no route gets what ``routing.unknown``
-says.
+own path, so what is metered is what is served. A POST that is no route but
+lies under a route's first segment (``/v1/``) or ends as a route does after
+it (``/chat/completions``, ``/openai/deployments/d/chat/completions``,
+``/v1/engines/e/completions``: aliases that servers such as LiteLLM,
+llama.cpp and Azure OpenAI answer) gets what ``routing.unknown`` says, read
+as the API its ending names (else the route nearest it). Such a call is
+scored only when it carries a prompt: an embeddings call, read by a chat
+parser, tells nothing of its caller.
+
+Some requests ask for answers the upstream keeps, out of the request's own
+answer: stored answers read back (``GET /v1/responses/{id}``,
+``GET /v1/chat/completions``: any method but POST on a model route or a path
+under it) and batches (anything under ``/v1/batches`` or
+``/v1/messages/batches``). They are marked deferred: treatment cannot reach
+those answers, so a caller whose tier treats is refused them (step 7).
 """
 
 from __future__ import annotations
@@ -41,6 +53,8 @@ _POST = frozenset(
 )
 # How a JSON object begins.
 _OBJECT = re.compile(rb"[ \t\r\n]*\{")
+# Where answers are made in bulk, to be fetched later (OpenAI, Anthropic).
+BATCHES = ("/v1/batches", "/v1/messages/batches")
 
 
 class Router:
@@ -62,7 +76,18 @@ class Router:
             "/" + normal.split("/")[1] + "/"
             for normal in self._spelled if normal.count("/") >= 2
         })
+        # What a route is after its first segment, longest first: its API.
+        self._tails = sorted(
+            (("/" + normal.split("/", 2)[2], adapter)
+             for normal, (adapter, _) in self._spelled.items() if normal.count("/") >= 2),
+            key=lambda tail: -len(tail[0]),
+        )
         self._matched: dict[str, tuple[Adapter | None, str | None]] = {}
+        # Where answers the upstream keeps are made or read back, normalized
+        # and ending in "/": batches, and (for any method but POST) the routes.
+        self._batches = tuple(self.normalize(b) + "/" for b in BATCHES)
+        self._kept = (*self._batches, *(n + "/" for n in self._spelled))
+        self._deferred: dict[tuple[str, bool], bool] = {}
         self.max_body = policy.max_body
         # Some step of this policy reads the `ModelCall`. When none does, a
         # model route's body is only checked to be a JSON object.
@@ -72,9 +97,11 @@ class Router:
         """The request's API. Model APIs are POSTs; other methods on their
         paths pass through."""
         scope = ex.scope
-        if scope["method"] not in _POST:
-            return
         path = scope["path"]
+        if scope["method"] not in _POST:
+            if self.deferred(path, post=False):
+                ex.deferred = ex.unrouted = True
+            return
         # Decoded, the path is the route: decoded again by the upstream, still.
         adapter = self.adapters.get(path)
         if adapter is not None:
@@ -83,6 +110,9 @@ class Router:
         adapter, target = self.match(path)
         if adapter is None:
             return
+        if target is None and self.deferred(path, post=True):
+            ex.deferred = ex.unrouted = True
+            return  # a batch: its answers are read back later
         if target is not None:
             ex.adapter = adapter
             ex.scope = {**scope, "path": target, "raw_path": target.encode()}
@@ -92,6 +122,7 @@ class Router:
                            reason="unknown path under a model prefix")
         elif self.unknown == "meter":
             ex.adapter = adapter
+            ex.unrouted = True
 
     def match(self, path: str) -> tuple[Adapter | None, str | None]:
         """A path that is not a route as written: (its API, the route's path)
@@ -113,10 +144,22 @@ class Router:
             if path != spelled[1]:
                 log.info("model route spelled otherwise", path=path[:200], route=spelled[1])
             return spelled
-        if not normal.startswith(self._prefixes):
+        ending = next((adapter for tail, adapter in self._tails if normal.endswith(tail)), None)
+        if ending is None and not normal.startswith(self._prefixes):
             return None, None
         log.warning("unknown model path", path=path[:200], handled=self.unknown)
-        return self._nearest(normal), None
+        return ending or self._nearest(normal), None
+
+    def deferred(self, path: str, *, post: bool) -> bool:
+        """Whether a request to ``path`` makes or reads answers kept upstream."""
+        found = self._deferred.get((path, post))
+        if found is None:
+            found = (self.normalize(path) + "/").startswith(self._batches if post else self._kept)
+            if len(path) <= _LONGEST:
+                if len(self._deferred) >= _REMEMBERED:
+                    del self._deferred[next(iter(self._deferred))]
+                self._deferred[path, post] = found
+        return found
 
     def normalize(self, path: str) -> str:
         """``path`` as an upstream that normalizes paths may read it."""
@@ -168,7 +211,9 @@ class Router:
             ex.adapter = None
             return
         if self.parse_calls:
-            ex.call = adapter.parse(body)
+            call = ex.call = adapter.parse(body)
+            if ex.unrouted and (call.prompt or call.system):
+                ex.unrouted = False  # a model call on an alias: scored as any other
         else:
             # Nothing reads the call: which of two repeated keys counts does not matter.
             decode(body, unique=False)

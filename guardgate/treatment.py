@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from guardgate.answer import answer_path
+from guardgate.errors import Denied
 from guardgate.exchange import Exchange
 from guardgate.metrics import Metrics
 from guardgate.perturb.send import Perturbation
@@ -64,6 +65,9 @@ def treat(ex: Exchange, *, shadow: bool, meter_tokens: bool, metrics: Metrics) -
     ticket = ex.ticket
     assert ticket is not None
     decision = ticket.decision
+    if decision.treatment is not None and not shadow and _kept_upstream(ex):
+        raise Denied("Stored, background and batch answers are not available to this account.",
+                     reason=f"deferred answer refused to tier {decision.tier}")
     treatment = decision.treatment if ex.call is not None and not decision.deny else None
     if treatment is not None and shadow:
         ticket.would = ticket.would or ("degrade" if decision.degrade else "mark")
@@ -81,3 +85,9 @@ def treat(ex: Exchange, *, shadow: bool, meter_tokens: bool, metrics: Metrics) -
     if ex.meter is not None:
         # Usage is read from the answer's bytes: ask for them uncompressed.
         ex.drop_header(b"accept-encoding")
+
+
+def _kept_upstream(ex: Exchange) -> bool:
+    """Its answer is kept upstream, where treatment cannot reach it: read
+    back by id, out of a batch, or after a background run."""
+    return ex.deferred or (ex.call is not None and ex.call.body.get("background") is True)

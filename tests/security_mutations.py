@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+
+def _in(path: str, test: str) -> str:
+    return f"{path}::{test}"
+
+
 MUTATIONS = [
   ("token signatures (challenge and clearance)", "guardgate/challenge/tokens.py",
    "if key is None or not hmac.compare_digest(self._mac(key, kind, payload), given):",
@@ -58,6 +63,63 @@ MUTATIONS = [
    '                        return "key:" + digest[:16], digest\n',
    '                        return "key:" + token.decode(), digest\n',
    ["tests/test_security.py::test_no_secret_or_raw_key_leaves_in_logs_metrics_or_answers"]),
+  # Enforcement: what a hostile caller would use to get more than the policy gives.
+  ("one caller, one credential", "guardgate/identity.py",
+   "        if mixed and (mixed == ALWAYS",
+   "        if False and (mixed == ALWAYS",
+   ["tests/test_hostile_requests.py::test_a_second_different_key_is_refused_in_the_api_shape"]),
+  ("a key repeated in a model call refused", "guardgate/apis/base.py",
+   "    if unique and (repeated := _repeated_key(body, value)) is not None:",
+   "    if False and (repeated := _repeated_key(body, value)) is not None:",
+   ["tests/test_hostile_requests.py::test_a_key_repeated_in_a_model_call_is_refused"]),
+  ("method-override headers dropped", "guardgate/upstream.py",
+   "_NOT_FOR_APP = CHALLENGE_HEADERS | METHOD_OVERRIDES\n",
+   "_NOT_FOR_APP = CHALLENGE_HEADERS\n",
+   ["tests/test_hostile_requests.py::test_method_override_headers_never_reach_the_upstream"]),
+  ("every answer a request may be billed for reserved", "guardgate/admit.py",
+   "        output = (call.max_tokens or self.policy.default_max_tokens) * call.answers",
+   "        output = call.max_tokens or self.policy.default_max_tokens",
+   [_in("tests/test_hostile_quotas.py", "test_a_prompt_array_reserves_every_prompt_and_the_too_large_is_never_forwarded")]),
+  ("a refund goes to its own window only (memory)", "guardgate/store/windows.py",
+   "counter is not None and counter[1] == ends and ends > time.time():",
+   "counter is not None:",
+   [_in("tests/test_hostile_quotas.py", "test_a_refund_settled_after_its_window_ended_is_not_credited_to_the_next")]),
+  ("what an answer cost past its reservation owed in the next window", "guardgate/store/windows.py",
+   "        elif delta > 0:\n            await self.hit(key, seconds, delta)",
+   "",
+   [_in("tests/test_hostile_quotas.py", "test_what_an_answer_costs_past_its_window_is_owed_in_the_next")]),
+  ("an answer without usage charged what it reserved", "guardgate/apis/usage.py",
+   "        return max(estimate, reserved) if ok else estimate",
+   "        return estimate",
+   [_in("tests/test_hostile_quotas.py", "test_a_stream_left_before_its_usage_is_charged_what_it_reserved")]),
+  ("clearance budgets reserved before forwarding (memory)", "guardgate/store/clearances.py",
+   "                or tokens + reserve > output_tokens:",
+   "                or False:",
+   ["tests/test_hostile_clearances.py::test_a_burst_on_one_clearance_stays_within_its_budget"]),
+  ("model routes matched however they are spelled", "guardgate/route.py",
+   "        adapter, target = self.match(path)\n        if adapter is None:",
+   "        adapter, target = None, None\n        if adapter is None:",
+   ["tests/test_hostile_requests.py::test_a_model_route_spelled_otherwise_is_that_route"]),
+  ("the operator API however it is spelled", "guardgate/gateway.py",
+   '            elif "guardgate" in path.lower() and self._ops_spelled(path):',
+   "            elif False:",
+   ["tests/test_operator.py::test_the_operator_api_spelled_otherwise_is_still_the_operator_api"]),
+  ("a treated answer too large to treat refused", "guardgate/apis/answers/chain.py",
+   '        if cutter.broken == "too large" and chain.treats:',
+   "        if False:",
+   ["tests/test_hostile_answers.py::test_a_part_too_large_to_treat_is_refused_never_passed_untreated"]),
+  ("a treated answer the gateway cannot read refused", "guardgate/answer.py",
+   "            if chain is not None and chain.treats and not _treatable(chain, message):",
+   "            if False:",
+   [_in("tests/test_hostile_answers.py", "test_an_answer_the_gateway_cannot_read_is_refused_never_passed_untreated")]),
+  ("answers kept upstream refused to treated callers", "guardgate/treatment.py",
+   "    if decision.treatment is not None and not shadow and _kept_upstream(ex):",
+   "    if False:",
+   ["tests/test_hostile_answers.py::test_answers_kept_upstream_are_refused_to_a_treated_caller"]),
+  ("a cap on the callers the risk state keeps", "guardgate/store/risk.py",
+   "        while len(callers) > kept or self._held > self._max_held:",
+   "        while False:",
+   ["tests/test_hostile_memory.py::test_a_flood_of_new_keys_leaves_memory_under_the_documented_bound"]),
 ]
 
 

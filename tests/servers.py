@@ -159,3 +159,15 @@ def running(*args: str, port: int) -> Iterator[subprocess.Popen[str]]:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def redis_for_bench(url: str | None) -> Iterator[str]:
+    """``url`` as it is, never emptied; without one, a redis-server of the
+    benchmark's own on a free port (no disk), stopped at the end."""
+    if url:
+        yield url
+        return
+    port = free_port()
+    with own_redis(port):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -45,8 +45,7 @@ CASES: list[tuple[str, Json]] = [
                             "thinking": {"type": "enabled", "budget_tokens": 1024}}),
 ]
 IDS = [api for api, _ in CASES]
-UPSTREAM_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"9"),
-                    (b"x-ratelimit-limit-requests", b"999")]
+UPSTREAM_HEADERS = [(b"content-length", b"9"), (b"x-ratelimit-limit-requests", b"999")]
 QUOTA = [(b"x-ratelimit-limit-requests", b"5")]
 EVERYTHING = Perturbation(Transforms(drop_logprobs=True, drop_reasoning=True,
                                      clamp_max_tokens=50), Key(SECRET), SECRET)
@@ -86,8 +85,9 @@ async def through(http: httpx.Client, api: str, client_body: Json, *,
     assert isinstance(body, bytes)
     with http.stream("POST", PATHS[api], content=body) as response:
         chunks = list(response.iter_raw())
+        kind = response.headers["content-type"].encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": list(UPSTREAM_HEADERS)})
+                "headers": [(b"content-type", kind), *UPSTREAM_HEADERS]})
     for i, chunk in enumerate(chunks):
         await send({"type": "http.response.body", "body": chunk,
                     "more_body": i < len(chunks) - 1})

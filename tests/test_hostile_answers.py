@@ -4,6 +4,7 @@ for on its own, it alone takes away again. Real servers over sockets."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import time
@@ -255,6 +256,54 @@ def test_a_part_too_large_to_treat_is_refused_never_passed_untreated() -> None:
     assert errors.count("answer too large to treat: refused") == 5
 
 
+def odd_upstream() -> Starlette:
+    """A model endpoint whose answers come as ``?shape=`` says: ``gzip``
+    (compressed, although nobody asked), ``text`` (no JSON), ``json`` (JSON
+    to a stream request), ``html500`` (an error page)."""
+    async def chat(request: Request) -> Response:
+        shape = request.query_params["shape"]
+        answer = chat_answer(1024)
+        if shape == "gzip":
+            return Response(gzip.compress(answer), media_type="application/json",
+                            headers={"content-encoding": "gzip"})
+        if shape == "text":
+            return Response(b"choices: " + answer, media_type="text/plain")
+        if shape == "json":
+            return Response(answer, media_type="application/json")
+        return Response(b"<html>upstream broke</html>", status_code=500,
+                        media_type="text/html")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+@pytest.mark.parametrize("shape,stream", [("gzip", False), ("gzip", True), ("text", False),
+                                          ("json", True)])
+def test_an_answer_the_gateway_cannot_read_is_refused_never_passed_untreated(
+        shape: str, stream: bool) -> None:
+    """Compressed, not JSON, or not the stream asked for: a treated caller
+    gets a 502 in the API's shape and none of the answer's logprobs; a caller
+    in no tier gets the upstream's bytes."""
+    call = {**LARGE_CALL, "stream": stream}
+    path = f"/v1/chat/completions?shape={shape}"
+    with serve_in_thread(odd_upstream()) as upstream, \
+            serve_in_thread(GuardGate(policy=treated_policy(upstream))) as base:
+        refused = as_high(base, path, call)
+        normal = httpx.post(base + path, json=call, timeout=60)
+        direct = httpx.post(upstream + path, json=call, timeout=60)
+    assert refused.status_code == 502
+    assert refused.json()["error"]["code"] == "upstream_answer_unreadable"
+    assert b"logprobs" not in refused.content
+    assert normal.status_code == 200 and normal.content == direct.content
+
+
+def test_an_upstream_error_answer_passes_as_it_came_to_a_treated_caller() -> None:
+    with serve_in_thread(odd_upstream()) as upstream, \
+            serve_in_thread(GuardGate(policy=treated_policy(upstream))) as base:
+        answer = as_high(base, "/v1/chat/completions?shape=html500", LARGE_CALL)
+    assert answer.status_code == 500
+    assert answer.content == b"<html>upstream broke</html>"
+
+
 # --- row 12: the usage the gateway asked for is the only usage it removes ----------------
 
 
@@ -312,3 +361,31 @@ def test_pass_through_is_byte_identical_with_token_metering_on() -> None:
                 assert (b'"usage"' in served.content) == asked_usage
     # Directly, then through the gateway, which asks every stream for its usage.
     assert asked == [False, True, True, True]
+
+
+# --- answers kept upstream: stored, background, batches -------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/v1/responses/resp_123", None),
+    ("GET", "/V1//responses/resp_123?stream=true", None),
+    ("GET", "/v1/chat/completions", None),
+    ("GET", "/v1/chat/completions/chatcmpl-123", None),
+    ("POST", "/v1/responses", {"model": "toy-1", "input": "Hi", "background": True}),
+    ("POST", "/v1/batches", {"input_file_id": "file-1", "endpoint": "/v1/chat/completions"}),
+    ("POST", "/v1/messages/batches", {"requests": []}),
+    ("GET", "/v1/messages/batches/msgbatch_1/results", None),
+])
+def test_answers_kept_upstream_are_refused_to_a_treated_caller(
+        toy: str, method: str, path: str, body: dict[str, Any] | None) -> None:
+    """Read back by id, fetched after a background run or out of a batch,
+    an answer never passes through the treatment: a treated caller does not
+    get it; anyone else gets what the upstream says."""
+    with serve_in_thread(GuardGate(policy=treated_policy(toy))) as base:
+        treated = httpx.request(method, base + path, json=body, timeout=30,
+                                headers={"authorization": f"Bearer {HIGH}"})
+        other = httpx.request(method, base + path, json=body, timeout=30,
+                              headers={"authorization": "Bearer sk-someone-else"})
+    assert treated.status_code == 403
+    assert treated.json()["error"]["code"] == "access_denied"
+    assert other.status_code != 403

@@ -9,17 +9,25 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from guardgate import GuardGate
+from guardgate import GuardGate, load_policy
+from guardgate.errors import RateLimited
+from guardgate.quota import Demand, Quotas, Subject
+from guardgate.store import Store
 from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 
@@ -27,6 +35,7 @@ LIMIT = 2000
 QUOTA = {"name": "tpm", "limit": f"{LIMIT}/minute", "cost": "total_tokens"}
 
 Json = dict[str, Any]
+Answer = tuple[int, int, int | None, int]
 
 
 class Counted:
@@ -68,12 +77,14 @@ def _carried(events: list[Json]) -> int:
 
 
 async def _answer(client: httpx.AsyncClient, url: str, body: Json,
-                  headers: dict[str, str]) -> tuple[int, int, int | None]:
-    """(status, tokens carried, tokens reserved as the answer's headers tell)."""
+                  headers: dict[str, str]) -> Answer:
+    """(status, tokens carried, tokens reserved as the answer's headers tell,
+    the quota window the request was charged to)."""
+    sent = time.time()
     async with client.stream("POST", url, json=body, headers=headers) as response:
         raw = await response.aread()
     if response.status_code != 200:
-        return response.status_code, 0, None
+        return response.status_code, 0, None, -1
     if body.get("stream"):
         events = [json.loads(line[6:]) for line in raw.decode().splitlines()
                   if line.startswith("data: {")]
@@ -81,7 +92,10 @@ async def _answer(client: httpx.AsyncClient, url: str, body: Json,
         events = [json.loads(raw)]
     remaining = response.headers.get("x-ratelimit-remaining-tokens")
     held = None if remaining is None else LIMIT - int(remaining)
-    return 200, _carried(events), held
+    # The window charged ends ``t`` seconds (rounded up) after the gateway
+    # reserved, a moment after ``sent``: its end names it, to a second or two.
+    reset = int(response.headers["ratelimit"].rsplit(";t=", 1)[1])
+    return 200, _carried(events), held, round(sent + reset)
 
 
 # ------------------------------------------------------------- row 1, refused
@@ -216,9 +230,6 @@ def replicas(slow_toy: str, redis_url: str) -> Iterator[list[str]]:
         yield [one, two]
 
 
-Answer = tuple[int, int, int | None]
-
-
 def _run(bases: list[str], shape: Shape, stream: bool,
          waves: int = 3, width: int = 32) -> tuple[Answer, list[Answer]]:
     """One request alone (its reservation is all its caller's counter holds),
@@ -246,6 +257,23 @@ def _run(bases: list[str], shape: Shape, stream: bool,
     return asyncio.run(run())
 
 
+async def test_a_refund_settled_after_its_window_ended_is_not_credited_to_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request reserved at the end of one window and answered in the next
+    (a long stream) refunds nothing into the next window's allowance."""
+    clock = [1_800_000_000.0 - 1]  # a second before the turn of a minute
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [QUOTA]})
+    quotas = Quotas(policy, Store("memory://"))
+    caller = Subject("acct:a", "192.0.2.1", "192.0.2.0/24", None)
+    long_stream = await quotas.reserve(caller, Demand(0, 1500))
+    clock[0] += 61  # the stream is still running when the next window opens
+    await quotas.reserve(caller, Demand(0, 2000))  # the next window, spent
+    await quotas.settle(long_stream, 0, 10)  # 1,490 tokens not used
+    with pytest.raises(RateLimited):
+        await quotas.reserve(caller, Demand(0, 1000))
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[s.name for s in SHAPES])
 def test_no_window_serves_more_than_the_limit_and_one_reservation(
@@ -263,14 +291,129 @@ def _holds(bases: list[str], shape: Shape, stream: bool) -> None:
     started = time.monotonic()
     alone, answers = _run(bases, shape, stream)
     assert time.monotonic() - started < 60  # one window of the quota
-    served = [carried for status, carried, _ in answers if status == 200]
-    refused = [status for status, _, _ in answers if status != 200]
+    served = [carried for status, carried, _, _ in answers if status == 200]
+    refused = [status for status, _, _, _ in answers if status != 200]
     assert served and refused and set(refused) == {429}
     one = max(served)
-    # What the answers carried, all of them, against the one window's limit.
-    assert sum(served) <= LIMIT + one, (sum(served), len(served))
+    # What the answers carried, against the limit of the window each was
+    # charged to.
+    windows: dict[int, int] = {}
+    for status, carried, _, ends in answers:
+        if status == 200:
+            window = next((w for w in windows if abs(w - ends) <= 3), ends)
+            windows[window] = windows.get(window, 0) + carried
+    assert all(total <= LIMIT + one for total in windows.values()), (windows, len(served))
     assert sum(served) >= LIMIT // 2  # metered, not starved
     # The reservation is honest: it covers what the answer carried.
-    status, carried, reserved = alone
+    status, carried, reserved, _ = alone
     assert status == 200 and reserved is not None
     assert carried <= reserved, (carried, reserved)
+
+
+# --- an answer's bound: no limit sent, or usage never seen ----------------------------
+
+GENEROUS = 30000  # what the upstream below writes when no output limit is sent
+
+
+def generous_upstream() -> ASGIApp:
+    """A chat endpoint that writes GENEROUS tokens unless told a limit, in
+    Chinese (about a token a character) and streamed, its usage a moment
+    after its last words."""
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or GENEROUS
+        usage = {"prompt_tokens": 5, "completion_tokens": limit, "total_tokens": limit + 5}
+        if not body.get("stream"):
+            return JSONResponse({"object": "chat.completion", "usage": usage, "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "模" * limit},
+                 "finish_reason": "length"}]})
+
+        async def events() -> AsyncIterator[bytes]:
+            for done in range(0, limit, 100):
+                chunk = {"object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": {"content": "模" * min(100, limit - done)},
+                     "finish_reason": None}]}
+                yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+            end = {"object": "chat.completion.chunk", "choices": [
+                {"index": 0, "delta": {}, "finish_reason": "length"}]}
+            yield b"data: " + orjson.dumps(end) + b"\n\n"
+            await asyncio.sleep(0.3)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                last = {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+                yield b"data: " + orjson.dumps(last) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+async def test_what_an_answer_costs_past_its_window_is_owed_in_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer longer than its reservation (no output limit sent, and a
+    model that writes more than `default_max_tokens`), settled after its
+    window ended: what it cost past the reservation is charged to the window
+    open now, so over time a caller gets no more than the limit."""
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [QUOTA]})
+    quotas = Quotas(policy, Store("memory://"))
+    caller = Subject("acct:a", "192.0.2.1", "192.0.2.0/24", None)
+    long_answer = await quotas.reserve(caller, Demand(0, 1500))
+    clock[0] += 61
+    await quotas.settle(long_answer, 0, 5000)  # 3,500 past what it reserved
+    with pytest.raises(RateLimited):
+        await quotas.reserve(caller, Demand(0, 10))
+    clock[0] += 61
+    await quotas.reserve(caller, Demand(0, 1500))  # paid: a fresh window
+
+
+def test_a_caller_served_past_its_reservations_is_refused_until_it_has_paid() -> None:
+    """Six calls naming no output limit, each reserving `default_max_tokens`
+    (4,096), to a model that writes 30,000: what was served past the
+    reservations is charged, and the caller is refused."""
+    quota = {"name": "tpm", "limit": "20000/minute", "cost": "total_tokens"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    headers = _key()
+
+    async def run(base: str) -> tuple[list[httpx.Response], httpx.Response]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            burst = await asyncio.gather(*[
+                client.post(base + "/v1/chat/completions", json=body, headers=headers)
+                for _ in range(6)])
+            return list(burst), await client.post(base + "/v1/chat/completions", json=body,
+                                                  headers=headers)
+
+    with serve_in_thread(generous_upstream()) as upstream, \
+            serve_in_thread(GuardGate(policy={"upstream": upstream, "quotas": [quota]})) as base:
+        burst, after = asyncio.run(run(base))
+    assert [a.status_code for a in burst].count(200) == 4  # 4 x 4,096 reserved fit
+    assert after.status_code == 429
+    assert after.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+def test_a_stream_left_before_its_usage_is_charged_what_it_reserved() -> None:
+    """Settled on characters it would cost a quarter: Chinese is a token a
+    character, and the usage chunk the client never waited for is lost."""
+    limit, each = 10000, 2000
+    quota = {"name": "tpm", "limit": f"{limit}/minute", "cost": "total_tokens"}
+    body = {"model": "m", "stream": True, "max_tokens": each,
+            "messages": [{"role": "user", "content": "写一篇文章"}]}
+    headers = _key()
+    got = 0
+    with serve_in_thread(generous_upstream()) as upstream, \
+            serve_in_thread(GuardGate(policy={"upstream": upstream, "quotas": [quota]})) as base:
+        for _ in range(12):
+            with httpx.Client(timeout=30) as client, \
+                    client.stream("POST", base + "/v1/chat/completions", json=body,
+                                  headers=headers) as answer:
+                if answer.status_code != 200:
+                    break
+                for line in answer.iter_lines():  # leave at the last words
+                    if line.startswith("data: {"):
+                        choices = json.loads(line[6:])["choices"]
+                        got += sum(len(c["delta"].get("content") or "") for c in choices)
+                        if any(c.get("finish_reason") for c in choices):
+                            break
+            time.sleep(0.4)  # settled
+    assert got <= limit + each, got

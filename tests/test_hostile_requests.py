@@ -7,6 +7,7 @@ by x-api-key, one that takes the first of two repeated keys."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 from collections.abc import Iterator
@@ -225,6 +226,17 @@ def test_the_credential_header_the_policy_names_is_one_of_the_keys(toy: str) -> 
     assert alone.status == 200
 
 
+def test_an_azure_api_key_is_the_caller_not_its_address(toy: str) -> None:
+    """``api-key`` authenticates at Azure OpenAI and LiteLLM: by default it
+    names the caller, so a key denied is denied however it is sent."""
+    policy = {"upstream": toy, "overrides": [{"principal": principal_of("sk-azure"),
+                                              "deny": True}]}
+    with serve_in_thread(GuardGate(policy=policy)) as base:
+        bearer = send(base, "/v1/chat/completions", CHAT, {"authorization": "Bearer sk-azure"})
+        azure = send(base, "/v1/chat/completions", CHAT, {"api-key": "sk-azure"})
+    assert bearer.status == azure.status == 403
+
+
 def test_bearer_tokens_are_read_as_rfc_9110_writes_them(toy: str) -> None:
     policy = {"upstream": toy, "quotas": [{"name": "rpm", "limit": "3/minute"}]}
     spellings = ["Bearer sk-one", "bearer\tsk-one", "BEARER    sk-one", "Bearer \t sk-one"]
@@ -308,6 +320,28 @@ def test_unknown_posts_under_a_model_prefix_get_what_the_policy_says(
     unknown = [e for e in logs if e["event"] == "unknown model path"]
     assert [(e["path"], e["handled"]) for e in unknown if e["path"] == suffixed] == [
         (suffixed, "meter"), (suffixed, "pass"), (suffixed, "deny")]
+
+
+def test_calls_on_unknown_paths_are_metered_never_scored(
+        lenient: tuple[str, list[str]]) -> None:
+    """An embeddings call, read by the nearest API's parser, has no prompt:
+    scored, every embeddings user would share one empty template and look
+    like a harvester. Its caller keeps the tier it is in."""
+    upstream, _ = lenient
+    gate = GuardGate(policy={
+        "upstream": upstream,
+        "tiers": {"watch": {"score": 0.1}, "suspicious": {"score": 0.3, "quota_factor": 0.5}},
+        "quotas": [{"name": "rpm", "limit": "1000/minute"}],
+    })
+    key = {"authorization": "Bearer sk-embedder"}
+    embed = {"model": "text-embedding-3-small", "input": "the same sentence"}
+    with serve_in_thread(gate) as base:
+        answers = [send(base, "/v1/embeddings", embed, key) for _ in range(40)]
+        assert "x-ratelimit-limit-requests" in answers[-1].headers  # metered
+        chat = send(base, "/v1/chat/completions", CHAT, key)
+    assert chat.status == 200
+    state = gate.runtime.admission.risk.state  # type: ignore[union-attr]
+    assert asyncio.run(state.peek(principal_of("sk-embedder")))["n"] == "1.0"
 
 
 def test_path_matching_remembers_a_bounded_number_of_paths(toy: str) -> None:

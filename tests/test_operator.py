@@ -3,6 +3,7 @@ token, applied at once, and shared by replicas through Redis."""
 
 from __future__ import annotations
 
+import http.client
 import time
 from typing import Any
 
@@ -108,6 +109,22 @@ def test_every_operator_endpoint_needs_the_token(toy: str, method: str, path: st
         right = httpx.request(method, base + path, json={"deny": True}, headers=ADMIN)
     assert none.status_code == wrong.status_code == 401
     assert right.status_code != 401
+
+
+@pytest.mark.parametrize("path", ["//_guardgate/accounts", "/x/../_guardgate/accounts",
+                                  "/%5Fguardgate/accounts", "/_GuardGate/accounts"])
+def test_the_operator_api_spelled_otherwise_is_still_the_operator_api(
+        toy: str, path: str) -> None:
+    """Never forwarded: the operator's token would reach the upstream, and an
+    upstream that normalizes paths might serve it."""
+    with serve_in_thread(GuardGate(policy=policy(toy))) as base:
+        host, port = base.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("GET", path)
+        connection.endheaders()
+        answer = connection.getresponse()
+        connection.close()
+    assert answer.status == 401  # the operator API's own refusal
 
 
 def test_latency_histograms_are_exported(toy: str) -> None:

@@ -34,7 +34,7 @@ ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
                 RequestFields(("max_completion_tokens", "max_tokens"), "max_tokens",
                               logprobs=("logprobs", "top_logprobs"),
                               top_logprobs="top_logprobs", choices=("n",), logit_bias=True,
-                              stream_usage=True),
+                              stream_usage=True, untreated_logprobs=("prompt_logprobs",)),
                 Chat,
             ),
             Adapter(
@@ -42,7 +42,8 @@ ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
                 openai_error_body,
                 RequestFields(("max_tokens",), "max_tokens", logprobs=("logprobs",),
                               top_logprobs="logprobs", choices=("n", "best_of"),
-                              logit_bias=True, stream_usage=True),
+                              logit_bias=True, stream_usage=True,
+                              untreated_logprobs=("prompt_logprobs",)),
                 Completions,
             ),
             Adapter(

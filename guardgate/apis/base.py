@@ -92,6 +92,9 @@ class RequestFields:
     logprobs: tuple[str, ...] = ()        # fields asking for logprobs
     top_logprobs: str | None = None       # how many alternatives per token
     logprobs_include: str | None = None   # an ``include`` entry asking for logprobs
+    # Logprobs some servers add that no walker treats (vLLM's prompt_logprobs):
+    # a tier that treats logprobs never asks for them.
+    untreated_logprobs: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()         # fields asking for more than one answer
     logit_bias: bool = False              # takes a logit bias
     thinking_budget: bool = False         # a reasoning budget must stay below max_tokens

@@ -214,8 +214,8 @@ def _collect_prompts(prompt: object, texts: list[str]) -> tuple[int, int]:
 
     The field is one prompt (a string, or an array of token ids), or an
     array of prompts, each a string or an array of token ids. Token ids
-    give no text; each is one token of input (the upstream checks that
-    they are integers: counting them is enough here, and costs nothing).
+    give no text; each is one token of input. An array that starts with a
+    token id is one prompt of token ids and must hold nothing else.
     """
     if type(prompt) is str:
         if prompt:
@@ -226,6 +226,11 @@ def _collect_prompts(prompt: object, texts: list[str]) -> tuple[int, int]:
     if type(prompt) is not list:
         raise invalid_type("prompt", "a string or an array", prompt)
     if prompt and type(prompt[0]) is int:
+        # One prompt of token ids: nothing else in it, or what else it holds
+        # would go upstream uncounted.
+        for i, item in enumerate(prompt):
+            if type(item) is not int:
+                raise invalid_type(f"prompt[{i}]", "an integer (a token id)", item)
         return 1, len(prompt)
     ids = 0
     for i, item in enumerate(prompt):

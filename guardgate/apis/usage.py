@@ -116,6 +116,18 @@ class Meter(Processor):
         """Output tokens estimated from the generated text, when no usage was seen."""
         return math.ceil(self.text_chars / CHARS_PER_TOKEN)
 
+    def billed_output(self, reserved: int, ok: bool) -> int:
+        """The output tokens an answer is charged: the upstream's count; with
+        none seen, what was ``reserved`` for it (or the estimate, if larger)
+        when the answer was the model's (``ok``: a 2xx), the estimate for an
+        error. A count from characters is no bound (a token of Chinese text
+        or digits is one or two characters), and a caller that leaves a
+        stream before its usage arrives must not be charged less for it."""
+        if self.output_tokens is not None:
+            return self.output_tokens
+        estimate = self.estimated_output_tokens()
+        return max(estimate, reserved) if ok else estimate
+
 
 
 class UsageMeter(AnswerChain):

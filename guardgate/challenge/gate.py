@@ -120,9 +120,7 @@ class ChallengeGate:
         meter = ex.meter
         used = 0
         if meter is not None:
-            used = meter.output_tokens
-            if used is None:
-                used = meter.estimated_output_tokens()
+            used = meter.billed_output(self.worst_case(ex), 200 <= ex.status < 300)
         try:
             await self.charge(passed, used)
         except STORAGE_ERRORS as exc:

@@ -46,7 +46,7 @@ storage: memory://               # this process only; redis://HOST:6379/0 shares
 on_storage_error: open           # storage down: let traffic through (closed: refuse, 503)
 
 identity:
-  principal: [bearer, {header: x-api-key}, ip]   # who a caller is: the first present wins
+  principal: [bearer, {header: x-api-key}, {header: api-key}, ip]   # who a caller is: the first present wins
   trusted_proxies: [127.0.0.1/32]                # whose X-Forwarded-For is believed
 
 quotas:

@@ -35,13 +35,13 @@ _MARGIN = 0.001  # how far below the top logprob a coarsened other one is clampe
 
 @registered(order=10)
 class DropLogprobs(Flag):
-    """Drop logprobs: not asked for, and removed from answers."""
+    """Drop logprobs: not asked for (prompt logprobs neither), and removed from answers."""
 
     drop_logprobs: On = True
 
     def rewrite_request(self, call: ModelCall) -> bool:
         fields, body = fields_of(call), call.body
-        changed = False
+        changed = _untreated(call)
         for field in fields.logprobs:
             changed = pop(body, field) or changed
         asked = fields.logprobs_include
@@ -57,13 +57,14 @@ class DropLogprobs(Flag):
 
 @registered(order=20)
 class CapTopLogprobs(Transform):
-    """Keep at most this many alternatives per token (the most likely ones)."""
+    """Keep at most this many alternatives per token (the most likely ones); no prompt logprobs."""
 
     cap_top_logprobs: NonNegative = Field(description="Alternatives per token, at most.")
 
     def rewrite_request(self, call: ModelCall) -> bool:
         field = fields_of(call).top_logprobs
-        return field is not None and cap_int(call.body, field, self.cap_top_logprobs)
+        capped = field is not None and cap_int(call.body, field, self.cap_top_logprobs)
+        return _untreated(call) or capped
 
     def processor(self, walker: Walker, secret: bytes) -> Processor:
         return _Cap(walker, self.cap_top_logprobs)
@@ -71,10 +72,13 @@ class CapTopLogprobs(Transform):
 
 @registered(order=30)
 class CoarsenLogprobs(Flag):
-    """Round logprobs to 0.1 and add keyed noise; the sampled token stays on top."""
+    """Round logprobs to 0.1 and add keyed noise; the sampled token stays on top; no prompt logprobs."""
 
     coarsen_logprobs: On = True
     needs_key = True
+
+    def rewrite_request(self, call: ModelCall) -> bool:
+        return _untreated(call)
 
     def processor(self, walker: Walker, secret: bytes) -> Processor:
         return _Coarsener(walker, secret)
@@ -209,6 +213,15 @@ class _Coarsener(Processor):
         unit = int.from_bytes(mac.digest()[:8], "big") / 18446744073709551616.0
         coarse = min(round(value, 1) + (2.0 * unit - 1.0) * COARSE_NOISE, 0.0)
         return round(coarse, 6) + 0.0  # + 0.0: never -0.0
+
+
+def _untreated(call: ModelCall) -> bool:
+    """Take out the logprobs no walker treats; whether any were asked for."""
+    body = call.body
+    changed = False
+    for field in fields_of(call).untreated_logprobs:
+        changed = pop(body, field) or changed
+    return changed
 
 
 def _dicts(value: object) -> list[Json]:

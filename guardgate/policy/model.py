@@ -73,6 +73,7 @@ class IdentityConfig:
     principal: tuple[PrincipalSource, ...] = (
         PrincipalSource("bearer"),
         PrincipalSource("header", "x-api-key", "key"),
+        PrincipalSource("header", "api-key", "key"),  # Azure OpenAI's
         PrincipalSource("ip"),
     )
     trusted_proxies: tuple[IPNetwork, ...] = ()

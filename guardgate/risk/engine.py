@@ -97,6 +97,12 @@ class RiskEngine:
         return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters,
                           scored.own >= self._member_score, self._rank.get(tier, -1) + 1)
 
+    async def tier_of(self, principal: str) -> str:
+        """The tier ``principal`` is in, without observing anything."""
+        state = await self.state.peek(principal)
+        tier = state.get("tier") if state else None
+        return tier if tier in self._rank else NORMAL
+
     async def record(self, assessment: Assessment, tokens: tuple[int, int] | None) -> None:
         await self.state.record(assessment.record(tokens))
 

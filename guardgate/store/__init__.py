@@ -22,6 +22,7 @@ from guardgate.store.overrides import MemoryOverrides, RedisOverrides, RuntimeOv
 from guardgate.store.risk import Clock, MemoryRisk, RedisRisk, RiskStore
 from guardgate.store.settle import Settlements
 from guardgate.store.slots import MemorySlots, RedisSlots, Slots
+from guardgate.store.windows import MemoryWindows, RedisWindows
 
 # Commands must fail fast when Redis is away: the policy decides what a
 # failure means (on_storage_error), and a hung request decides nothing.
@@ -61,6 +62,7 @@ class Store:
         if not is_redis(url):
             self.limits: LimitsStorage = storage_from_string("async+memory://")  # type: ignore[assignment]
             self.slots: Slots = MemorySlots()
+            self.windows: MemoryWindows | RedisWindows = MemoryWindows()
             self.settlements = Settlements(self)
             return
         cluster = url.startswith("redis+cluster://")
@@ -82,6 +84,7 @@ class Store:
             self.client = aioredis.Redis.from_url(
                 url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
             )
+        self.windows = RedisWindows(self.client, self.limits)
         self.settlements = Settlements(self)
         self.slots = RedisSlots(self.client, self.settlements)
 

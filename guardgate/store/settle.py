@@ -9,9 +9,7 @@ trip. In memory it is applied at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from importlib import resources
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -20,12 +18,15 @@ from guardgate.logs import get_logger
 from guardgate.store.errors import STORAGE_ERRORS
 from guardgate.store.scripts import LuaScript
 from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
+from guardgate.store.windows import SETTLE
 
 log = get_logger("guardgate")
 
 # What waits to be sent: counter deltas, slots to release, risk records.
 _Call = tuple[LuaScript, list[str], list[Any]]
-_Batch = tuple[list[tuple[str, int, int]], list[tuple[str, str]], list[_Call]]
+# (window counter, the charged window's end, delta, the window's length in seconds)
+_Count = tuple[str, float, int, int]
+_Batch = tuple[list[_Count], list[tuple[str, str]], list[_Call]]
 
 
 class Settlements:
@@ -33,19 +34,19 @@ class Settlements:
         self._store = store
         self._interval = interval
         self._batch = batch
-        self._counts: list[tuple[str, int, int]] = []   # (limits key, expiry, delta)
+        self._counts: list[_Count] = []
         self._slots: list[tuple[str, str]] = []         # (slot set, holder)
         self._calls: list[_Call] = []                   # scripts run after answers
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
-        self._source = resources.files("guardgate.store").joinpath("lua/settle_count.lua").read_text()
-        self._sha = hashlib.sha1(self._source.encode()).hexdigest()
 
-    async def add(self, counts: list[tuple[str, int, int]], slots: list[tuple[str, str]]) -> None:
+    async def add(self, counts: list[_Count], slots: list[tuple[str, str]]) -> None:
+        """Settle fixed-window counts (`guardgate.store.windows`) and release
+        slots: at once in memory, with the next batch in Redis."""
         if self._store.client is None:
-            for key, expiry, delta in counts:
-                await self._store.limits.incr(key, expiry, amount=delta)
+            for key, ends, delta, seconds in counts:
+                await self._store.windows.settle(key, ends, delta, seconds)
             for key, holder in slots:
                 await self._store.slots.release(key, holder)
             return
@@ -109,9 +110,10 @@ class Settlements:
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
             async with self._store.client.pipeline(transaction=False) as pipe:
-                prefixed = self._store.limits.bridge.prefixed_key
-                for key, _, delta in counts:
-                    pipe.evalsha(self._sha, 1, prefixed(key), delta)
+                counter = self._store.windows.key
+                for key, ends, delta, seconds in counts:
+                    pipe.evalsha(SETTLE.sha, 1, counter(key), delta, round(ends * 1000),
+                                 seconds * 1000)
                 for key, holder in slots:
                     pipe.zrem(key, holder)
                 for script, keys, args in calls:
@@ -122,7 +124,7 @@ class Settlements:
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
                 # A restarted Redis forgot the scripts: load them, send again.
                 # What was already applied is not resent.
-                for source in {self._source, ACQUIRE_SOURCE, *(c[0].source for c in calls)}:
+                for source in {SETTLE.source, ACQUIRE_SOURCE, *(c[0].source for c in calls)}:
                     await self._store.client.script_load(source)
                 missed = [isinstance(r, NoScriptError) for r in results]
                 counts = [c for c, m in zip(counts, missed, strict=False) if m]

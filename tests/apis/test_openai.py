@@ -334,6 +334,13 @@ def test_completions_count_prompts_and_token_ids(prompt: Any, prompts: int, toke
     assert (call.prompts, call.token_ids) == (prompts, token_ids)
 
 
+@pytest.mark.parametrize("prompt", [[1734, "x" * 40000], [1734, [318] * 9000], [1, 2, None]])
+def test_a_token_id_prompt_holding_anything_else_is_refused(prompt: list[Any]) -> None:
+    """It would go upstream counted as a few token ids."""
+    with pytest.raises(BadRequest, match=r"prompt\[1\]|prompt\[2\]"):
+        completions(dumps(model="m", prompt=prompt))
+
+
 def test_completions_answers_are_every_prompt_times_n_or_best_of() -> None:
     hundred = [f"q{i}" for i in range(100)]
     assert completions(dumps(prompt=hundred)).answers == 100

@@ -353,7 +353,8 @@ def test_parse_degrade_reads_names_and_mappings() -> None:
     assert parse_degrade([]) == Transforms() and Transforms().names() == ()
     assert parse_degrade([{"cap_top_logprobs": 0}]).names() == ("cap_top_logprobs",)
     assert not Transforms(tarpit=1.0, reroute="http://x").rewrites_response
-    assert not Transforms(coarsen_logprobs=True).rewrites_request
+    assert not Transforms(tarpit=1.0).rewrites_request
+    assert Transforms(coarsen_logprobs=True).rewrites_request  # no prompt logprobs
     assert Transforms(clamp_max_tokens=5).rewrites_request
 
 
@@ -398,6 +399,13 @@ REQUESTS: list[tuple[str, Json, Transforms, Json | None]] = [
      Transforms(cap_top_logprobs=2), {"messages": USER, "logprobs": True, "top_logprobs": 2}),
     ("openai.chat", {"messages": USER, "logprobs": True, "top_logprobs": 1},
      Transforms(cap_top_logprobs=2), None),
+    # vLLM's prompt logprobs: no walker treats them, so no logprob tier asks.
+    ("openai.chat", {"messages": USER, "prompt_logprobs": 20},
+     Transforms(drop_logprobs=True), {"messages": USER}),
+    ("openai.chat", {"messages": USER, "logprobs": True, "prompt_logprobs": 20},
+     Transforms(cap_top_logprobs=2), {"messages": USER, "logprobs": True}),
+    ("openai.completions", {"prompt": "x", "echo": True, "prompt_logprobs": 5},
+     Transforms(coarsen_logprobs=True), {"prompt": "x", "echo": True}),
     ("openai.chat", {"messages": USER, "logit_bias": {"50256": -100}},
      Transforms(drop_logit_bias=True), {"messages": USER}),
     ("openai.chat", {"messages": USER, "n": 4}, Transforms(force_n1=True),

@@ -8,7 +8,13 @@ A new API format adds its walker module here; its `Adapter` names it.
 
 from __future__ import annotations
 
-from guardgate.apis.answers.chain import AnswerChain, Processor, TooLarge
+from guardgate.apis.answers.chain import (
+    AnswerChain,
+    Processor,
+    TooLarge,
+    Unreadable,
+    Untreatable,
+)
 from guardgate.apis.answers.chat import Chat
 from guardgate.apis.answers.completions import Completions
 from guardgate.apis.answers.messages import Messages
@@ -27,6 +33,8 @@ __all__ = [
     "Responses",
     "TextSink",
     "TooLarge",
+    "Unreadable",
+    "Untreatable",
     "Usage",
     "Walker",
 ]

@@ -24,9 +24,12 @@ chunk as it came, at once, and reads on the side.
 Nothing holds more than `MAX_JSON` of a JSON answer, `MAX_PART` of one of
 its parts, or `MAX_EVENT` of one event (`MAX_PART` when the chain treats the
 answer). Nothing here raises on what the upstream sends, except
-`TooLarge`: a part or event larger than that, in an answer a processor
-treats (`Processor.treats`), can be neither treated nor passed on as it
-came. A chain that does not treat passes it on unread.
+`Untreatable`, on an answer a processor treats (`Processor.treats`) that
+can be neither treated nor passed on as it came: `TooLarge`, a part or event
+larger than that; `Unreadable`, a JSON answer (or a part of one) that is no
+JSON object, which is what a compressed or foreign answer looks like. A
+chain that does not treat passes such answers on unread, and so does one
+told the answer is not the model's (`strict` off: an upstream's error).
 """
 
 from __future__ import annotations
@@ -39,15 +42,23 @@ from guardgate.apis.answers.cut import GLUE, ITEM, ITEMS, MEMBER, RAW, AnswerCut
 from guardgate.apis.answers.walk import Edit, Json, Walker
 from guardgate.apis.sse import MAX_EVENT, EventReader, event_data, event_head, render_event
 
-__all__ = ["MAX_JSON", "MAX_PART", "AnswerChain", "Processor", "TooLarge"]
+__all__ = ["MAX_JSON", "MAX_PART", "AnswerChain", "Processor", "TooLarge", "Unreadable",
+           "Untreatable"]
 
 MAX_JSON = 4 << 20  # a JSON answer is held whole up to this; a larger one is cut into parts
 MAX_PART = 4 << 20  # one part of a cut answer, or one event of a treated stream, held up to this
 
 
-class TooLarge(Exception):
-    """An answer a processor treats holds a part or an event larger than the
-    chain may hold: it cannot be treated, and it must not pass untreated."""
+class Untreatable(Exception):
+    """An answer a processor treats cannot be read: it must not pass untreated."""
+
+
+class TooLarge(Untreatable):
+    """It holds a part or an event larger than the chain may hold."""
+
+
+class Unreadable(Untreatable):
+    """It is in no shape its walker reads: not JSON, or compressed."""
 
 
 class Processor:
@@ -81,7 +92,7 @@ class AnswerChain:
     """Runs one answer through ``processors``, in order; `feed` every body chunk, then `finish`."""
 
     __slots__ = ("_body", "_edit", "_events", "_last", "_numbers", "_parts", "_processors",
-                 "_walker", "rewrites", "streaming", "treats")
+                 "_walker", "rewrites", "streaming", "strict", "treats")
 
     def __init__(self, walker: Walker, processors: Sequence[Processor]) -> None:
         self._walker = walker
@@ -92,6 +103,9 @@ class AnswerChain:
         for processor in self._processors:
             self.rewrites = self.rewrites or processor.rewrites
             self.treats = self.treats or processor.treats
+        # Whether an unreadable answer is refused: the answer's sender sets it
+        # for a treated answer that is the model's (a 2xx).
+        self.strict = False
         self._events = (EventReader(MAX_PART if self.treats else MAX_EVENT)
                         if walker.streaming else None)
         self._body = bytearray()  # a JSON answer, while it is held whole
@@ -172,6 +186,8 @@ class AnswerChain:
             return b""  # already sent on
         raw = bytes(body)
         if value is None:
+            if self.strict:
+                raise Unreadable
             return raw
         edit.reset(value, raw)
         for processor in self._processors:
@@ -346,6 +362,8 @@ class _Parts:
         if kind == GLUE:
             return data
         if kind == RAW:  # no JSON object, or cut short: it passes as it came
+            if self._chain.strict:
+                raise Unreadable
             self._chain._skipped(len(data))
             return data
         if kind == ITEMS:
@@ -369,6 +387,8 @@ class _Parts:
         """What takes the part's place: itself, as treated, or None when it went."""
         value = self._value(piece)
         if value is None:  # no JSON: as the answer would, if it were held whole
+            if self._chain.strict:
+                raise Unreadable
             self._chain._skipped(len(piece.data))
             return piece.data
         edit = self._chain._part(value, piece.data)
