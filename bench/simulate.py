@@ -22,18 +22,33 @@ Populations (each account is labelled with its population):
   requests benign filler.
 
 ``traffic(seed)`` returns the records in time order, as ``guardgate replay``
-reads them, and the population of every principal.
+reads them, and the population of every principal: this one classic day.
+``traffic(seed, world=World.draw(rnd), days=3)`` instead simulates a
+randomized world over several days, with more benign populations and the
+adaptive attackers (`bench/worlds.py`).
+
+Every record carries ``answer_text``: a short synthetic answer shaped like
+what was asked (numbered steps for a reasoning ask, code for a code
+question, one word for a classification). ``guardgate replay`` ignores
+fields it does not know.
 
     python bench/simulate.py --seed 7 --out traffic.jsonl
+    python bench/simulate.py --seed 7 --world --days 3 --out world.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.worlds import World
 
 DAY = 86400.0
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -164,6 +179,86 @@ AGENTS = (
 )
 
 
+# --- answers ------------------------------------------------------------------
+
+_OPENINGS = (
+    "Sure.", "Good question.", "Here is an overview.", "Short answer first.", "Of course.",
+    "Let's look at it.", "Here's what I'd suggest.", "It depends, but mostly:",
+)
+_STEP_LEADS = (
+    "First,", "Next,", "Then", "After that,", "Now", "From this,", "So", "Finally,",
+)
+_CLAIMS = (
+    "identify what is given and what is asked", "note the constraint on {s}",
+    "write the relation between the quantities", "substitute the known values",
+    "check the edge case where it is zero", "compare the two cases of {s}",
+    "simplify the expression", "apply the definition of {s}",
+    "rule out the option that contradicts the premise", "combine the partial results",
+    "estimate the order of magnitude", "verify the result against the original claim",
+)
+_LABELS = ("positive", "negative", "neutral", "billing", "bug", "feature", "yes", "no",
+           "refund", "question", "other")
+
+
+def answer_text(rnd: random.Random, kind: str, subject: str = "it") -> str:
+    """A short synthetic answer shaped like what ``kind`` of request asks for:
+    ``steps`` (numbered reasoning), ``essay`` (sections), ``code``, ``label``
+    (one word), ``json``, ``token`` (one token), ``letter`` (a multiple-choice
+    letter), ``list`` or ``prose``."""
+    subject = subject[:60] or "it"
+    if kind == "steps":
+        count = rnd.randint(3, 7)
+        lines = [f"{i + 1}. {rnd.choice(_STEP_LEADS)} "
+                 + rnd.choice(_CLAIMS).format(s=subject) + "." for i in range(count)]
+        return "\n".join(lines) + f"\nTherefore, the answer for {subject} follows."
+    if kind == "essay":
+        parts = [f"## {rnd.choice(('Overview', 'Background', 'Key ideas', 'Open problems'))}"]
+        for _ in range(rnd.randint(2, 4)):
+            parts.append(f"{subject.capitalize()}: " + rnd.choice(_CLAIMS).format(s=subject)
+                         + ", " + rnd.choice(_CLAIMS).format(s=subject) + ".")
+        return "\n\n".join(parts)
+    if kind == "code":
+        name = rnd.choice(("parse", "load", "merge", "fix", "handle", "compute"))
+        return (f"Here is a version that works:\n```\ndef {name}(items):\n"
+                f"    return [x for x in items if x is not None]\n```\n"
+                f"This avoids the {rnd.choice(('copy', 'lookup', 'error', 'race'))}.")
+    if kind == "label":
+        return rnd.choice(_LABELS)
+    if kind == "json":
+        return f'{{"category": "{rnd.choice(NOUNS)}", "title": "{subject[:30]}"}}'
+    if kind == "token":
+        return rnd.choice(("The", "A", "Yes", "No", "1", "It"))
+    if kind == "letter":
+        return rnd.choice("ABCD")
+    if kind == "list":
+        return "\n".join(f"- {rnd.choice(NOUNS)} ({rnd.choice(WORDS)[:24]})"
+                         for _ in range(rnd.randint(3, 6)))
+    return (f"{rnd.choice(_OPENINGS)} About {subject}: {rnd.choice(WORDS)}; "
+            f"{rnd.choice(_CLAIMS).format(s=subject)}.")
+
+
+_ASKS_REASONING = re.compile(r"step|reason|chain of thought|thought process|derivation|"
+                             r"follows from|justified|one idea to the|derive")
+
+
+def kind_of(text: str, output: int, params: dict[str, Any]) -> str:
+    """What a classic-day request asks for, from its text and parameters."""
+    lower = text.lower()
+    if output <= 1 or params.get("max_tokens") == 1:
+        return "token"
+    if "one word" in lower:
+        return "label"
+    if "as json" in lower:
+        return "json"
+    if _ASKS_REASONING.search(lower):
+        return "steps"
+    if "```" in text or "sql" in lower or " code" in lower:
+        return "code"
+    if "ideas" in lower or "name ideas" in lower:
+        return "list"
+    return "essay" if output >= 900 else "prose"
+
+
 @dataclass
 class Account:
     principal: str
@@ -181,6 +276,8 @@ class Simulator:
         self.accounts: list[Account] = []
         self.events: list[tuple[float, int, dict[str, Any]]] = []
         self._serial = 0
+        # Answers are drawn apart, so that they change no request.
+        self.answers = random.Random(f"answers:{seed}")
 
     # --- helpers ------------------------------------------------------------
 
@@ -223,10 +320,13 @@ class Simulator:
         if account.org:
             headers["x-org-id"] = account.org
         prompt_tokens = sum(len(m["content"]) for m in messages) // 4 + 4
+        text = messages[-1]["content"]
         record = {
             "ts": round(ts, 3), "method": "POST", "path": "/v1/chat/completions",
             "client_ip": account.ip, "headers": headers, "body": body,
             "usage": {"input_tokens": prompt_tokens, "output_tokens": output},
+            "answer_text": answer_text(self.answers, kind_of(text, output, params),
+                                       text[:40].rstrip()),
         }
         self._serial += 1
         self.events.append((ts, self._serial, record))
@@ -376,12 +476,27 @@ class Simulator:
             yield record
 
 
-def traffic(seed: int, scale: float = 1.0) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """One simulated day: the records in time order, and each principal's population."""
-    sim = Simulator(seed, scale)
-    sim.day()
-    populations = {f"acct:{a.principal}": a.population for a in sim.accounts}
-    return list(sim.records()), populations
+def traffic(
+    seed: int, scale: float = 1.0, world: World | None = None, days: int = 1
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The records in time order, and each principal's population.
+
+    Without ``world``: the classic simulated day (``days`` must be 1). With
+    one (``World.draw(random.Random(seed))``, `bench.worlds`): that world
+    over ``days`` days, from `START`; the adaptive populations with a history
+    (aged sleepers, multi-day campaigns) need ``days`` >= 2."""
+    if world is None:
+        if days != 1:
+            raise ValueError("the classic day is one day: pass a World for more")
+        sim = Simulator(seed, scale)
+        sim.day()
+        populations = {f"acct:{a.principal}": a.population for a in sim.accounts}
+        return list(sim.records()), populations
+    from bench.worlds import WorldSimulator
+
+    world_sim = WorldSimulator(seed, scale, world, days)
+    world_sim.run()
+    return world_sim.traffic()
 
 
 def main() -> None:
@@ -390,13 +505,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scale", type=float, default=1.0, help="population sizes times this")
+    parser.add_argument("--world", action="store_true",
+                        help="a randomized world drawn from the seed (default: the classic day)")
+    parser.add_argument("--days", type=int, default=1, help="days simulated (with --world)")
     parser.add_argument("--out", default="-", help="JSON lines file (default: standard output)")
     args = parser.parse_args()
-    records, _ = traffic(args.seed, args.scale)
+    world = None
+    if args.world:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from bench.worlds import World
+
+        world = World.draw(random.Random(args.seed))
+    records, _ = traffic(args.seed, args.scale, world, args.days)
     lines = b"".join(orjson.dumps(r) + b"\n" for r in records)
     if args.out == "-":
-        import sys
-
         sys.stdout.buffer.write(lines)
     else:
         with open(args.out, "wb") as f:
