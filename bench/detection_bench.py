@@ -13,8 +13,8 @@ worst world:
 - attack populations: recall, the share of accounts reaching ``suspicious``
   or above (at least 95 % for harvesters, logprob miners, reasoning
   extractors and hydras, 80 % for the stealthy hydra and the adaptive
-  campaigns), and the share of their requests answered pristine, tier
-  normal or watch (at most 10 %);
+  campaigns), and the share of their requests answered pristine: in a tier
+  that neither degrades, marks nor denies (at most 10 %);
 - attacker cost: how many accounts an informed adversary needs for 16
   million pristine answers in 30 days under the policy (at least 24,000):
   see `attacker_cost`.
@@ -85,9 +85,20 @@ async def replay(records: list[dict[str, Any]], policy_path: Path) -> tuple[list
     return decisions, time.perf_counter() - began
 
 
+def untreated(policy_path: Path) -> tuple[list[str], set[str]]:
+    """The policy's tiers, and those whose answers leave untouched (no
+    degrade, no mark, no denial: normal, and tiers that only throttle or
+    challenge; a challenge solved buys pristine answers)."""
+    tiers = load_policy(policy_path).tiers
+    return [t.name for t in tiers], {"normal", *(
+        t.name for t in tiers if t.degrade is None and not t.mark and not t.deny)}
+
+
 def evaluate(decisions: list[dict[str, Any]], populations: dict[str, str],
-             tiers: list[str]) -> dict[str, Any]:
+             tiers: list[str], pristine_tiers: set[str] | None = None) -> dict[str, Any]:
     rank = {name: i for i, name in enumerate(["normal", *tiers])}
+    if pristine_tiers is None:
+        pristine_tiers = {name for name, i in rank.items() if i <= rank.get("watch", 0)}
     protective = rank[PROTECTIVE]
     highest: dict[str, int] = defaultdict(int)
     seen: dict[str, int] = defaultdict(int)
@@ -97,20 +108,20 @@ def evaluate(decisions: list[dict[str, Any]], populations: dict[str, str],
     untouched: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     # Per account and day of the horizon: [requests, answered pristine].
     daily: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    pristine = rank.get("watch", 0)
     for line in decisions:
         principal = line["principal"]
         level = rank[line["tier"]]
         day = daily[principal][int((line["ts"] - START) // DAY)]
         day[0] += 1
-        day[1] += level <= pristine
+        untouched_answer = line["tier"] in pristine_tiers
+        day[1] += untouched_answer
         seen[principal] += 1
         joined.setdefault(principal, line["ts"])
         highest[principal] = max(highest[principal], level)
         population = populations.get(principal, "unknown")
         counts = untouched[population]
         counts[1] += 1
-        if level <= rank.get("watch", 0):
+        if untouched_answer:
             counts[0] += 1
         if level >= protective and principal not in first_caught:
             first_caught[principal] = seen[principal]
@@ -218,8 +229,8 @@ def classic(args: argparse.Namespace) -> int:
     """The classic simulated day (`bench.simulate`), one seed."""
     records, populations = traffic(args.seed, args.scale)
     decisions, seconds = asyncio.run(replay(records, args.policy))
-    tiers = [tier.name for tier in load_policy(args.policy).tiers]
-    report = evaluate(decisions, populations, tiers)
+    tiers, pristine = untreated(args.policy)
+    report = evaluate(decisions, populations, tiers, pristine)
 
     print(f"seed {args.seed}: {len(records)} requests, {len(populations)} accounts, "
           f"replayed in {seconds:.1f} s ({len(records) / seconds:,.0f} requests/s)\n")
@@ -257,8 +268,8 @@ def run_world(job: tuple[int, float, int, str]) -> dict[str, Any]:
     records, populations = traffic(seed, scale, world, days)
     simulated = time.perf_counter() - began
     decisions, seconds = asyncio.run(replay(records, Path(policy)))
-    tiers = [tier.name for tier in load_policy(Path(policy)).tiers]
-    report = evaluate(decisions, populations, tiers)
+    tiers, pristine = untreated(Path(policy))
+    report = evaluate(decisions, populations, tiers, pristine)
     benign = [report[p] for p in WORLD_BENIGN if p in report]
     flagged = sum(e["recall"] * e["accounts"] for e in benign)
     accounts = sum(e["accounts"] for e in benign)

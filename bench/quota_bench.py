@@ -6,8 +6,11 @@ before forwarding and settled after) and in-flight requests (parallel). The
 limits are far above what the run sends, so every request is admitted and
 the figures are the cost of the normal path.
 
-    apt-get install -y nginx-light wrk      # and a Redis on 127.0.0.1:6379
-    python bench/quota_bench.py [--duration 8] [--rounds 3] [--redis redis://127.0.0.1:6379/14]
+    apt-get install -y nginx-light wrk redis-server
+    python bench/quota_bench.py [--duration 8] [--rounds 3] [--redis URL]
+
+Redis: a redis-server of its own on a free port, or ``--redis``, used as it
+is (never emptied).
 """
 
 from __future__ import annotations
@@ -98,8 +101,15 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--redis", help="a Redis to use (default: a redis-server of its own)")
     args = parser.parse_args()
+    from tests.servers import redis_for_bench
+
+    with redis_for_bench(args.redis) as url:
+        return run(args, url)
+
+
+def run(args: argparse.Namespace, redis_url: str) -> int:
     upstream_port = free_port()
     upstream = f"http://127.0.0.1:{upstream_port}"
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
@@ -107,12 +117,12 @@ def main() -> int:
     variants = {
         "quotas off": policy_file(upstream, "memory://", False),
         "quotas on, memory": policy_file(upstream, "memory://", True),
-        "quotas on, redis": policy_file(upstream, args.redis, True),
+        "quotas on, redis": policy_file(upstream, redis_url, True),
     }
     results: dict[str, list[float]] = {name: [] for name in variants}
     path = "/v1/chat/completions"
     with nginx(upstream_port):
-        trips = count_round_trips(upstream, args.redis)
+        trips = count_round_trips(upstream, redis_url)
         for rnd in range(args.rounds):
             for name, policy in variants.items():
                 port = free_port()

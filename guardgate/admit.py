@@ -204,7 +204,7 @@ class Admission:
         if ticket is None or (ticket.reservation is None and ticket.assessment is None):
             return  # nothing reserved, nothing to learn
         await self._settle(ticket, ex.answered, ex.meter, reached=ex.reached, call=ex.call,
-                           status=ex.status)
+                           status=ex.status, bounded=not ex.unrouted)
 
     async def _settle(
         self,
@@ -215,18 +215,22 @@ class Admission:
         reached: bool = True,
         call: ModelCall | None = None,
         status: int = 200,
+        bounded: bool = True,
     ) -> None:
         """Settle against the real usage once the upstream answered. A request
         that never reached the upstream is refunded; one that reached it but
         got no answer (timeout, client gone) keeps what it reserved. The risk
         state learns the tier and, for an answer the caller was allowed, its
         token counts: in shadow mode a request that would have been refused
-        counts as refused, so shadow and enforce keep the same state."""
+        counts as refused, so shadow and enforce keep the same state.
+        ``bounded``: the call is a model call of its API, so an answer
+        without usage costs what it reserved (not one on an unknown path,
+        an embeddings call read by a chat parser)."""
         held, ticket.reservation = ticket.reservation, None  # settled once, whatever happens
         used = None
         try:
             if answered and meter is not None:
-                reserved = held.demand.output_tokens if held is not None else 0
+                reserved = held.demand.output_tokens if held is not None and bounded else 0
                 used = _tokens(meter, call, reserved, 200 <= status < 300)
             if ticket.assessment is not None and self.risk is not None:
                 allowed = status < 400 and not ticket.refused

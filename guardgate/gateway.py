@@ -101,7 +101,7 @@ class GuardGate:
             path = scope["path"]
             if path.startswith(OPS_PREFIX):
                 await self.ops(scope, receive, send)
-            elif "guardgate" in path.lower() and self._ops_spelled(path):
+            elif ("%" in path or "_" in path) and self._ops_spelled(path):
                 # The operator wing spelled otherwise (``//_guardgate/``): its
                 # own, never the upstream's.
                 normal = self.runtime.router.normalize(path) + ("/" if path.endswith("/") else "")

@@ -47,7 +47,9 @@ def key_digest(api_key: bytes) -> str:
 # they forgive, so any amount, tabs included, is read. The token itself is
 # one word (a token68): were words after it read as part of it, rotating
 # them would make a new principal of one key an upstream reads by its first.
-_BEARER = re.compile(rb"[ \t]*bearer[ \t]+([^ \t]+)[ \t]*", re.IGNORECASE)
+# RFC 9110: ``Bearer`` (any case), whitespace, one token68.
+_BEARER = re.compile(rb"[ \t]*bearer[ \t]+([A-Za-z0-9._~+/-]+=*)[ \t]*", re.IGNORECASE)
+_BEARER_SCHEME = re.compile(rb"[ \t]*bearer(?:[ \t]|$)", re.IGNORECASE)
 
 
 def bearer_token(authorization: bytes) -> bytes | None:
@@ -114,6 +116,13 @@ class Credentials:
         ``adapter``: the route's API, None for pass-through."""
         if len(headers) != len(raw):
             self._refuse_repeated(raw)
+        authorization = headers.get(b"authorization")
+        if (authorization is not None and bearer_token(authorization) is None
+                and _BEARER_SCHEME.match(authorization)):
+            # A token an upstream may trim into another's (a no-break space
+            # after it): one key would be many callers here.
+            raise BadRequest("The Authorization header's Bearer token is malformed.",
+                             reason="malformed bearer token")
         mixed = identity.mixed if identity is not None else 0
         if mixed and (mixed == ALWAYS
                       or self._whole[adapter.family if adapter is not None else None]):

@@ -17,10 +17,12 @@ scored only when it carries a prompt: an embeddings call, read by a chat
 parser, tells nothing of its caller.
 
 Some requests ask for answers the upstream keeps, out of the request's own
-answer: stored answers read back (``GET /v1/responses/{id}``,
-``GET /v1/chat/completions``: any method but POST on a model route or a path
-under it) and batches (anything under ``/v1/batches`` or
-``/v1/messages/batches``). They are marked deferred: treatment cannot reach
+answer: stored answers read back (any method but POST on a path holding a
+``responses``, ``chat/completions``, ``conversations`` or ``messages``
+segment, however prefixed: ``GET /v1/responses/{id}``,
+``GET /openai/deployments/d/chat/completions/{id}``), batches (a path
+holding a ``batches`` segment) and files' contents (``GET
+/v1/files/{id}/content``). They are marked deferred: treatment cannot reach
 those answers, so a caller whose tier treats is refused them (step 7).
 """
 
@@ -53,8 +55,10 @@ _POST = frozenset(
 )
 # How a JSON object begins.
 _OBJECT = re.compile(rb"[ \t\r\n]*\{")
-# Where answers are made in bulk, to be fetched later (OpenAI, Anthropic).
-BATCHES = ("/v1/batches", "/v1/messages/batches")
+# Path segments under which answers kept upstream are read back (any
+# method but POST), and made in bulk (any method).
+_STORED = frozenset({"responses", "conversations", "messages", "completions"})
+_BULK = frozenset({"batches"})
 
 
 class Router:
@@ -83,10 +87,6 @@ class Router:
             key=lambda tail: -len(tail[0]),
         )
         self._matched: dict[str, tuple[Adapter | None, str | None]] = {}
-        # Where answers the upstream keeps are made or read back, normalized
-        # and ending in "/": batches, and (for any method but POST) the routes.
-        self._batches = tuple(self.normalize(b) + "/" for b in BATCHES)
-        self._kept = (*self._batches, *(n + "/" for n in self._spelled))
         self._deferred: dict[tuple[str, bool], bool] = {}
         self.max_body = policy.max_body
         # Some step of this policy reads the `ModelCall`. When none does, a
@@ -154,7 +154,10 @@ class Router:
         """Whether a request to ``path`` makes or reads answers kept upstream."""
         found = self._deferred.get((path, post))
         if found is None:
-            found = (self.normalize(path) + "/").startswith(self._batches if post else self._kept)
+            segments = self.normalize(path).lower().split("/")
+            found = not _BULK.isdisjoint(segments) or (not post and (
+                not _STORED.isdisjoint(segments)
+                or ("files" in segments and segments[-1] == "content")))
             if len(path) <= _LONGEST:
                 if len(self._deferred) >= _REMEMBERED:
                     del self._deferred[next(iter(self._deferred))]

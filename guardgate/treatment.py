@@ -65,9 +65,9 @@ def treat(ex: Exchange, *, shadow: bool, meter_tokens: bool, metrics: Metrics) -
     ticket = ex.ticket
     assert ticket is not None
     decision = ticket.decision
-    if decision.treatment is not None and not shadow and _kept_upstream(ex):
-        raise Denied("Stored, background and batch answers are not available to this account.",
-                     reason=f"deferred answer refused to tier {decision.tier}")
+    if decision.treatment is not None and not shadow and _untreatable(ex):
+        raise Denied("This request is not available to this account.",
+                     reason=f"untreatable request refused to tier {decision.tier}")
     treatment = decision.treatment if ex.call is not None and not decision.deny else None
     if treatment is not None and shadow:
         ticket.would = ticket.would or ("degrade" if decision.degrade else "mark")
@@ -87,7 +87,14 @@ def treat(ex: Exchange, *, shadow: bool, meter_tokens: bool, metrics: Metrics) -
         ex.drop_header(b"accept-encoding")
 
 
-def _kept_upstream(ex: Exchange) -> bool:
-    """Its answer is kept upstream, where treatment cannot reach it: read
-    back by id, out of a batch, or after a background run."""
-    return ex.deferred or (ex.call is not None and ex.call.body.get("background") is True)
+def _untreatable(ex: Exchange) -> bool:
+    """Its answer is one treatment cannot reach: kept upstream (read back by
+    id, out of a batch, after a background run: any ``background`` but
+    false or null), or a POST to a path that is no model route (a server's
+    native endpoint, ``/completion``, ``/api/generate``, answers what the
+    gateway cannot read)."""
+    if ex.deferred:
+        return True
+    if ex.call is None:
+        return ex.adapter is None and ex.scope.get("method", "").upper() == "POST"
+    return ex.call.body.get("background") not in (None, False)

@@ -154,7 +154,7 @@ def test_replay_backtests_a_policy_on_recorded_traffic(tmp_path: Path) -> None:
     assert set(decisions[0]) == {"ts", "principal", "tier", "score", "action", "reasons"}
     miner = [d for d in decisions if d["principal"] == "acct:miner"]
     person = [d for d in decisions if d["principal"].startswith("key:")]
-    assert miner[-1]["tier"] in ("high", "blocked") and miner[-1]["action"] in ("throttle", "block")
+    assert miner[-1]["tier"] in ("high", "blocked") and miner[-1]["action"] in ("degrade", "block")
     assert miner[-1]["reasons"][0] == "logprob_harvest"
     # A steady scripted caller with one prompt shape is watched, never more.
     assert {d["tier"] for d in person} <= {"normal", "watch"}

@@ -394,7 +394,7 @@ def test_demo_banner_pastes_and_tells_the_truth_then_leaves_nothing(
 
     assert "Quotas per key: 60 requests per minute, 20,000 tokens per minute, 4 at once" in \
         " ".join(banner.split())
-    assert "watch (score 0.3 and up) quotas x0.5" in " ".join(banner.split())
+    assert "watch (score 0.3 and up) answers watermarked" in " ".join(banner.split())
     refused = [a for a in answers if a.startswith("HTTP/1.1 429")]
     assert refused, "70 requests in a minute are refused past 60 or less"
     limit = int(re.search(r"x-ratelimit-limit-requests: (\d+)", refused[0])[1])  # type: ignore[index]

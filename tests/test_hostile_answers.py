@@ -375,12 +375,27 @@ def test_pass_through_is_byte_identical_with_token_metering_on() -> None:
     ("POST", "/v1/batches", {"input_file_id": "file-1", "endpoint": "/v1/chat/completions"}),
     ("POST", "/v1/messages/batches", {"requests": []}),
     ("GET", "/v1/messages/batches/msgbatch_1/results", None),
+    # However prefixed: as LiteLLM and Azure OpenAI serve them.
+    ("GET", "/responses/resp_123", None),
+    ("GET", "/openai/deployments/d/chat/completions/chatcmpl-1", None),
+    ("GET", "/openai/responses/resp_1?api-version=2025-04-01-preview", None),
+    ("GET", "/v1/conversations/conv_1/items", None),
+    ("GET", "/v1/files/file-1/content", None),
+    ("POST", "/openai/batches?api-version=2025-04-01-preview", {"input_file_id": "f"}),
+    # A background run, however its flag is spelled.
+    ("POST", "/v1/responses", {"model": "toy-1", "input": "Hi", "background": "true"}),
+    ("POST", "/v1/responses", {"model": "toy-1", "input": "Hi", "background": 1}),
+    # A server's native endpoints, which answer what the gateway cannot read.
+    ("POST", "/completion", {"prompt": "Hi", "n_probs": 5}),
+    ("POST", "/api/generate", {"model": "m", "prompt": "Hi"}),
+    ("POST", "/invocations", {"messages": [{"role": "user", "content": "Hi"}]}),
 ])
 def test_answers_kept_upstream_are_refused_to_a_treated_caller(
         toy: str, method: str, path: str, body: dict[str, Any] | None) -> None:
-    """Read back by id, fetched after a background run or out of a batch,
-    an answer never passes through the treatment: a treated caller does not
-    get it; anyone else gets what the upstream says."""
+    """Read back by id, fetched after a background run or out of a batch, or
+    from an endpoint that is no model route, an answer never passes through
+    the treatment: a treated caller does not get it; anyone else gets what
+    the upstream says."""
     with serve_in_thread(GuardGate(policy=treated_policy(toy))) as base:
         treated = httpx.request(method, base + path, json=body, timeout=30,
                                 headers={"authorization": f"Bearer {HIGH}"})
@@ -389,3 +404,32 @@ def test_answers_kept_upstream_are_refused_to_a_treated_caller(
     assert treated.status_code == 403
     assert treated.json()["error"]["code"] == "access_denied"
     assert other.status_code != 403
+
+
+def test_a_treated_call_never_asks_for_what_no_walker_treats(toy: str) -> None:
+    """vLLM's token ids decode to the untreated answer; its prompt logprobs
+    are logprobs no transform caps."""
+    seen: list[dict[str, Any]] = []
+
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        seen.append(orjson.loads(body))
+        answer = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": answer})
+
+    extras = {"return_token_ids": True, "return_tokens_as_token_ids": True,
+              "prompt_logprobs": 5}
+    with serve_in_thread(upstream) as base_up, \
+            serve_in_thread(GuardGate(policy=treated_policy(base_up))) as base:
+        as_high(base, "/v1/chat/completions", {"model": "m", "messages": USER, **extras})
+        httpx.post(base + "/v1/chat/completions", json={"model": "m", "messages": USER, **extras})
+    treated, normal = seen
+    assert not set(extras) & set(treated)
+    assert set(extras) <= set(normal)  # others' requests go as they came

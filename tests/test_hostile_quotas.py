@@ -417,3 +417,21 @@ def test_a_stream_left_before_its_usage_is_charged_what_it_reserved() -> None:
                             break
             time.sleep(0.4)  # settled
     assert got <= limit + each, got
+
+
+def test_an_embeddings_call_is_charged_its_usage_not_a_reservation() -> None:
+    """Its usage counts input only: the output it never had is not charged
+    at `default_max_tokens`, as an answer without usage would be."""
+    async def embeddings(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"embedding": [0.1, 0.2]}],
+                             "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+
+    upstream = Starlette(routes=[Route("/v1/embeddings", embeddings, methods=["POST"])])
+    quota = {"name": "tpm", "limit": "10000/minute", "cost": "total_tokens"}
+    headers = _key()
+    with serve_in_thread(upstream) as base_up, \
+            serve_in_thread(GuardGate(policy={"upstream": base_up, "quotas": [quota]})) as base:
+        answers = [httpx.post(base + "/v1/embeddings", headers=headers, timeout=10,
+                              json={"model": "e", "input": "a sentence"}) for _ in range(6)]
+        time.sleep(0.1)
+    assert [a.status_code for a in answers] == [200] * 6

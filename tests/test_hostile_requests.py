@@ -247,13 +247,18 @@ def test_bearer_tokens_are_read_as_rfc_9110_writes_them(toy: str) -> None:
     assert codes == [200, 200, 200, 429]
 
 
-def test_words_after_a_bearer_token_make_no_new_principal(toy: str) -> None:
+def test_a_bearer_token_that_is_no_token68_is_refused(toy: str) -> None:
+    """Words after the token, or a no-break space an upstream would trim:
+    each spelling would be another principal for one key."""
     policy = {"upstream": toy, "quotas": [{"name": "rpm", "limit": "3/minute"}]}
+    spellings = [f"Bearer sk-one junk{i}" for i in range(3)] + [
+        "Bearer sk-one" + "\xa0" * i for i in range(1, 4)]
     with serve_in_thread(GuardGate(policy=policy)) as base:
         codes = [send(base, "/v1/chat/completions", CHAT,
-                      {"authorization": f"Bearer sk-one junk{i}"}).status for i in range(4)]
-    # Rotating what follows the token is no way to a fresh quota.
-    assert codes == [200, 200, 200, 429]
+                      [("authorization", spelling)]).status for spelling in spellings]
+        plain = send(base, "/v1/chat/completions", CHAT, {"authorization": "Bearer sk-one"})
+    assert codes == [400] * 6
+    assert plain.status == 200
 
 
 # --- row 3: paths as the upstream reads them ---------------------------------
@@ -305,11 +310,13 @@ def test_unknown_posts_under_a_model_prefix_get_what_the_policy_says(
     # meter (the default): read as the nearest route's API and treated as one.
     assert [alternatives(a) for a in metered[:2]] == [2, 2]
     assert "x-ratelimit-limit-tokens" in metered[0].headers
-    assert metered[3].status == 404  # no JSON object, no model call: the upstream's answer
-    assert "/v1/files" in reached["meter"]
+    # No JSON object, no model call: not a POST a treated caller may make.
+    assert metered[3].status == 403
+    assert "/v1/files" not in reached["meter"]
     assert metered[4].status == 200
     # pass: forwarded untouched, as before.
-    assert alternatives(passed[0]) == 5
+    # (to a treated caller, whose answer it could not treat: refused)
+    assert passed[0].status == 403 and "/v1/chat/completions.json" not in reached["pass"]
     # deny: 404 in the shape of the API nearest the path.
     assert [a.status for a in denied[:4]] == [404] * 4
     assert denied[0].json()["error"]["code"] == "unknown_url"

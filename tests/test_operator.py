@@ -112,7 +112,8 @@ def test_every_operator_endpoint_needs_the_token(toy: str, method: str, path: st
 
 
 @pytest.mark.parametrize("path", ["//_guardgate/accounts", "/x/../_guardgate/accounts",
-                                  "/%5Fguardgate/accounts", "/_GuardGate/accounts"])
+                                  "/%5Fguardgate/accounts", "/_GuardGate/accounts",
+                                  "/_guardgat%2565/accounts"])
 def test_the_operator_api_spelled_otherwise_is_still_the_operator_api(
         toy: str, path: str) -> None:
     """Never forwarded: the operator's token would reach the upstream, and an

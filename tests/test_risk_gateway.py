@@ -59,8 +59,9 @@ def traffic() -> list[tuple[str, dict[str, Any]]]:
 
 def headers(key: str) -> dict[str, str]:
     sent = {"authorization": f"Bearer {key}"}
-    if key.startswith("sk-user"):
-        sent["x-account-created"] = "2024-01-01T00:00:00Z"
+    # Old accounts for the users, a fresh one for the miner.
+    sent["x-account-created"] = ("2024-01-01T00:00:00Z" if key.startswith("sk-user")
+                                 else "2026-01-01T00:00:00Z")
     return sent
 
 
@@ -107,7 +108,12 @@ def test_the_operator_endpoint_explains_a_caller(toy: str, clock: None) -> None:
     assert body["principal"] == principal_of("sk-miner-0")
     assert body["tier"] in ("suspicious", "high", "blocked")
     signals = {s["name"]: s for s in body["signals"]}
-    assert signals["logprob_harvest"]["contribution"] == pytest.approx(0.45)
+    # Ten mining requests (0.9 each: logprobs, 20 alternatives, temperature 0,
+    # one token) and two neutral ones: a mean of 0.75 on the 0.4 -> 0.85 ramp.
+    harvest = signals["logprob_harvest"]
+    assert harvest["value"] == pytest.approx(0.75, abs=0.01)
+    assert harvest["contribution"] == pytest.approx(0.45 * (0.75 - 0.4) / 0.45, abs=0.01)
+    assert max(signals.values(), key=lambda s: s["contribution"]) is harvest
     assert sum(s["contribution"] for s in body["signals"]) == pytest.approx(
         min(1.0, body["score"]), abs=1e-3)
     kinds = {c["kind"] for c in body["clusters"]}

@@ -25,6 +25,9 @@ from guardgate.apis.openai import (
     parse_responses,
 )
 
+# vLLM's request fields whose answers carry what no walker treats.
+VLLM_EXTRAS = ("prompt_logprobs", "return_token_ids", "return_tokens_as_token_ids")
+
 ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
     {
         adapter.name: adapter
@@ -34,7 +37,8 @@ ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
                 RequestFields(("max_completion_tokens", "max_tokens"), "max_tokens",
                               logprobs=("logprobs", "top_logprobs"),
                               top_logprobs="top_logprobs", choices=("n",), logit_bias=True,
-                              stream_usage=True, untreated_logprobs=("prompt_logprobs",)),
+                              stream_usage=True, untreated_logprobs=("prompt_logprobs",),
+                              untreated=VLLM_EXTRAS),
                 Chat,
             ),
             Adapter(
@@ -43,7 +47,7 @@ ADAPTERS: Mapping[str, Adapter] = MappingProxyType(
                 RequestFields(("max_tokens",), "max_tokens", logprobs=("logprobs",),
                               top_logprobs="logprobs", choices=("n", "best_of"),
                               logit_bias=True, stream_usage=True,
-                              untreated_logprobs=("prompt_logprobs",)),
+                              untreated_logprobs=("prompt_logprobs",), untreated=VLLM_EXTRAS),
                 Completions,
             ),
             Adapter(

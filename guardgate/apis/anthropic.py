@@ -29,6 +29,9 @@ _TEXT = ("text",)
 # in messages, the tool calls (``tool_use``, ``server_tool_use``, ...).
 _BILLED = ("tools", "output_format")
 _TOOL_CALL = "tool_use"
+# Blocks whose text the model reads besides text blocks and tool results:
+# documents (their source, title and context) and search results.
+_DOCUMENTS = ("document", "search_result")
 
 # https://docs.anthropic.com/en/api/errors; other 4xx are invalid_request_error
 # there too, other 5xx (502, 504 from the gateway) api_error.
@@ -78,8 +81,9 @@ def parse_messages(body: bytes) -> ModelCall:
     collect_content(data.get("system"), _TEXT, system, "system")
 
     prompt: list[str] = []
+    context: list[str] = []
     turns = user_turns = 0
-    extra = json_fields(data, _BILLED)
+    extra = json_fields(data, _BILLED, context)
     messages = read_array(data, "messages")
     if messages is not None:
         turns = len(messages)
@@ -88,7 +92,7 @@ def parse_messages(body: bytes) -> ModelCall:
                 user_turns += 1
             content = message.get("content")
             if type(content) is list:
-                extra += _collect_blocks(content, prompt, i)
+                extra += _collect_blocks(content, prompt, context, i)
             else:
                 collect_content(content, _TEXT, prompt, "messages", i)
 
@@ -107,12 +111,14 @@ def parse_messages(body: bytes) -> ModelCall:
         reasoning=reasoning,
         reasoning_budget=budget,
         extra_input=extra,
+        context="\n".join(context),
     )
 
 
-def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> int:
-    """Text blocks, and the text a tool result hands back to the model;
-    return the characters of the tool calls among the blocks, as JSON."""
+def _collect_blocks(blocks: list[Any], out: list[str], context: list[str], index: int) -> int:
+    """Text blocks, and the text a tool result hands back to the model, to
+    ``out``; tool calls and documents as JSON to ``context``. Return the
+    characters of the tool calls among the blocks, as JSON."""
     calls = 0
     for i, block in enumerate(blocks):
         if type(block) is not dict:
@@ -130,10 +136,21 @@ def _collect_blocks(blocks: list[Any], out: list[str], index: int) -> int:
             collect_content(block.get("content"), _TEXT, out, path, i)
         elif type(kind) is str:
             if kind.endswith(_TOOL_CALL):
-                calls += json_chars(block)
+                calls += json_chars(block, context)
+            elif kind in _DOCUMENTS:
+                _document(block, context)
         elif kind is not None:
             raise invalid_type(f"messages[{index}].content[{i}].type", "a string", kind)
     return calls
+
+
+def _document(block: dict[str, Any], context: list[str]) -> None:
+    """A document or search result, as JSON, for the risk scan; a document
+    sent as base64 (a PDF) only by its title and context."""
+    source = block.get("source")
+    if type(source) is dict and source.get("type") == "base64":
+        block = {key: value for key, value in block.items() if key != "source"}
+    json_chars(block, context)
 
 
 def _thinking(data: dict[str, Any]) -> tuple[bool, int | None]:

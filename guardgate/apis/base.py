@@ -62,6 +62,10 @@ class ModelCall:
     token_ids: int = 0             # prompt tokens sent as token ids, one token each
     extra_input: int = 0           # characters billed as input besides prompt and system:
                                    # tool definitions, tool calls and results (as JSON), a suffix
+    context: str = ""              # the other text the model reads, for the risk scan (billing
+                                   # reads extra_input): tool definitions, output schemas, tool
+                                   # calls and Responses tool outputs as JSON (escapes kept),
+                                   # Anthropic documents, a suffix; joined by "\n"
 
     @property
     def answers(self) -> int:
@@ -95,6 +99,9 @@ class RequestFields:
     # Logprobs some servers add that no walker treats (vLLM's prompt_logprobs):
     # a tier that treats logprobs never asks for them.
     untreated_logprobs: tuple[str, ...] = ()
+    # What some servers add to answers that no walker treats (vLLM's token
+    # ids: the untreated answer, encoded): a treated call never asks for it.
+    untreated: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()         # fields asking for more than one answer
     logit_bias: bool = False              # takes a logit bias
     thinking_budget: bool = False         # a reasoning budget must stay below max_tokens
@@ -354,18 +361,25 @@ def content_path(param: str, index: int | None) -> str:
     return param if index is None else f"{param}[{index}].content"
 
 
-def json_chars(value: object) -> int:
+def json_chars(value: object, out: list[str] | None = None) -> int:
     """How long ``value`` (decoded from a request, so serializable) is as JSON: the
-    size of what a model is billed for reading in tool definitions and tool calls."""
+    size of what a model is billed for reading in tool definitions and tool calls.
+    With ``out``, the JSON text is appended to it (for `ModelCall.context`)."""
     try:
-        return len(orjson.dumps(value))
+        raw = orjson.dumps(value)
     except orjson.JSONEncodeError:  # out of orjson's range: about as long in Python's repr
-        return len(repr(value))
+        text = repr(value)
+        if out is not None:
+            out.append(text)
+        return len(text)
+    if out is not None:
+        out.append(raw.decode())
+    return len(raw)
 
 
-def json_fields(obj: dict[str, Any], keys: tuple[str, ...]) -> int:
+def json_fields(obj: dict[str, Any], keys: tuple[str, ...], out: list[str] | None = None) -> int:
     """`json_chars` of the fields of ``obj`` named in ``keys`` that are present."""
-    return sum(json_chars(obj[key]) for key in keys if obj.get(key) is not None)
+    return sum(json_chars(obj[key], out) for key in keys if obj.get(key) is not None)
 
 
 def read_role(message: dict[str, Any], param: str, i: int) -> str | None:

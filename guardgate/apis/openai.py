@@ -59,8 +59,9 @@ def parse_chat(body: bytes) -> ModelCall:
     data = decode(body)
     system: list[str] = []
     prompt: list[str] = []
+    context: list[str] = []
     turns = user_turns = 0
-    extra = json_fields(data, _CHAT_BILLED)
+    extra = json_fields(data, _CHAT_BILLED, context)
     messages = read_array(data, "messages")
     if messages is not None:
         turns = len(messages)
@@ -71,7 +72,7 @@ def parse_chat(body: bytes) -> ModelCall:
             out = system if role in _SYSTEM_ROLES else prompt
             collect_content(message.get("content"), _CHAT_TEXT, out, "messages", i)
             if role == "assistant":
-                extra += json_fields(message, _CALLS_BILLED)
+                extra += json_fields(message, _CALLS_BILLED, context)
 
     # Both limits may be sent; the larger is what the answer may cost.
     max_tokens = read_int(data, "max_completion_tokens")
@@ -101,6 +102,7 @@ def parse_chat(body: bytes) -> ModelCall:
         reasoning=effort is not None and effort != "none",
         reasoning_effort=effort,
         extra_input=extra,
+        context="\n".join(context),
     )
 
 
@@ -136,6 +138,7 @@ def parse_completions(body: bytes) -> ModelCall:
         best_of=1 if best_of is None else best_of,
         token_ids=token_ids,
         extra_input=len(suffix) if suffix else 0,
+        context=suffix or "",
     )
 
 
@@ -144,15 +147,20 @@ def parse_responses(body: bytes) -> ModelCall:
     data = decode(body)
     system: list[str] = []
     prompt: list[str] = []
+    context: list[str] = []
     turns = user_turns = 0
-    extra = json_fields(data, _RESPONSES_BILLED)
+    extra = json_fields(data, _RESPONSES_BILLED, context)
+    # A stored prompt's variables are filled into text the model reads.
+    template = data.get("prompt")
+    if type(template) is dict:
+        json_chars(template, context)
 
     instructions = data.get("instructions")
     if type(instructions) is str:
         if instructions:
             system.append(instructions)
     elif type(instructions) is list:
-        extra += _collect_items(instructions, "instructions", system, system)[1]
+        extra += _collect_items(instructions, "instructions", system, system, context)[1]
     elif instructions is not None:
         raise invalid_type("instructions", "a string", instructions)
 
@@ -163,7 +171,7 @@ def parse_responses(body: bytes) -> ModelCall:
             prompt.append(given)
     elif type(given) is list:
         turns = len(given)
-        user_turns, calls = _collect_items(given, "input", system, prompt)
+        user_turns, calls = _collect_items(given, "input", system, prompt, context)
         extra += calls
     elif given is not None:
         raise invalid_type("input", "a string or an array of objects", given)
@@ -188,6 +196,7 @@ def parse_responses(body: bytes) -> ModelCall:
         reasoning=reasoning is not None and effort != "none",
         reasoning_effort=effort,
         extra_input=extra,
+        context="\n".join(context),
     )
 
 
@@ -245,14 +254,14 @@ def _collect_prompts(prompt: object, texts: list[str]) -> tuple[int, int]:
 
 
 def _collect_items(
-    items: list[Any], param: str, system: list[str], prompt: list[str]
+    items: list[Any], param: str, system: list[str], prompt: list[str], context: list[str]
 ) -> tuple[int, int]:
     """Collect the text of Responses input items; return how many come from
     the user, and the characters of the tool calls and results among them.
 
-    Only messages carry text here; tool calls and their outputs are billed
-    as input and measured as JSON; other items (reasoning, references) are
-    counted by the caller, nothing more.
+    Only messages carry prompt text here; tool calls and their outputs are
+    billed as input and measured as JSON, which goes to ``context``; other
+    items (reasoning, references) are counted by the caller, nothing more.
     """
     user_turns = calls = 0
     for i, item in enumerate(read_items(items, param)):
@@ -261,7 +270,7 @@ def _collect_items(
             if type(kind) is not str:
                 raise invalid_type(f"{param}[{i}].type", "a string", kind)
             if kind.endswith(_ITEM_CALLS) and kind != _SCREENSHOT:
-                calls += json_chars(item)
+                calls += json_chars(item, context)
             continue
         role = read_role(item, param, i)
         if role == "user":

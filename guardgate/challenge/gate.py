@@ -120,7 +120,8 @@ class ChallengeGate:
         meter = ex.meter
         used = 0
         if meter is not None:
-            used = meter.billed_output(self.worst_case(ex), 200 <= ex.status < 300)
+            bound = 0 if ex.unrouted else self.worst_case(ex)
+            used = meter.billed_output(bound, 200 <= ex.status < 300)
         try:
             await self.charge(passed, used)
         except STORAGE_ERRORS as exc:

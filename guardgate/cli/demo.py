@@ -8,6 +8,7 @@ what a caller meets.
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import textwrap
@@ -25,16 +26,19 @@ DEMO_TOKEN = "demo-operator-token"
 
 _POLICY = """\
 # The demo's policy: a few quotas, so every answer shows its rate-limit fields,
-# and risk tiers, so that a caller mining logprobs is soon throttled, then refused.
+# and risk tiers, so that a caller mining logprobs is soon throttled, then
+# refused; watch only marks its answers (the watermark costs nothing to see).
 upstream: {upstream}
 quotas:
   - {{name: rpm, limit: 60/minute}}
   - {{name: tpm, limit: 20000/minute, cost: total_tokens}}
   - {{name: parallel, concurrency: 4}}
+watermark:
+  key: {key}
 tiers:
-  watch: {{score: 0.3, quota_factor: 0.5}}
-  suspicious: {{score: 0.5, quota_factor: 0.25}}
-  blocked: {{score: 0.6, deny: true}}
+  watch: {{score: 0.3, mark: true}}
+  suspicious: {{score: 0.4, quota_factor: 0.25}}
+  blocked: {{score: 0.5, deny: true}}
 admin:
   token: {token}
 """
@@ -52,7 +56,8 @@ def demo_command(args: argparse.Namespace) -> int:
         toy = _ToyInThread()
         try:
             policy_file = Path(workdir) / "policy.yaml"
-            policy_file.write_text(_POLICY.format(upstream=toy.base, token=DEMO_TOKEN))
+            policy_file.write_text(_POLICY.format(upstream=toy.base, token=DEMO_TOKEN,
+                                                  key=secrets.token_urlsafe(32)))
             policy = load_policy(policy_file)
             args.policy, args.upstream = str(policy_file), None
             text = banner(base_url(sock), toy.base, policy, policy_file)
@@ -120,6 +125,8 @@ def _tiers(policy: Policy) -> str:
             treatment = "refused (403)"
         elif tier.quota_factor < 1:
             treatment = f"quotas x{tier.quota_factor:g}"
+        elif tier.mark:
+            treatment = "answers watermarked"
         else:
             treatment = "watched"
         parts.append(f"{tier.name} (score {tier.score:g} and up) {treatment}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from guardgate.apis import walker_for
+from guardgate.apis import ADAPTERS, walker_for
 from guardgate.apis.answers import AnswerChain, Processor, Walker
 from guardgate.apis.base import ModelCall
 from guardgate.metrics import Metrics
@@ -37,9 +37,10 @@ class Perturbation:
     def rewrite_request(self, call: ModelCall, body: Body) -> Body:
         """The body to forward: ``body``, or the call's body rewritten and serialized again."""
         t = self.transforms
-        if t is not None and t.rewrites_request and rewrite_request(call, t):
-            return orjson.dumps(call.body)
-        return body
+        changed = _untreated(call)
+        if t is not None and t.rewrites_request:
+            changed = rewrite_request(call, t) or changed
+        return orjson.dumps(call.body) if changed else body
 
     def processors(self, walker: Walker) -> list[Processor]:
         """The answer's processors, in order: the degrade transforms', then the marker."""
@@ -86,3 +87,17 @@ class ResponseRewriter(AnswerChain):
         if text_filter is not None:
             processors.append(TextMarker(walker, text_filter))
         super().__init__(walker, processors)
+
+
+def _untreated(call: ModelCall) -> bool:
+    """Take out what asks for answers no walker treats; whether any did."""
+    adapter = ADAPTERS.get(call.api)
+    if adapter is None:
+        return False
+    body = call.body
+    changed = False
+    for field in adapter.fields.untreated:
+        if field in body:
+            del body[field]
+            changed = True
+    return changed

@@ -41,28 +41,40 @@ SIGNALS: tuple[Signal, ...] = (
         "reaches watch at most with the default weights.",
     ),
     Signal(
-        "logprob_harvest", 0.45, 0.2, 0.7, False,
-        "Mean over recent requests of a per-request harvest score: logprobs, top_logprobs of "
-        "5 or more, logit_bias, n of 2 or more, temperature 0, max_tokens of 4 or less.",
+        "logprob_harvest", 0.45, 0.4, 0.85, False,
+        "Mean over recent requests of a per-request harvest score: logprobs (more for 5, 10 "
+        "and 20 alternatives per token), logit_bias, n of 2 or more, temperature 0, "
+        "max_tokens of 4 or less.",
         "Logprobs and logit bias leak the model's output distribution, enough to recover "
         "its final layer; mining them needs these knobs on every request.",
         "Evaluation harnesses and classifiers that read token probabilities.",
     ),
     Signal(
         "account_youth", 0.10, 0.5, 0.95, False,
-        "How new the account is: 1 when just created, 0 from a week old (from the trusted "
-        "account-creation header, else from when guardgate first saw the caller).",
+        "How new the account is: 1 when just created, 0 from a week old, from the trusted "
+        "account-creation header; nothing without one (when guardgate first saw a caller "
+        "says nothing of its age).",
         "Campaigns burn through fresh accounts; a new account is cheap to throw away.",
         "Every new customer; alone it stays far below any tier.",
     ),
     Signal(
         "volume", 0.15, 300, 3000, False,
         "Requests over the last few half-lives (decayed count), doubled for accounts "
-        "younger than a day and raised by half for those younger than a week.",
+        "younger than a day and raised by half for those younger than a week (by the "
+        "account-creation header).",
         "Harvesting needs volume; fresh accounts doing it at once are the fake-account "
         "pattern.",
         "Heavy legitimate users and batch jobs; they stay below suspicious unless other "
         "signals join in.",
+    ),
+    Signal(
+        "burst", 0.30, 5, 10, False,
+        "Change from the caller's own baseline: its recent request rate (half-life) over its "
+        "long-horizon rate (long_half_life), less one, scaled down below 500 recent requests; "
+        "nothing until the caller has a history (requests on two days or more).",
+        "An account aged on a trickle of requests, then turned to harvesting, jumps far above "
+        "its own past; honest use grows gradually.",
+        "A launch day or a migration that moves a key's whole traffic at once.",
     ),
     Signal(
         "timing_regularity", 0.10, 0.5, 0.9, False,
@@ -130,6 +142,17 @@ SIGNALS: tuple[Signal, ...] = (
         "cluster's risk (share of risky members).",
         "Fake accounts are operated from a few proxy networks.",
         "Offices and carrier NATs; few risky members keep it low.",
+    ),
+    Signal(
+        "setup_cluster", 0.35, 5, 20, True,
+        "Distinct accounts in the window sending the caller's exact system prompt from the "
+        "caller's IP prefix: one setup, one network. Not weighted by the members' own risk: "
+        "a campaign whose every account looks harmless alone is this many accounts run "
+        "from one place with one configuration.",
+        "Campaign tooling runs one configuration from a few proxy networks; unrelated "
+        "people share a system prompt (an SDK's example) or a network (a carrier NAT), "
+        "seldom both by the dozen.",
+        "An office of a dozen or more keys behind one NAT using one internal system prompt.",
     ),
     Signal(
         "agent_cluster", 0.05, 20, 100, True,

@@ -181,12 +181,15 @@ def _risk(section: RiskSection) -> RiskConfig:
     return RiskConfig(
         enabled=section.enabled,
         half_life=section.half_life,
+        long_half_life=section.long_half_life,
         window=section.window,
         hysteresis=section.hysteresis,
         member_score=section.member_score,
         cluster_risk=(section.cluster_risk.low, section.cluster_risk.high),
         signals=tuple(signals),
         max_callers=section.max_callers,
+        budget=None if section.budget is None else section.budget.requests,
+        budget_tier=None if section.budget is None else section.budget.tier,
     )
 
 

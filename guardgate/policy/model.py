@@ -205,12 +205,19 @@ def _default_signals() -> tuple[SignalConfig, ...]:
 class RiskConfig:
     enabled: bool = True              # scoring runs when tiers are defined and this is true
     half_life: float = 6 * 3600.0     # rolling per-account state halves in this time
+    long_half_life: float = 3 * 86400.0  # the long-horizon counters (budget, baseline) halve in this
     window: float = 6 * 3600.0        # sliding window of distinct counts (clusters, templates)
     hysteresis: float = 0.05          # a caller leaves a tier only this far below its score
     member_score: float = 0.2         # own score that makes a caller a risky cluster member
     cluster_risk: tuple[float, float] = (0.25, 0.6)  # risky-member share ramp of cluster signals
     signals: tuple[SignalConfig, ...] = field(default_factory=_default_signals)
     max_callers: int = 20_000         # callers whose risk state memory storage keeps, at most
+    # Extraction budget: a caller whose long-horizon request count (decayed
+    # with long_half_life: a steady r a day holds r * long_half_life / ln 2
+    # / 1 day, 4.3 r at 3 days) reaches ``budget`` is held in
+    # ``budget_tier`` at least. None: no budget.
+    budget: float | None = None
+    budget_tier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from guardgate.policy.schema_tiers import (
     TierName,
     TierSection,
     equal_tier_scores,
+    unknown_budget_tier,
     unknown_override_tiers,
 )
 from guardgate.policy.section import Section, as_written
@@ -352,6 +353,7 @@ class PolicyDocument(Section):
             data,
             handler,
             lambda doc: unknown_override_tiers(doc)
+            + unknown_budget_tier(doc)
             + challenge_needs_secret(doc)
             + watermark_needs_key(doc),
         )

@@ -66,6 +66,19 @@ class ClusterRiskSection(Section):
     )
 
 
+class BudgetSection(Section):
+    """The long-horizon extraction budget."""
+
+    requests: float = Field(
+        gt=0,
+        description=(
+            "Requests in the long-horizon count (decayed with long_half_life: a fresh account "
+            "gets this many, then a steady r a day holds about r * long_half_life / ln 2)."
+        ),
+    )
+    tier: str = Field(description="The tier a caller past the budget is held in, at least.")
+
+
 class RiskSection(Section):
     """How the risk score is computed (signals, decay, windows)."""
 
@@ -76,6 +89,21 @@ class RiskSection(Section):
     half_life: PositiveDuration = Field(
         default=as_written(duration_text(default_of(RiskConfig, "half_life"))),
         description="Per-account rolling state halves in this time, so behaviour fades.",
+    )
+    long_half_life: PositiveDuration = Field(
+        default=as_written(duration_text(default_of(RiskConfig, "long_half_life"))),
+        description=(
+            "Long-horizon counters halve in this time: the extraction budget and a caller's "
+            "baseline, which a burst is judged against."
+        ),
+    )
+    budget: BudgetSection | None = Field(
+        default=None,
+        description=(
+            "Extraction budget: a caller whose long-horizon request count reaches `requests` is "
+            "held in `tier` at least, however its score reads: what one account can take "
+            "untreated, and so what an extraction campaign must pay in accounts."
+        ),
     )
     window: PositiveDuration = Field(
         default=as_written(duration_text(default_of(RiskConfig, "window"))),

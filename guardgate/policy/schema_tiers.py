@@ -212,6 +212,23 @@ class OverrideSection(Section):
         return checked(data, handler, _override_rules)
 
 
+def unknown_budget_tier(document: Any) -> list[Located]:
+    """A risk budget naming a tier that ``tiers`` does not define."""
+    if not isinstance(document, dict):
+        return []
+    risk, tiers = document.get("risk"), document.get("tiers")
+    budget = risk.get("budget") if isinstance(risk, dict) else None
+    tier = budget.get("tier") if isinstance(budget, dict) else None
+    if not isinstance(tier, str) or (tiers is not None and not isinstance(tiers, dict)):
+        return []
+    names = set(tiers or ())
+    if tier in names:
+        return []
+    defined = ", ".join(sorted(names)) or "none"
+    return [(("risk", "budget", "tier"),
+             f"unknown tier '{tier}': define it under tiers (defined: {defined})")]
+
+
 def unknown_override_tiers(document: Any) -> list[Located]:
     """Overrides naming a tier that ``tiers`` does not define (``document`` as written)."""
     if not isinstance(document, dict):

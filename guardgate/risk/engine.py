@@ -17,7 +17,7 @@ from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
 from guardgate.policy.model import NORMAL, Policy, TierConfig
 from guardgate.risk.features import extract
-from guardgate.risk.signals import Scored, Scorer
+from guardgate.risk.signals import BUDGET, Scored, Scorer
 from guardgate.store.risk import Clock, Observation, Record, RiskStore
 
 
@@ -48,9 +48,12 @@ class RiskEngine:
         self._rank = {tier.name: i for i, tier in enumerate(policy.tiers)}  # normal: -1
         self._hysteresis = policy.risk.hysteresis
         self._member_score = policy.risk.member_score
+        self._budget = policy.risk.budget
+        self._budget_tier = policy.risk.budget_tier or NORMAL
         kinds = self.scorer.cluster_kinds
         self._templates = "template" in kinds
         self._systems = "system" in kinds
+        self._setups = "setup" in kinds
         self._prefixes = "prefix" in kinds
         self._agents = "agent" in kinds
         self._orgs = "org" in kinds
@@ -58,7 +61,7 @@ class RiskEngine:
     @staticmethod
     def clock_of(policy: Policy) -> Clock:
         """The time constants of ``policy``'s risk state."""
-        return Clock(policy.risk.half_life, policy.risk.window)
+        return Clock(policy.risk.half_life, policy.risk.window, policy.risk.long_half_life)
 
     def clusters_of(
         self, identity: Identity, bands: tuple[str, ...], system: str | None
@@ -68,6 +71,8 @@ class RiskEngine:
             clusters += (("template", band) for band in bands)
         if self._systems and system is not None:
             clusters.append(("system", system))
+        if self._setups and system is not None:
+            clusters.append(("setup", f"{system}@{identity.ip_prefix}"))
         if self._prefixes:
             clusters.append(("prefix", identity.ip_prefix))
         if self._agents and identity.user_agent:
@@ -94,6 +99,12 @@ class RiskEngine:
         snapshot = await self.state.observe(obs)
         scored = self.scorer.score(snapshot, now, identity.created)
         tier = self.tier_for(scored.score, snapshot.tier)
+        budget = self._budget
+        if budget is not None and snapshot.long_n >= budget:
+            # Past its extraction budget: held in the budget's tier at least.
+            scored.signals.append((BUDGET, snapshot.long_n, 0.0))
+            if self._rank.get(tier, -1) < self._rank[self._budget_tier]:
+                tier = self._budget_tier
         return Assessment(identity.principal, now, scored.score, tier, scored, obs.clusters,
                           scored.own >= self._member_score, self._rank.get(tier, -1) + 1)
 

@@ -1,40 +1,62 @@
 """Per-request risk features, computed from the `ModelCall` and the identity.
 
-Cheap on purpose: a few regular-expression passes and CRC32 hashes over a
-bounded slice of the prompt, no model and no network. What a request
-contributes to its caller's rolling state and to the cross-account clusters
-is all here; `guardgate.risk.signals` turns the accumulated state into scores.
+Cheap on purpose: substring searches, a few regular-expression passes and
+CRC32 hashes over bounded slices of the request, no model and no network.
+What a request contributes to its caller's rolling state and to the
+cross-account clusters is all here; `guardgate.risk.signals` turns the
+accumulated state into scores.
 """
 
 from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 from guardgate.apis.base import ModelCall
 
-# Only this much of a prompt is looked at: its end holds the newest turn,
-# and a bound keeps the cost per request flat whatever the body size.
+# The template and its bands read this much of the prompt, its end: the
+# newest turn, what a template is about.
 TEXT_WINDOW = 4000
 
+# The reasoning ask is looked for in all the text the request sends the
+# model (system and developer messages, Responses instructions, every turn,
+# tool results, tool definitions and schemas), up to this many characters.
+# Past it, the first and the last SCAN_CAP // 2 are read: an ask goes unread
+# only with more than SCAN_CAP characters of text around it (about 64,000
+# tokens, paid on every request that hides one). The cost per request stays
+# bounded whatever the body size: a lowering and eight substring searches
+# over at most SCAN_CAP characters, and the expression only over a text
+# that holds one of its words.
+SCAN_CAP = 256 * 1024
+
 # Instructions that ask the model to write out its reasoning, the most
-# valuable thing a distiller can harvest.
-_REASONING = re.compile(
-    r"step[\s-]+by[\s-]+step|chain[\s-]+of[\s-]+thought|thought\s+process|"
-    r"internal\s+(?:reasoning|monologue|thoughts?)|"
-    r"(?:show|explain|reveal|write\s+out|walk\s+me\s+through|articulate|describe|outline)"
+# valuable thing a distiller can harvest. Every alternative starts with a
+# character, so the search skips the positions no alternative starts at
+# (about 10 times faster on text without them).
+_SHOW_TAIL = (
     r"\s+(?:all\s+)?(?:of\s+)?(?:your|the|each)?\s*(?:full\s+|complete\s+|detailed\s+|hidden\s+)?"
-    r"(?:reasoning|thinking|work|thoughts|steps|derivation)|"
-    r"reasoning\s+(?:behind|process|trace|steps)|"
-    r"think\s+(?:aloud|out\s+loud|through\s+(?:it|this|the\s+problem)\s+carefully)|"
-    r"let'?s\s+think|<think(?:ing)?>|scratchpad",
+    r"(?:reasoning|thinking|work|thoughts|steps|derivation)"
 )
-# Every phrase above holds one of these: a prompt with none of them (most
-# prompts) is cleared by a few substring searches, without the expression.
+_REASONING = re.compile("|".join([
+    r"step[\s-]+by[\s-]+step", r"chain[\s-]+of[\s-]+thought", r"thought\s+process",
+    r"internal\s+(?:reasoning|monologue|thoughts?)",
+    *(verb + _SHOW_TAIL for verb in (r"show", r"explain", r"reveal", r"write\s+out",
+                                     r"walk\s+me\s+through", r"articulate", r"describe",
+                                     r"outline")),
+    r"reasoning\s+(?:behind|process|trace|steps)",
+    r"think\s+(?:aloud|out\s+loud|through\s+(?:it|this|the\s+problem)\s+carefully)",
+    r"let'?s\s+think", r"<think(?:ing)?>", r"scratchpad",
+]))
+# Every phrase above holds one of these: a text with none of them (most
+# texts) is cleared by a few substring searches, without the expression.
 _REASONING_WORDS = ("step", "thought", "reason", "think", "work", "derivation", "monologue",
                     "scratchpad")
+# A JSON escape in `ModelCall.context` (tool definitions, schemas, tool
+# outputs): read as a space, so that "step\\nby step" is the phrase it says.
+_JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-f]{4}|.)", re.DOTALL)
 
 _WORD = re.compile(r"[a-z]+|[0-9]+(?:[.,][0-9]+)*|\"[^\"]{0,200}\"|'[^'\s][^']{0,200}'")
 
@@ -69,9 +91,48 @@ class Features:
     system: str | None      # the system prompt, hashed; None without one
 
 
-def reasoning_of(call: ModelCall, lower: str) -> float:
-    """``lower``: the prompt's text, lower-cased."""
-    if any(word in lower for word in _REASONING_WORDS) and _REASONING.search(lower) is not None:
+def scanned(texts: Sequence[str]) -> list[tuple[int, str]]:
+    """What the reasoning scan reads of ``texts`` (in the order the model
+    reads them), each part with the index of the text it comes from: all of
+    them when they hold at most `SCAN_CAP` characters together; otherwise
+    their first and their last ``SCAN_CAP // 2`` characters."""
+    total = sum(len(text) for text in texts)
+    if total <= SCAN_CAP:
+        return [(i, text) for i, text in enumerate(texts) if text]
+    half = SCAN_CAP // 2
+    tail = total - half
+    parts: list[tuple[int, str]] = []
+    start = 0
+    for i, text in enumerate(texts):
+        end = start + len(text)
+        if start < half:
+            parts.append((i, text[: half - start]))
+        if end > tail:
+            parts.append((i, text[max(0, tail - start) :]))
+        start = end
+    return [(i, part) for i, part in parts if part]
+
+
+_CONTEXT = 1  # index of `ModelCall.context` among the texts scanned
+
+
+def asks_reasoning(call: ModelCall, end: str = "") -> bool:
+    """Whether anything the request tells the model asks for its reasoning.
+    ``end``: the prompt's last `TEXT_WINDOW` characters, lower-cased, if at hand."""
+    for source, part in scanned((call.system or "", call.context, call.prompt)):
+        lower = end if end and part is call.prompt and len(part) <= TEXT_WINDOW else part.lower()
+        if any(word in lower for word in _REASONING_WORDS):
+            if source == _CONTEXT:
+                lower = _JSON_ESCAPE.sub(" ", lower)
+            if _REASONING.search(lower) is not None:
+                return True
+    return False
+
+
+def reasoning_of(call: ModelCall, end: str = "") -> float:
+    """1 for an ask for the model's reasoning, 0.5 for reasoning options
+    alone; ``end`` as in `asks_reasoning`."""
+    if asks_reasoning(call, end):
         return 1.0
     if call.reasoning and (call.reasoning_effort == "high" or (call.reasoning_budget or 0) > 0):
         return 0.5
@@ -79,12 +140,15 @@ def reasoning_of(call: ModelCall, lower: str) -> float:
 
 
 def harvest_of(call: ModelCall) -> float:
-    """Logprob and logit mining: each knob a distiller turns adds to it."""
+    """Logprob and logit mining: each knob a distiller turns adds to it, and
+    the more alternatives per token the more of the model's distribution
+    leaves (an evaluation reads a few; 20, the most OpenAI gives, is the
+    distiller's setting)."""
     score = 0.0
     if call.logprobs:
-        score += 0.4
-        if call.top_logprobs is not None and call.top_logprobs >= 5:
-            score += 0.3
+        score += 0.3
+        top = call.top_logprobs or 0
+        score += 0.3 if top >= 20 else 0.2 if top >= 10 else 0.1 if top >= 5 else 0.0
     if call.logit_bias:
         score += 0.3 if call.logit_bias < 50 else 0.5
     if call.n >= 2:
@@ -92,7 +156,7 @@ def harvest_of(call: ModelCall) -> float:
     if call.temperature == 0:
         score += 0.1
     if call.max_tokens is not None and call.max_tokens <= 4:
-        score += 0.3
+        score += 0.2
     return min(1.0, score)
 
 

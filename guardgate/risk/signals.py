@@ -27,6 +27,10 @@ from guardgate.policy.model import RiskConfig, SignalConfig
 from guardgate.store.risk import DAY, Snapshot
 
 _CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}
+# Clusters that are evidence by their size alone, whatever their members' own risk.
+_COORDINATION = frozenset({"setup"})
+# Not a signal: the explanation's line for a caller held by its extraction budget.
+BUDGET = "extraction_budget"
 PRIOR = 2.0
 WEEK = 7 * DAY
 
@@ -49,7 +53,12 @@ class Scored:
     clusters: list[tuple[str, str, int, int, float]]
 
     def top(self, count: int = 3) -> list[str]:
-        return [name for name, _, contribution in self.signals[:count] if contribution > 0]
+        """The strongest signals that contributed, and the extraction budget
+        when it holds the caller in its tier."""
+        top = [name for name, _, contribution in self.signals[:count] if contribution > 0]
+        if self.signals and self.signals[-1][0] == BUDGET:
+            top.append(BUDGET)
+        return top
 
     def compact(self, tier: str, now: float) -> bytes:
         """What the state keeps of this assessment, cheap to write on every
@@ -83,6 +92,8 @@ def explained(compact: bytes) -> dict[str, Any]:
 class Scorer:
     def __init__(self, config: RiskConfig) -> None:
         self._signals: dict[str, SignalConfig] = {s.name: s for s in config.signals}
+        # A steady rate holds counts in the ratio of the half-lives.
+        self._steady = config.long_half_life / config.half_life
         self._risk_low, self._risk_high = config.cluster_risk
         # Signals weighted 0 are not computed, and their clusters not kept.
         self.cluster_kinds = tuple(
@@ -92,15 +103,19 @@ class Scorer:
     def raw(self, s: Snapshot, now: float, created: float | None) -> dict[str, float]:
         """Each own (not cluster) signal's raw value."""
         n = s.n + PRIOR
-        first = s.first if created is None else min(s.first, created)
-        age = max(0.0, now - first)
-        youth = 2.0 if age < DAY else 1.5 if age < WEEK else 1.0
+        # Age only from the trusted creation header: missing, it is neutral.
+        age = None if created is None else max(0.0, now - created)
+        youth = 1.0 if age is None else 2.0 if age < DAY else 1.5 if age < WEEK else 1.0
         reuse = 1 - s.templates / s.requests if s.requests >= 10 else 0.0
+        burst = 0.0
+        if s.days >= 2 and s.long_n > 0:
+            burst = max(0.0, s.n * self._steady / s.long_n - 1) * min(1.0, s.n / 500)
         return {
             "reasoning_elicitation": s.reasoning / n,
             "logprob_harvest": s.harvest / n,
-            "account_youth": max(0.0, 1 - age / WEEK),
+            "account_youth": 0.0 if age is None else max(0.0, 1 - age / WEEK),
             "volume": s.n * youth,
+            "burst": burst,
             "timing_regularity": max(0.0, 1 - math.sqrt(s.gap_var)) if s.gaps >= 20 else 0.0,
             "hours_active": float(s.hours),
             "template_reuse": reuse,
@@ -125,18 +140,22 @@ class Scorer:
         clusters = []
         for kind, key, accounts, risky in s.clusters:
             config = self._signals[_CLUSTER_SIGNAL[kind]]
-            part = (
-                config.weight
-                * ramp(accounts, config.low, config.high)
-                * ramp(risky / accounts, self._risk_low, self._risk_high)
-            )
+            part = config.weight * ramp(accounts, config.low, config.high)
+            if kind not in _COORDINATION:
+                part *= ramp(risky / accounts, self._risk_low, self._risk_high)
             entry = (kind, key, accounts, risky, part)
             clusters.append(entry)
             held = strongest.get(kind)
             if held is None or part > held[4]:
                 strongest[kind] = entry
         total = own
+        # An established account (a week old by the trusted header, or active
+        # on two days or more without one) is no fresh sybil: what it shares
+        # with others is what unrelated callers share.
+        established = (now - created >= WEEK) if created is not None else s.days >= 2
         for kind, (_, _, accounts, _, part) in strongest.items():
+            if established and kind not in _COORDINATION:
+                part = 0.0
             total += part
             signals.append((_CLUSTER_SIGNAL[kind], float(accounts), part))
         signals.sort(key=lambda item: -item[2])

@@ -55,6 +55,7 @@ class Clock:
 
     half_life: float
     window: float
+    long_half_life: float = 3 * DAY
 
     @property
     def bucket_seconds(self) -> float:
@@ -69,8 +70,9 @@ class Clock:
 
     @property
     def state_ttl(self) -> int:
-        # Long enough for counters to fade to nothing, and for a day of hours.
-        return math.ceil(max(10 * self.half_life, 2 * DAY))
+        # Long enough for counters to fade to nothing, for a day of hours,
+        # and for a caller's baseline to outlast a few quiet days.
+        return math.ceil(max(10 * self.half_life, 2 * DAY, 3 * self.long_half_life))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,9 @@ class Snapshot:
     prompts: int       # distinct prompts in the window
     hours: int         # hours of the last 24 with a request
     clusters: list[tuple[str, str, int, int]]  # kind, value, accounts, risky accounts
+    long_n: float = 0.0          # requests, decayed with the long half-life
+    long_reasoning: float = 0.0  # requests asking for reasoning, the same
+    days: float = 0.0            # distinct days with a request, since first seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +200,10 @@ class _Caller:
     tier: str = ""
     last: bytes = b""
     rank: int = 0
+    ln: float = 0.0   # long-horizon requests
+    lr: float = 0.0   # long-horizon reasoning asks
+    dc: float = 0.0   # days with a request
+    dl: float = -1.0  # the last such day (unix days)
     # The last request in each hour of the day: 24 doubles, not 24 objects.
     hours: array[float] = field(default_factory=lambda: array("d", _NO_HOURS))
     requests: dict[int, int] = field(default_factory=dict)  # requests per bucket
@@ -270,6 +279,15 @@ class MemoryRisk:
             decay = 2 ** (-(now - caller.t) / clock.half_life)
         else:
             now = caller.t
+        long = 1.0
+        if decay != 1.0:
+            long = 2 ** (-(now - caller.t) / clock.long_half_life)
+        caller.ln = caller.ln * long + 1
+        caller.lr = caller.lr * long + obs.reasoning
+        day = float(int(now // DAY))
+        if day > caller.dl:
+            caller.dc += 1
+            caller.dl = day
         caller.n = caller.n * decay + 1
         caller.rs = caller.rs * decay + obs.reasoning
         caller.hv = caller.hv * decay + obs.harvest
@@ -323,6 +341,7 @@ class MemoryRisk:
             # (another replica's clock running ahead) are not in its window.
             requests=sum(n for b, n in counts.items() if b <= bucket), templates=templates,
             prompts=prompts, hours=hours, clusters=clusters,
+            long_n=caller.ln, long_reasoning=caller.lr, days=caller.dc,
         )
 
     def _caller(self, principal: str, now: float) -> _Caller:
@@ -407,12 +426,15 @@ class MemoryRisk:
 
     def _feed(self, caller: _Caller, now: float, tokens: tuple[int, int]) -> None:
         """An answer's token counts, into the caller's decayed counters."""
-        decay = 1.0
+        decay = long = 1.0
         if now > caller.t:
             decay = 2 ** (-(now - caller.t) / self.clock.half_life)
+            long = 2 ** (-(now - caller.t) / self.clock.long_half_life)
         else:
             now = caller.t
         caller.t = now
+        caller.ln = caller.ln * long
+        caller.lr = caller.lr * long
         caller.n = caller.n * decay
         caller.rs = caller.rs * decay
         caller.hv = caller.hv * decay
@@ -488,13 +510,14 @@ class RedisRisk:
             PREFIX, repr(obs.now), repr(clock.half_life), clock.bucket(obs.now), BUCKETS,
             clock.bucket_ttl, clock.state_ttl, obs.principal, repr(obs.reasoning),
             repr(obs.harvest), repr(obs.single), obs.template, obs.prompt,
+            repr(clock.long_half_life),
         ]
         for kind, value in obs.clusters:
             args += (kind, value)
         raw = await OBSERVE.run(self._client, [], args)
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         clusters = [
-            (kind, value, int(float(v[16 + 2 * i])), int(float(v[17 + 2 * i])))
+            (kind, value, int(float(v[19 + 2 * i])), int(float(v[20 + 2 * i])))
             for i, (kind, value) in enumerate(obs.clusters)
         ]
         return Snapshot(
@@ -503,6 +526,7 @@ class RedisRisk:
             first=float(v[7]), gaps=float(v[8]), gap_mean=float(v[9]), gap_var=float(v[10]),
             tier=v[11], requests=int(float(v[12])), templates=int(float(v[13])),
             prompts=int(float(v[14])), hours=int(float(v[15])), clusters=clusters,
+            long_n=float(v[16]), long_reasoning=float(v[17]), days=float(v[18]),
         )
 
     async def record(self, record: Record) -> None:
@@ -513,7 +537,7 @@ class RedisRisk:
             record.explanation,
             "" if record.tokens is None else record.tokens[0],
             "" if record.tokens is None else record.tokens[1],
-            repr(record.score),
+            repr(record.score), repr(clock.long_half_life),
         ]
         for kind, value in record.clusters:
             args += (kind, value)

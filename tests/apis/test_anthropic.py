@@ -113,6 +113,8 @@ def test_messages_maps_every_field() -> None:
         # Billed as input, measured as JSON: the tool definitions and the tool call.
         extra_input=len(orjson.dumps(TYPICAL["tools"]))
         + len(orjson.dumps(TYPICAL["messages"][1]["content"][2])),  # type: ignore[index]
+        context=b"\n".join([orjson.dumps(TYPICAL["tools"]),
+                            orjson.dumps(TYPICAL["messages"][1]["content"][2])]).decode(),  # type: ignore[index]
     )
     assert call.body == orjson.loads(raw)
 
@@ -137,6 +139,24 @@ def test_tools_and_tool_calls_are_input() -> None:
     assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, use, server))
     assert call.prompt == "What is basalt?\nA rock."  # a tool result's text is prompt text
     assert (call.answers, call.token_ids) == (1, 0)
+    # Tool definitions and calls are kept, as JSON, for the risk scan.
+    assert call.context == "\n".join(orjson.dumps(v).decode() for v in (tools, use, server))
+
+
+def test_documents_are_read_for_risk_but_not_a_pdf_s_bytes() -> None:
+    text = {"type": "document", "title": "Notes", "context": "Think step by step.",
+            "source": {"type": "text", "media_type": "text/plain", "data": "Basalt is a rock."}}
+    pdf = {"type": "document", "title": "Paper",
+           "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0x"}}
+    found = {"type": "search_result", "source": "https://example.com", "title": "Basalt",
+             "content": [{"type": "text", "text": "Volcanic."}]}
+    call = parse(dumps(max_tokens=100, messages=[
+        {"role": "user", "content": [text, pdf, found, {"type": "text", "text": "Summarize."}]}]))
+    assert call.prompt == "Summarize."
+    assert call.context == "\n".join([orjson.dumps(text).decode(),
+                                      orjson.dumps({"type": "document", "title": "Paper"}).decode(),
+                                      orjson.dumps(found).decode()])
+    assert call.extra_input == 0  # billing is left as it was
 
 
 def test_messages_simple_body() -> None:

@@ -116,6 +116,7 @@ def test_chat_maps_every_field() -> None:
         reasoning=True,
         reasoning_effort="medium",
         extra_input=len(orjson.dumps(TYPICAL_CHAT["tools"])),  # tool definitions are read too
+        context=orjson.dumps(TYPICAL_CHAT["tools"]).decode(),  # and scanned for risk
     )
     assert call.body == orjson.loads(raw)
 
@@ -373,6 +374,8 @@ def test_chat_tool_definitions_and_calls_are_input() -> None:
     assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, calls, schema))
     assert call.prompt == "Weather?\n3 degrees"  # the prompt stays text
     assert (call.prompts, call.answers, call.token_ids) == (1, 3, 0)
+    # What the model reads besides the prompt is kept, as JSON, for the risk scan.
+    assert call.context == "\n".join(orjson.dumps(v).decode() for v in (tools, schema, calls))
 
 
 def test_responses_tool_calls_are_input_but_not_screenshots() -> None:
@@ -389,6 +392,21 @@ def test_responses_tool_calls_are_input_but_not_screenshots() -> None:
     ))
     assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, text, call_item, output))
     assert (call.prompt, call.turns, call.answers) == ("Read it.", 5, 1)
+    # A tool's output is text the model reads: kept for the risk scan, not billed twice.
+    assert call.context == "\n".join(
+        orjson.dumps(v).decode() for v in (tools, text, call_item, output))
+
+
+def test_responses_stored_prompt_variables_are_read_not_billed() -> None:
+    template = {"id": "pmpt_1", "variables": {"style": "Think step by step."}}
+    call = responses(dumps(prompt=template, input="Hi"))
+    assert call.context == orjson.dumps(template).decode()
+    assert call.extra_input == 0
+
+
+def test_completions_suffix_is_read_for_risk() -> None:
+    call = completions(dumps(prompt="def f(x):", suffix="    return y\n"))
+    assert call.context == "    return y\n"
 
 
 # --- responses ----------------------------------------------------------------------
@@ -444,6 +462,7 @@ def test_responses_maps_every_field() -> None:
         reasoning_effort="high",
         # The tool call and its output are read too, as JSON; reasoning is not.
         extra_input=len(orjson.dumps(body["input"][4])) + len(orjson.dumps(body["input"][5])),
+        context=b"\n".join(orjson.dumps(item) for item in body["input"][4:6]).decode(),
     )
 
 

@@ -15,6 +15,7 @@ from jsonschema import Draft202012Validator
 
 from guardgate.errors import PolicyError, PolicyProblem
 from guardgate.policy import load_policy, load_policy_text, minimal_policy, policy_schema
+from guardgate.policy.catalogue import SIGNALS
 from guardgate.policy.model import (
     IdentityConfig,
     Policy,
@@ -293,8 +294,8 @@ def test_full_policy_compiles_every_value() -> None:
     assert (risk.member_score, risk.cluster_risk) == (0.25, (0.2, 0.5))
     assert risk.max_callers == 5000
     signals = {s.name: s for s in risk.signals}
-    assert len(signals) == 15
-    assert (signals["logprob_harvest"].weight, signals["logprob_harvest"].low) == (0.5, 0.2)
+    assert len(signals) == len(SIGNALS)  # every signal, given or default
+    assert (signals["logprob_harvest"].weight, signals["logprob_harvest"].low) == (0.5, 0.4)
     assert (signals["volume"].weight, signals["volume"].low, signals["volume"].high) == (
         0.15, 100, 1000)
     assert signals["agent_cluster"].weight == 0

@@ -75,7 +75,7 @@ async def send(e: RiskEngine, identity: Identity, call: Any, now: float,
 
 async def test_a_logprob_miner_climbs_to_the_top_tier_and_is_explained() -> None:
     e = engine()
-    miner = who("miner")
+    miner = who("miner", created=T0)  # a fresh account, by the trusted header
     tiers = []
     for i in range(40):
         a = await send(e, miner, chat(f"continue: item {i} of the list", **MINING), T0 + 20 * i)

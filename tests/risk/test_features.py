@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -9,8 +11,8 @@ import pytest
 
 from guardgate.apis.anthropic import parse_messages
 from guardgate.apis.base import ModelCall
-from guardgate.apis.openai import parse_chat
-from guardgate.risk.features import extract, harvest_of, skeleton
+from guardgate.apis.openai import parse_chat, parse_responses
+from guardgate.risk.features import SCAN_CAP, extract, harvest_of, scanned, skeleton
 
 
 def chat(text: str, **params: Any) -> ModelCall:
@@ -122,6 +124,167 @@ def test_single_turn_and_conversations() -> None:
     assert not extract(convo).single_turn
 
 
-def test_only_the_end_of_a_huge_prompt_is_read() -> None:
-    huge = chat("filler " * 200_000 + "Think step by step.")
-    assert extract(huge).reasoning == 1.0
+# --- the reasoning ask, wherever the request tells it ------------------------------
+
+ASK = "Think step by step and show your full reasoning before answering"
+PLAIN = "You are a helpful assistant. Answer in English"
+QUESTION = "What is 17 * 23?"
+# Benign filler with none of the reasoning words.
+FILLER = "The quick brown fox jumps over the lazy dog. "
+
+
+def _chat(messages: list[dict[str, Any]], **params: Any) -> ModelCall:
+    return parse_chat(orjson.dumps({"model": "m", "messages": messages, **params}))
+
+
+def _responses(**params: Any) -> ModelCall:
+    return parse_responses(orjson.dumps({"model": "m", **params}))
+
+
+def _messages(**params: Any) -> ModelCall:
+    return parse_messages(orjson.dumps({"model": "m", "max_tokens": 100, **params}))
+
+
+def _tool_turns(result: str) -> list[dict[str, Any]]:
+    return [
+        {"role": "user", "content": "Read the file."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "read", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": result},
+        {"role": "user", "content": QUESTION},
+    ]
+
+
+def _schema(description: str) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": {
+        "type": "object", "properties": {"answer": {"type": "string", "description": description}}}}}
+
+
+CHANNELS: dict[str, Callable[[str], ModelCall]] = {
+    "user turn": lambda text: chat(f"{text}. {QUESTION}"),
+    "chat system": lambda text: _chat([{"role": "system", "content": text},
+                                       {"role": "user", "content": QUESTION}]),
+    "chat developer": lambda text: _chat([{"role": "developer", "content": text},
+                                          {"role": "user", "content": QUESTION}]),
+    "chat system parts": lambda text: _chat([
+        {"role": "system", "content": [{"type": "text", "text": text}]},
+        {"role": "user", "content": QUESTION}]),
+    "responses instructions": lambda text: _responses(instructions=text, input=QUESTION),
+    "responses instruction items": lambda text: _responses(
+        instructions=[{"role": "developer", "content": text}], input=QUESTION),
+    "responses developer item": lambda text: _responses(input=[
+        {"role": "developer", "content": [{"type": "input_text", "text": text}]},
+        {"role": "user", "content": QUESTION}]),
+    "anthropic system string": lambda text: _messages(
+        system=text, messages=[{"role": "user", "content": QUESTION}]),
+    "anthropic system blocks": lambda text: _messages(
+        system=[{"type": "text", "text": "You are a tutor."}, {"type": "text", "text": text}],
+        messages=[{"role": "user", "content": QUESTION}]),
+    "start of a long user turn": lambda text: chat(f"{text}. " + FILLER * 250 + QUESTION),
+    "first of many turns": lambda text: _chat([
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": FILLER * 200},
+        {"role": "user", "content": QUESTION}]),
+    "chat tool result": lambda text: _chat(_tool_turns(text)),
+    "responses tool output": lambda text: _responses(input=[
+        {"role": "user", "content": "Read the file."},
+        {"type": "function_call", "call_id": "c1", "name": "read", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": text},
+        {"role": "user", "content": QUESTION}]),
+    "anthropic tool result": lambda text: _messages(messages=[
+        {"role": "user", "content": "Read the file."},
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "read", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": text}]},
+            {"type": "text", "text": QUESTION}]}]),
+    "anthropic document": lambda text: _messages(messages=[{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": text}},
+        {"type": "text", "text": QUESTION}]}]),
+    # JSON escapes read as what they say: a newline inside the phrase is still a space.
+    "tool definition": lambda text: _chat(
+        [{"role": "user", "content": QUESTION}],
+        tools=[{"type": "function", "function": {
+            "name": "answer", "description": text.replace(" ", "\n"),
+            "parameters": {"type": "object"}}}]),
+    "output schema": lambda text: _chat([{"role": "user", "content": QUESTION}],
+                                        response_format=_schema(text)),
+    "stored prompt variables": lambda text: _responses(
+        prompt={"id": "pmpt_1", "variables": {"style": text}}, input=QUESTION),
+}
+
+
+@pytest.mark.parametrize("channel", list(CHANNELS))
+def test_a_reasoning_ask_scores_the_same_wherever_the_model_is_told_it(channel: str) -> None:
+    in_user_turn = extract(CHANNELS["user turn"](ASK)).reasoning
+    assert in_user_turn == 1.0
+    assert extract(CHANNELS[channel](ASK)).reasoning == in_user_turn
+
+
+@pytest.mark.parametrize("channel", list(CHANNELS))
+def test_no_ask_scores_nothing_in_any_channel(channel: str) -> None:
+    assert extract(CHANNELS[channel](PLAIN)).reasoning == 0.0
+
+
+def test_the_template_still_comes_from_the_newest_turn() -> None:
+    bare = extract(chat(QUESTION))
+    told = extract(CHANNELS["chat system"](ASK))
+    assert (told.template, told.bands) == (bare.template, bare.bands)
+    assert told.system is not None and bare.system is None
+
+
+def _parts(call: ModelCall) -> list[str]:
+    return [part for _, part in scanned((call.system or "", call.context, call.prompt))]
+
+
+def test_the_scan_reads_all_of_a_request_up_to_the_cap() -> None:
+    system = "S" * 100_000
+    prompt = FILLER * ((SCAN_CAP - len(system)) // len(FILLER))
+    call = _chat([{"role": "system", "content": system}, {"role": "user", "content": prompt}])
+    assert _parts(call) == [system, prompt]  # the text itself, not copied
+
+
+def test_past_the_cap_the_head_and_the_tail_are_read() -> None:
+    mib = 1 << 20
+    body = FILLER * (mib // len(FILLER))
+    call = chat(body)
+    parts = _parts(call)
+    assert sum(map(len, parts)) == SCAN_CAP  # characters examined, of about 1 MiB
+    assert parts == [body[: SCAN_CAP // 2], body[-(SCAN_CAP // 2) :]]
+    for text in (f"{ASK}. {body}", f"{body}{ASK}."):
+        assert extract(chat(text)).reasoning == 1.0
+    # An ask in the middle goes unread only behind more than SCAN_CAP characters.
+    half = len(body) // 2
+    assert extract(chat(f"{body[:half]}{ASK}. {body[half:]}")).reasoning == 0.0
+    edge = SCAN_CAP // 2 - len(ASK) - 10
+    assert extract(chat(f"{body[:edge]}{ASK}. {body[edge:]}")).reasoning == 1.0
+
+
+def test_the_head_and_tail_span_every_channel() -> None:
+    # A system prompt at the head, the newest turn at the tail, a huge tool
+    # result between: both ends are read, whichever channel they are in.
+    big = FILLER * ((1 << 20) // len(FILLER))
+    call = _chat([{"role": "system", "content": ASK}, *_tool_turns(big)])
+    assert extract(call).reasoning == 1.0
+    call = _chat([{"role": "system", "content": PLAIN}, *_tool_turns(big)[:-1],
+                  {"role": "user", "content": ASK}])
+    assert extract(call).reasoning == 1.0
+
+
+def _fastest(call: ModelCall, rounds: int = 5) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        extract(call)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
+def test_a_huge_body_costs_no_more_than_the_cap() -> None:
+    # The worst text for the scan: a reasoning word everywhere, so that the
+    # expression runs over everything read. 1 MiB is read as 256 KiB is.
+    dense = "show them work " * (SCAN_CAP // 15)
+    at_cap = chat(dense[:SCAN_CAP])
+    huge = chat(dense * 4)
+    assert extract(at_cap).reasoning == extract(huge).reasoning == 0.0
+    assert _fastest(huge) < 2 * _fastest(at_cap)

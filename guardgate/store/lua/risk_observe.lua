@@ -4,7 +4,7 @@
 --
 -- ARGV: prefix, now, half_life, bucket, buckets, bucket_ttl, state_ttl,
 --       principal, reasoning, harvest, single, template, prompt,
---       then (kind, value) pairs naming the caller's clusters.
+--       long_half_life, then (kind, value) pairs naming the caller's clusters.
 -- Returns: { decayed state fields..., tier, requests, templates, prompts,
 --            hours, then (accounts, risky accounts) per cluster }, numbers as
 --            strings.
@@ -23,15 +23,26 @@ local principal = ARGV[8]
 
 local key = prefix .. ':p:' .. principal
 local f = redis.call('HMGET', key, 't', 'first', 'seen', 'n', 'rs', 'hv', 'st', 'inp', 'out',
-  'ans', 'gc', 'gm', 'gv', 'tier')
+  'ans', 'gc', 'gm', 'gv', 'tier', 'ln', 'lr', 'dc', 'dl')
 local t = tonumber(f[1]) or now
 local first = tonumber(f[2]) or now
 local seen = tonumber(f[3])
 local decay = 1.0
+local long = 1.0
 if now > t then
   decay = math.pow(2, -(now - t) / half_life)
+  long = math.pow(2, -(now - t) / tonumber(ARGV[14]))
 else
   now = t  -- a replica's clock behind the last writer's: never decay backwards
+end
+local ln = (tonumber(f[15]) or 0) * long + 1
+local lr = (tonumber(f[16]) or 0) * long + tonumber(ARGV[9])
+local dc = tonumber(f[17]) or 0
+local dl = tonumber(f[18]) or -1
+local day = math.floor(now / 86400)
+if day > dl then
+  dc = dc + 1
+  dl = day
 end
 local function d(value) return (tonumber(value) or 0) * decay end
 local n = d(f[4]) + 1
@@ -53,7 +64,8 @@ local hour = math.floor(now / 3600) % 24
 redis.call('HSET', key, 't', num(now), 'first', num(first), 'seen', ARGV[2],
   'n', num(n), 'rs', num(rs), 'hv', num(hv), 'st', num(st),
   'inp', num(inp), 'out', num(out), 'ans', num(ans),
-  'gc', num(gc), 'gm', num(gm), 'gv', num(gv), 'h' .. hour, num(now))
+  'gc', num(gc), 'gm', num(gm), 'gv', num(gv), 'h' .. hour, num(now),
+  'ln', num(ln), 'lr', num(lr), 'dc', num(dc), 'dl', num(dl))
 redis.call('EXPIRE', key, state_ttl)
 local hours = 0
 local marks = redis.call('HMGET', key, 'h0', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'h7', 'h8',
@@ -97,8 +109,9 @@ local prompts = distinct(prefix .. ':wp:' .. principal, ARGV[13])
 
 local result = {num(n), num(rs), num(hv), num(st), num(inp),
   num(out), num(ans), num(first), num(gc), num(gm), num(gv),
-  f[14] or '', num(requests), num(templates), num(prompts), num(hours)}
-for i = 14, #ARGV, 2 do
+  f[14] or '', num(requests), num(templates), num(prompts), num(hours),
+  num(ln), num(lr), num(dc)}
+for i = 15, #ARGV, 2 do
   local name = ARGV[i] .. ':' .. ARGV[i + 1]
   local accounts = add(prefix .. ':c:' .. name, principal)
   local risky = redis.call('PFCOUNT', unpack(window(prefix .. ':r:' .. name)))
