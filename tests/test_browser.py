@@ -91,7 +91,7 @@ def test_the_dashboard_after_logging_in_shows_the_chart_and_the_riskiest(chromiu
             "admin": {"token": token},
             "quotas": [{"name": "rpm", "limit": "1000/minute"}],
             "tiers": {"watch": {"score": 0.3, "quota_factor": 0.5},
-                      "blocked": {"score": 0.6, "deny": True}},
+                      "blocked": {"score": 0.45, "deny": True}},
         }
         with serve_in_thread(GuardGate(policy=policy)) as base:
             for i in range(30):  # simulated traffic: a miner and some people
