@@ -3,7 +3,7 @@
     serving    serve, toy (and the app each server worker builds)
     demo       demo
     starter    init
-    offline    replay, detect (work on recorded files, with progress)
+    offline    replay, calibrate, detect (work on recorded files, with progress)
 
 This module holds the parser and the small commands.
 """

@@ -1,5 +1,5 @@
-"""``guardgate replay`` and ``guardgate detect``: commands over recorded
-files (plain or gzip), with progress on a terminal."""
+"""``guardgate replay``, ``guardgate calibrate`` and ``guardgate detect``:
+commands over recorded files (plain or gzip), with progress on a terminal."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -32,6 +32,22 @@ def add_commands(sub: Any) -> None:
     )
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
     replay.set_defaults(run=replay_command)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit the signals' ramps and the tiers' scores to recorded (mostly benign) traffic",
+    )
+    calibrate.add_argument("--policy", metavar="FILE", required=True, help="policy file (YAML)")
+    calibrate.add_argument("traffic", metavar="TRAFFIC.jsonl",
+                           help="recorded traffic, gzipped or not; - for standard input")
+    calibrate.add_argument("--target-fpr", type=float, default=0.005, metavar="SHARE",
+                           help="share of callers allowed to reach the tier (default 0.005)")
+    calibrate.add_argument("--tier", default="suspicious",
+                           help="the tier the target is about (default suspicious)")
+    calibrate.add_argument("--out", metavar="FILE", required=True,
+                           help="write the calibrated policy here (YAML)")
+    calibrate.add_argument("--json", action="store_true", help="print the report as JSON")
+    calibrate.set_defaults(run=calibrate_command)
 
     detect = sub.add_parser(
         "detect", help="look for the watermark of a key in texts or JSON lines of answers"
@@ -86,6 +102,86 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         print(replay.summary.text(), file=summary_to)
     return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    """Exit 0 when the calibrated policy meets the target on the traffic, 1
+    when it does not (the policy is written all the same), 2 when it cannot
+    calibrate (the reason in one line)."""
+    import asyncio
+
+    from guardgate.errors import PolicyError
+    from guardgate.replay import Replay
+    from guardgate.risk.calibrate import CalibrationError, calibrate, read_document
+
+    try:
+        policy = load_policy(args.policy)
+        document = read_document(args.policy)
+        records = _passes(args.traffic)
+        header = (f"# Calibrated by guardgate calibrate from {args.policy} on {args.traffic} "
+                  f"(target: at most {args.target_fpr:g} of callers reach {args.tier}).\n"
+                  "# risk.signals and the tiers' scores are fitted; the rest is as written.\n")
+        result = asyncio.run(calibrate(policy, document, records, Replay,
+                                       target_fpr=args.target_fpr, tier=args.tier,
+                                       header=header))
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(result.text)
+    except PolicyError as err:
+        more = len(err.problems) - 1
+        extra = f" (and {more} more: guardgate check {args.policy})" if more > 0 else ""
+        problem = err.problems[0] if err.problems else None
+        first = "invalid" if problem is None else (
+            str(problem) if problem.where or problem.line else problem.message)
+        print(f"guardgate calibrate: {err.source}: {first}{extra}", file=sys.stderr)
+        return 2
+    except (CalibrationError, Unreadable) as exc:
+        print(f"guardgate calibrate: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"guardgate calibrate: cannot write {args.out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**result.as_dict(), "out": args.out}))
+    else:
+        print(result.report() + f"\nwrote {args.out}")
+    if not result.met:
+        print(f"guardgate calibrate: {args.out} does not meet the target on this traffic",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _passes(name: str) -> Callable[[str], Iterator[Any]]:
+    """Records of ``name`` afresh on every pass (standard input is read once,
+    kept in memory), with progress on a terminal."""
+    from guardgate.replay import read_records
+
+    kept: list[bytes] | None = None
+    if name == "-":
+        source = Source(name)
+        try:
+            kept = list(source.lines())
+        finally:
+            source.close()
+    else:
+        Source(name).close()  # a missing file is reported before any work
+
+    def records(label: str) -> Iterator[Any]:
+        if kept is not None:
+            yield from read_records(kept)
+            return
+        source = Source(name)
+        try:
+            with Progress(f"calibrate {label}", source.size) as progress:
+                for count, record in enumerate(read_records(source.lines()), 1):
+                    yield record
+                    if count % _EVERY == 0:
+                        progress.at(source.position() or 0)
+        finally:
+            source.close()
+
+    return records
 
 
 def detect_command(args: argparse.Namespace) -> int:
