@@ -185,10 +185,11 @@ def attacker_cost(report: dict[str, Any], attacks: tuple[str, ...]) -> dict[str,
 
     Each attack population's accounts are grouped by the rate they sent at
     on their last day of traffic (powers of two); a group's yield is its
-    mean pristine answers (tier normal or watch) on that day, after every
-    earlier day of history (aged sleepers: the harvest day; multi-day
-    campaigns: their last day). The adversary picks the best group of at
-    least two accounts, the stealthiest rate that stays untreated; its yield,
+    mean pristine answers (in a tier that neither degrades, marks nor
+    denies) on that day, after every earlier day of history (aged
+    sleepers: the harvest day; multi-day campaigns: their last day). The
+    adversary picks the best group of at least two accounts, the stealthiest
+    rate that stays untreated; its yield,
     capped by the policy's quota ceiling for a day, gives
     ``CAMPAIGN_ANSWERS / (CAMPAIGN_DAYS * yield)`` accounts."""
     ceiling = min(CEILING_RPM, CEILING_TPM / 1600) * 1440

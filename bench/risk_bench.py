@@ -75,18 +75,22 @@ def replay_throughput(records: list[dict[str, Any]]) -> float:
 
 
 def round_trips(redis_url: str, records: list[dict[str, Any]]) -> tuple[float, float]:
+    import yaml
+
     from guardgate.logs import configure_logging
     from guardgate.toy import create_toy_app
     from tests.servers import serve_in_thread
 
     configure_logging("warning")  # no request lines in the figures
     policy = Path(tempfile.mkstemp(suffix=".yaml")[1])
-    text = POLICY.read_text().replace("storage: memory://", f"storage: {redis_url}")
+    document = yaml.safe_load(POLICY.read_text())
+    document["storage"] = redis_url
     # Risk only: the quotas' own round trips are measured by quota_bench.
-    text = text[: text.index("quotas:")] + text[text.index("tiers:") :]
+    del document["quotas"]
     bodies = [r["body"] for r in records[:200]]
     with serve_in_thread(create_toy_app()) as toy:
-        policy.write_text(text.replace("upstream: http://127.0.0.1:8000", f"upstream: {toy}"))
+        document["upstream"] = toy
+        policy.write_text(yaml.safe_dump(document))
         return count_round_trips(toy, redis_url, requests=320, policy=policy, bodies=bodies)
 
 

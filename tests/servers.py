@@ -171,3 +171,13 @@ def redis_for_bench(url: str | None) -> Iterator[str]:
     port = free_port()
     with own_redis(port):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+async def body_of(receive: Any) -> bytes:
+    """An ASGI request's whole body, for test upstreams."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body

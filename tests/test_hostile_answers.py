@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 
 from guardgate import GuardGate
 from guardgate.perturb.watermark import mark
-from tests.servers import free_port, running, serve_in_thread
+from tests.servers import body_of, free_port, running, serve_in_thread
 
 HIGH = "sk-hostile-caller"
 USER = [{"role": "user", "content": "How should I plan a large software project?"}]
@@ -412,13 +412,7 @@ def test_a_treated_call_never_asks_for_what_no_walker_treats(toy: str) -> None:
     seen: list[dict[str, Any]] = []
 
     async def upstream(scope: Any, receive: Any, send: Any) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        seen.append(orjson.loads(body))
+        seen.append(orjson.loads(await body_of(receive)))
         answer = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json")]})

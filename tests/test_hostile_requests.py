@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 from guardgate import GuardGate
 from guardgate.toy import create_toy_app
 from guardgate.types import ASGIApp, Receive, Scope, Send
-from tests.servers import principal_of, serve_in_thread
+from tests.servers import body_of, principal_of, serve_in_thread
 
 CHAT = {"model": "toy-1", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5}
 LOGPROBS = {**CHAT, "logprobs": True, "top_logprobs": 5}
@@ -133,13 +133,7 @@ def first_value_wins(seen: list[dict[str, Any]]) -> ASGIApp:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        call = json.loads(raw, object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+        call = json.loads(await body_of(receive), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
         seen.append(call)
         tokens = call.get("max_tokens", 16) * call.get("n", 1)
         answer = orjson.dumps({
