@@ -435,3 +435,23 @@ def test_an_embeddings_call_is_charged_its_usage_not_a_reservation() -> None:
                               json={"model": "e", "input": "a sentence"}) for _ in range(6)]
         time.sleep(0.1)
     assert [a.status_code for a in answers] == [200] * 6
+
+
+def test_documents_and_images_are_reserved_as_input(toy: str) -> None:
+    """A 108,000-character document beside a two-word question: reserved at
+    its size, never as the question alone, so one such call cannot take 27
+    windows' worth of input."""
+    document = {"type": "document", "title": "Notes",
+                "source": {"type": "text", "media_type": "text/plain", "data": "word " * 21600}}
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    ask = {"type": "text", "text": "Summarize this."}
+    with serve_in_thread(GuardGate(policy={"upstream": toy, "quotas": [QUOTA]})) as base:
+        big = httpx.post(base + "/v1/messages", headers=_key(), timeout=10, json={
+            "model": "toy-1", "max_tokens": 50,
+            "messages": [{"role": "user", "content": [document, ask]}]})
+        pictured = httpx.post(base + "/v1/messages", headers=_key(), timeout=10, json={
+            "model": "toy-1", "max_tokens": 50,
+            "messages": [{"role": "user", "content": [image, ask]}]})
+    assert big.status_code == 429 and big.headers["x-should-retry"] == "false"
+    held = LIMIT - int(pictured.headers["x-ratelimit-remaining-tokens"])
+    assert held >= 1600  # the image, at its largest

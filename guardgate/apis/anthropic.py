@@ -31,6 +31,9 @@ _BILLED = ("tools", "output_format")
 _TOOL_CALL = "tool_use"
 # Blocks whose text the model reads besides text blocks and tool results:
 # documents (their source, title and context) and search results.
+# What an image is reserved as, in characters (about 1,600 tokens: the most
+# an image is billed at its largest size).
+IMAGE_CHARS = 6400
 _DOCUMENTS = ("document", "search_result")
 
 # https://docs.anthropic.com/en/api/errors; other 4xx are invalid_request_error
@@ -117,8 +120,9 @@ def parse_messages(body: bytes) -> ModelCall:
 
 def _collect_blocks(blocks: list[Any], out: list[str], context: list[str], index: int) -> int:
     """Text blocks, and the text a tool result hands back to the model, to
-    ``out``; tool calls and documents as JSON to ``context``. Return the
-    characters of the tool calls among the blocks, as JSON."""
+    ``out``; tool calls and documents as JSON to ``context``. Return what the
+    other blocks are billed as, in characters: tool calls as JSON, documents
+    by their size, images at `IMAGE_CHARS` each."""
     calls = 0
     for i, block in enumerate(blocks):
         if type(block) is not dict:
@@ -133,24 +137,35 @@ def _collect_blocks(blocks: list[Any], out: list[str], context: list[str], index
                 raise invalid_type(f"messages[{index}].content[{i}].text", "a string", text)
         elif kind == "tool_result":
             path = content_path("messages", index)
-            collect_content(block.get("content"), _TEXT, out, path, i)
+            content = block.get("content")
+            collect_content(content, _TEXT, out, path, i)
+            if type(content) is list:
+                calls += IMAGE_CHARS * sum(
+                    1 for part in content if type(part) is dict and part.get("type") == "image")
         elif type(kind) is str:
             if kind.endswith(_TOOL_CALL):
                 calls += json_chars(block, context)
             elif kind in _DOCUMENTS:
-                _document(block, context)
+                calls += _document(block, context)
+            elif kind == "image":
+                calls += IMAGE_CHARS
         elif kind is not None:
             raise invalid_type(f"messages[{index}].content[{i}].type", "a string", kind)
     return calls
 
 
-def _document(block: dict[str, Any], context: list[str]) -> None:
+def _document(block: dict[str, Any], context: list[str]) -> int:
     """A document or search result, as JSON, for the risk scan; a document
-    sent as base64 (a PDF) only by its title and context."""
+    sent as base64 (a PDF) only by its title and context. Returns what it is
+    billed as, in characters: its JSON, and a base64 document at half its
+    encoded size (a PDF page is read as text and as an image)."""
     source = block.get("source")
+    extra = 0
     if type(source) is dict and source.get("type") == "base64":
+        data = source.get("data")
+        extra = len(data) // 2 if type(data) is str else 0
         block = {key: value for key, value in block.items() if key != "source"}
-    json_chars(block, context)
+    return json_chars(block, context) + extra
 
 
 def _thinking(data: dict[str, Any]) -> tuple[bool, int | None]:

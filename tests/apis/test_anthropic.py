@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from guardgate.apis import ADAPTERS, ModelCall, anthropic_error_body
-from guardgate.apis.anthropic import anthropic_error_type
+from guardgate.apis.anthropic import IMAGE_CHARS, anthropic_error_type
 from guardgate.errors import BadRequest, BodyTooLarge, UpstreamTimeout, UpstreamUnavailable
 
 adapter = ADAPTERS["anthropic.messages"]
@@ -34,6 +34,11 @@ def test_registry_entry() -> None:
 # --- parsing -------------------------------------------------------------------------
 
 # A body as the Anthropic SDK sends it for a tool-using, thinking conversation.
+def images(body: dict[str, object]) -> int:
+    """The image blocks in ``body``'s messages."""
+    return orjson.dumps(body).count(b'"type":"image"')
+
+
 TYPICAL = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 16000,
@@ -111,7 +116,7 @@ def test_messages_maps_every_field() -> None:
         reasoning=True,
         reasoning_budget=10000,
         # Billed as input, measured as JSON: the tool definitions and the tool call.
-        extra_input=len(orjson.dumps(TYPICAL["tools"]))
+        extra_input=len(orjson.dumps(TYPICAL["tools"])) + images(TYPICAL) * IMAGE_CHARS
         + len(orjson.dumps(TYPICAL["messages"][1]["content"][2])),  # type: ignore[index]
         context=b"\n".join([orjson.dumps(TYPICAL["tools"]),
                             orjson.dumps(TYPICAL["messages"][1]["content"][2])]).decode(),  # type: ignore[index]
@@ -136,7 +141,9 @@ def test_tools_and_tool_calls_are_input() -> None:
             ]},
         ],
     ))
-    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, use, server))
+    # An image is billed at its largest (IMAGE_CHARS), never as nothing.
+    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (tools, use, server)) + \
+        IMAGE_CHARS
     assert call.prompt == "What is basalt?\nA rock."  # a tool result's text is prompt text
     assert (call.answers, call.token_ids) == (1, 0)
     # Tool definitions and calls are kept, as JSON, for the risk scan.
@@ -156,7 +163,10 @@ def test_documents_are_read_for_risk_but_not_a_pdf_s_bytes() -> None:
     assert call.context == "\n".join([orjson.dumps(text).decode(),
                                       orjson.dumps({"type": "document", "title": "Paper"}).decode(),
                                       orjson.dumps(found).decode()])
-    assert call.extra_input == 0  # billing is left as it was
+    # Billed: each document's JSON (what the model reads of it), a base64
+    # one at half its encoded size besides.
+    assert call.extra_input == sum(len(orjson.dumps(v)) for v in (
+        text, {"type": "document", "title": "Paper"}, found)) + len("JVBERi0x") // 2
 
 
 def test_messages_simple_body() -> None:
