@@ -139,8 +139,12 @@ class AnswerSend:
         kind = message["type"]
         chain = self._chain
         if kind == "http.response.start":
-            if chain is not None and chain.treats and not _treatable(chain, message):
-                await self._refuse(chain, AnswerUnreadable(), message)
+            if chain is not None and chain.treats and 200 <= message["status"] < 300:
+                # The model's answer, treated: what cannot be read is refused.
+                # (An error answer is not the model's: it passes as it comes.)
+                chain.strict = True
+                if not _readable(chain.streaming, message):
+                    await self._refuse(chain, AnswerUnreadable(), message)
             replaced = {k for k, _ in self._headers}
             if chain is not None and chain.rewrites:
                 replaced.add(b"content-length")
@@ -205,14 +209,9 @@ class AnswerSend:
 _IDENTITY = (b"", b"identity")
 
 
-def _treatable(chain: AnswerChain, start: Message) -> bool:
-    """Whether a treated answer starting with ``start`` can be treated. An
-    error answer is not the model's: it passes as it comes. A successful one
-    is read strictly (what cannot be read is refused), and must come
-    uncompressed, and as a stream when one was asked for."""
-    if not 200 <= start["status"] < 300:
-        return True
-    chain.strict = True
+def _readable(streaming: bool, start: Message) -> bool:
+    """Whether an answer starting with ``start`` comes in a shape its walker
+    reads: uncompressed, and a stream when one was asked for."""
     encoding = content_type = b""
     for name, value in start.get("headers") or []:
         if name == b"content-encoding":
@@ -221,4 +220,4 @@ def _treatable(chain: AnswerChain, start: Message) -> bool:
             content_type = value.lower()
     if encoding not in _IDENTITY:
         return False
-    return chain.streaming == content_type.startswith(b"text/event-stream") or not content_type
+    return streaming == content_type.startswith(b"text/event-stream") or not content_type

@@ -63,6 +63,7 @@ def bearer_token(authorization: bytes) -> bytes | None:
 # where an Authorization of any scheme is a key.
 ALWAYS = 1
 WHOLE = 2
+MALFORMED = 3
 
 
 class Credentials:
@@ -90,7 +91,14 @@ class Credentials:
 
     def mixed(self, headers: Mapping[bytes, bytes]) -> tuple[int, str]:
         """Whether the request's credential headers carry different keys
-        (0, `ALWAYS` or `WHOLE`), and the two headers that differ."""
+        (0, `ALWAYS` or `WHOLE`), and the two headers that differ; or
+        `MALFORMED`: a Bearer token that is no token68, which an upstream
+        may trim into another's (a no-break space after it), so that one key
+        would be many callers here."""
+        authorization = headers.get(b"authorization")
+        if (authorization and bearer_token(authorization) is None
+                and _BEARER_SCHEME.match(authorization)):
+            return MALFORMED, "authorization"
         found: bytes | None = None
         found_in = b""
         for name in self.keys:
@@ -100,7 +108,6 @@ class Credentials:
                     found, found_in = value, name
                 elif value != found:
                     return ALWAYS, _pair(found_in, name)
-        authorization = headers.get(b"authorization")
         if found is None or not authorization or authorization == found:
             return 0, ""
         token = bearer_token(authorization)
@@ -116,14 +123,10 @@ class Credentials:
         ``adapter``: the route's API, None for pass-through."""
         if len(headers) != len(raw):
             self._refuse_repeated(raw)
-        authorization = headers.get(b"authorization")
-        if (authorization is not None and bearer_token(authorization) is None
-                and _BEARER_SCHEME.match(authorization)):
-            # A token an upstream may trim into another's (a no-break space
-            # after it): one key would be many callers here.
+        mixed = identity.mixed if identity is not None else 0
+        if mixed == MALFORMED:
             raise BadRequest("The Authorization header's Bearer token is malformed.",
                              reason="malformed bearer token")
-        mixed = identity.mixed if identity is not None else 0
         if mixed and (mixed == ALWAYS
                       or self._whole[adapter.family if adapter is not None else None]):
             raise BadRequest(

@@ -255,9 +255,11 @@ class RoutingSection(Section):
     unknown: UnknownPaths = Field(
         default=default_of(RoutingConfig, "unknown"),
         description=(
-            "What a POST gets on a path under a route's first segment (/v1/) that is no route: "
-            "pass (forwarded untouched), meter (a JSON object body is a call of the API of the "
-            "route nearest its path: metered, scored and treated) or deny (404)."
+            "What a POST gets on a path that is no route but lies under a route's first segment "
+            "(/v1/) or ends as a route does (/chat/completions, Azure deployment paths): pass "
+            "(forwarded untouched, but refused to a caller whose tier degrades or marks), meter "
+            "(a JSON object body is a call of the API its ending names, else of the nearest "
+            "route: metered and treated, scored when it carries a prompt) or deny (404)."
         ),
     )
 
