@@ -17,13 +17,15 @@ scored only when it carries a prompt: an embeddings call, read by a chat
 parser, tells nothing of its caller.
 
 Some requests ask for answers the upstream keeps, out of the request's own
-answer: stored answers read back (any method but POST on a path holding a
-``responses``, ``chat/completions``, ``conversations`` or ``messages``
-segment, however prefixed: ``GET /v1/responses/{id}``,
-``GET /openai/deployments/d/chat/completions/{id}``), batches (a path
-holding a ``batches`` segment) and files' contents (``GET
-/v1/files/{id}/content``). They are marked deferred: treatment cannot reach
-those answers, so a caller whose tier treats is refused them (step 7).
+answer: any method but POST under a model prefix (``/v1/``) but the model
+list (stored responses and completions, eval outputs, run steps, files'
+contents), or on a path holding a ``responses``, ``chat/completions``,
+``conversations`` or ``messages`` segment however prefixed
+(``GET /openai/deployments/d/chat/completions/{id}``); batches (a path
+holding a ``batches`` segment); and POSTs on paths that are no route whose
+body carries no prompt (an eval run, a job, an update). They are marked
+deferred: treatment cannot reach those answers, so a caller whose tier
+treats is refused them (step 7).
 """
 
 from __future__ import annotations
@@ -154,10 +156,13 @@ class Router:
         """Whether a request to ``path`` makes or reads answers kept upstream."""
         found = self._deferred.get((path, post))
         if found is None:
-            segments = self.normalize(path).lower().split("/")
+            normal = self.normalize(path).lower()
+            segments = normal.split("/")
             found = not _BULK.isdisjoint(segments) or (not post and (
                 not _STORED.isdisjoint(segments)
-                or ("files" in segments and segments[-1] == "content")))
+                # Anything read under a model prefix but the model list: eval
+                # outputs, run steps, a video's content are answers too.
+                or (normal.startswith(self._prefixes) and segments[2:3] != ["models"])))
             if len(path) <= _LONGEST:
                 if len(self._deferred) >= _REMEMBERED:
                     del self._deferred[next(iter(self._deferred))]
@@ -215,8 +220,13 @@ class Router:
             return
         if self.parse_calls:
             call = ex.call = adapter.parse(body)
-            if ex.unrouted and (call.prompt or call.system):
-                ex.unrouted = False  # a model call on an alias: scored as any other
+            if ex.unrouted:
+                if call.prompt or call.system:
+                    ex.unrouted = False  # a model call on an alias: scored as any other
+                else:
+                    # No prompt: a job, an update, an embedding, whose answer
+                    # no walker reads (`treatment` refuses it to a treated caller).
+                    ex.deferred = True
         else:
             # Nothing reads the call: which of two repeated keys counts does not matter.
             decode(body, unique=False)

@@ -389,6 +389,12 @@ def test_pass_through_is_byte_identical_with_token_metering_on() -> None:
     ("POST", "/completion", {"prompt": "Hi", "n_probs": 5}),
     ("POST", "/api/generate", {"model": "m", "prompt": "Hi"}),
     ("POST", "/invocations", {"messages": [{"role": "user", "content": "Hi"}]}),
+    # Answers made out of the request and read back later: eval runs, run steps.
+    ("GET", "/v1/evals/e1/runs/r1/output_items", None),
+    ("GET", "/v1/threads/t/runs/r/steps", None),
+    ("GET", "/v1/videos/v1/content", None),
+    ("POST", "/v1/evals/e1/runs", {"data_source": {"type": "completions"}}),
+    ("POST", "/v1/responses/resp_1/cancel", {}),
 ])
 def test_answers_kept_upstream_are_refused_to_a_treated_caller(
         toy: str, method: str, path: str, body: dict[str, Any] | None) -> None:
@@ -427,3 +433,9 @@ def test_a_treated_call_never_asks_for_what_no_walker_treats(toy: str) -> None:
     treated, normal = seen
     assert not set(extras) & set(treated)
     assert set(extras) <= set(normal)  # others' requests go as they came
+
+
+def test_a_treated_caller_still_lists_the_models(toy: str) -> None:
+    with serve_in_thread(GuardGate(policy=treated_policy(toy))) as base:
+        models = httpx.get(base + "/v1/models", headers={"authorization": f"Bearer {HIGH}"})
+    assert models.status_code == 200

@@ -118,16 +118,17 @@ class Meter(Processor):
 
     def billed_output(self, reserved: int, ok: bool) -> int:
         """The output tokens an answer is charged: the upstream's count; with
-        no usage seen at all, what was ``reserved`` for it (or the estimate,
-        if larger) when the answer was the model's (``ok``: a 2xx), the
-        estimate for an error or for usage without an output count (an
-        embeddings answer). A count from characters is no bound (a token of
-        Chinese text or digits is one or two characters), and a caller that
-        leaves a stream before its usage arrives must not be charged less."""
+        none seen, what was ``reserved`` for it (or the estimate, if larger)
+        when the answer was the model's (``ok``: a 2xx), the estimate for an
+        error. A count from characters is no bound (a token of Chinese text
+        or digits is one or two characters), and a caller that leaves a
+        stream before its output count arrives (an Anthropic stream gives
+        its input count first) must not be charged less. A call that makes
+        no output (embeddings) reserves none: see `Admission._settle`."""
         if self.output_tokens is not None:
             return self.output_tokens
         estimate = self.estimated_output_tokens()
-        return max(estimate, reserved) if ok and self.input_tokens is None else estimate
+        return max(estimate, reserved) if ok else estimate
 
 
 

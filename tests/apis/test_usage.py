@@ -614,3 +614,21 @@ def test_arbitrary_events_never_raise(api: str, events: list[Any], junk: bytes, 
         assert reading(split) == reading(whole)
         if not strip:
             assert out == data
+
+
+def test_a_stream_cut_before_its_output_count_is_charged_what_it_reserved() -> None:
+    """An Anthropic stream tells its input count first (message_start) and
+    its output count last (message_delta): cut between, the output is
+    charged at the reservation, not at a quarter of its characters."""
+    meter = UsageMeter("anthropic.messages", True, False)
+    start = {"type": "message_start", "message": {
+        "id": "m", "type": "message", "role": "assistant", "content": [], "model": "x",
+        "usage": {"input_tokens": 10, "output_tokens": 1}}}
+    delta = {"type": "content_block_delta", "index": 0,
+             "delta": {"type": "text_delta", "text": "模" * 400}}
+    for event in (start, delta):
+        meter.feed(b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event)
+                   + b"\n\n")
+    assert meter.input_tokens == 10 and meter.output_tokens is None
+    assert meter.meter.billed_output(4000, ok=True) == 4000
+    assert meter.meter.billed_output(4000, ok=False) == meter.estimated_output_tokens() == 100
