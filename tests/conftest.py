@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from guardgate.toy import create_toy_app
-from tests.servers import free_port, serve_in_thread
+from tests.servers import RedisCluster, free_port, own_redis_cluster, serve_in_thread
 
 
 def _ping(url: str) -> None:
@@ -79,3 +79,14 @@ def storage(request: pytest.FixtureRequest) -> str:
         return "memory://"
     url: str = request.getfixturevalue("redis_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of the session's own (three primaries, three
+    replicas); skipped without redis-server, failed when CI is set."""
+    try:
+        with own_redis_cluster() as cluster:
+            yield cluster
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        _unavailable(f"a Redis Cluster could not be started: {exc}")

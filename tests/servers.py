@@ -30,7 +30,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["free_port", "own_redis", "running", "serve_in_thread"]
+__all__ = ["RedisCluster", "free_port", "own_redis", "own_redis_cluster", "running", "serve_in_thread"]
 
 
 @contextlib.contextmanager
@@ -84,11 +84,7 @@ def serve_in_thread(
 def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
     """A redis-server of the test's own on ``port`` (no disk), stopped on leaving:
     for faults that stop Redis under a running gateway."""
-    server = shutil.which("redis-server")
-    if server is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed")
-        pytest.skip("redis-server is not installed")
+    server = _redis_server()
     workdir = tempfile.mkdtemp(prefix="guardgate-redis-")
     proc = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -96,17 +92,7 @@ def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:  # the port was taken, or the server refused
-                raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        _wait_for_port(proc, port)
         yield proc
     finally:
         proc.terminate()
@@ -115,6 +101,143 @@ def own_redis(port: int) -> Iterator[subprocess.Popen[bytes]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class RedisCluster:
+    """A Redis Cluster of the test's own: three primaries, each with one
+    replica, on free ports (nothing kept on disk)."""
+
+    def __init__(self, ports: list[int], procs: dict[int, subprocess.Popen[bytes]],
+                 workdir: str) -> None:
+        self.ports = ports
+        self.procs = procs
+        self.workdir = workdir
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def start(self, port: int) -> None:
+        """(Re)start the node on ``port`` with its saved cluster config."""
+        self.procs[port] = subprocess.Popen(
+            [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir, "--cluster-enabled", "yes",
+             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.procs[port], port)
+
+    def stop(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(10)
+
+    def info(self, port: int, section: str = "cluster") -> str:
+        import redis
+
+        client = redis.Redis(port=port, socket_timeout=2)
+        try:
+            if section == "cluster":
+                return str(client.execute_command("CLUSTER", "INFO"), "utf-8")
+            return str(client.execute_command("INFO", section), "utf-8")
+        finally:
+            client.close()
+
+    def primaries(self) -> list[int]:
+        """The ports of the nodes now serving slots as primaries."""
+        import redis
+
+        for port in self.procs:
+            try:
+                client = redis.Redis(port=port, socket_timeout=2)
+                slots = client.execute_command("CLUSTER", "SLOTS")
+                client.close()
+            except (redis.RedisError, OSError):
+                continue
+            return sorted({int(entry[2][1]) for entry in slots})
+        return []
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            for port in self.procs:
+                try:
+                    states.append("cluster_state:ok" in self.info(port))
+                except Exception:  # noqa: BLE001 - a node still starting
+                    states.append(False)
+            if all(states) and len(self.primaries()) == 3:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not reach state ok: {states}")
+            time.sleep(0.1)
+
+
+def _redis_server() -> str:
+    server = shutil.which("redis-server")
+    if server is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    return server
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:  # the port was taken, or the server refused
+            raise RuntimeError(f"redis-server on port {port} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """Free ports whose cluster bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+@contextlib.contextmanager
+def own_redis_cluster() -> Iterator[RedisCluster]:
+    """Three primaries and three replicas, created with ``redis-cli --cluster
+    create``; every node stopped on leaving."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        _redis_server()
+        if os.environ.get("CI"):
+            pytest.fail("redis-cli is not installed")
+        pytest.skip("redis-cli is not installed")
+    workdir = tempfile.mkdtemp(prefix="guardgate-cluster-")
+    cluster = RedisCluster(_cluster_ports(6), {}, workdir)
+    try:
+        for port in cluster.ports:
+            cluster.start(port)
+        subprocess.run(
+            [cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in cluster.ports),
+             "--cluster-replicas", "1", "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+        )
+        cluster.wait_ok()
+        yield cluster
+    finally:
+        for port in list(cluster.procs):
+            cluster.stop(port)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

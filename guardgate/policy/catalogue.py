@@ -71,7 +71,8 @@ SIGNALS: tuple[Signal, ...] = (
         "burst", 0.30, 5, 10, False,
         "Change from the caller's own baseline: its recent request rate (half-life) over its "
         "long-horizon rate (long_half_life), less one, scaled down below 500 recent requests; "
-        "nothing until the caller has a history (requests on two days or more).",
+        "nothing until the caller has a history (requests on three days or more: against "
+        "one earlier day, a nightly job looks like a burst on its second night).",
         "An account aged on a trickle of requests, then turned to harvesting, jumps far above "
         "its own past; honest use grows gradually.",
         "A launch day or a migration that moves a key's whole traffic at once.",

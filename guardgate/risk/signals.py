@@ -32,6 +32,8 @@ _COORDINATION = frozenset({"setup"})
 # Not a signal: the explanation's line for a caller held by its extraction budget.
 BUDGET = "extraction_budget"
 PRIOR = 2.0
+# Days with a request (today included) before a caller has a baseline to burst from.
+BASELINE_DAYS = 3
 WEEK = 7 * DAY
 
 
@@ -108,7 +110,9 @@ class Scorer:
         youth = 1.0 if age is None else 2.0 if age < DAY else 1.5 if age < WEEK else 1.0
         reuse = 1 - s.templates / s.requests if s.requests >= 10 else 0.0
         burst = 0.0
-        if s.days >= 2 and s.long_n > 0:
+        # A baseline is two earlier days at least: against one, a job that
+        # runs every night looks like a burst on its second night.
+        if s.days >= BASELINE_DAYS and s.long_n > 0:
             burst = max(0.0, s.n * self._steady / s.long_n - 1) * min(1.0, s.n / 500)
         return {
             "reasoning_elicitation": s.reasoning / n,

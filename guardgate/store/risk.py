@@ -1,10 +1,11 @@
 """Risk state: each caller's rolling counters and the cross-account clusters.
 
 Two implementations with one behaviour: `MemoryRisk` in this process, and
-`RedisRisk`, where every replica reads and writes the same state through two
-Lua scripts (``lua/risk_observe.lua`` on the request's way in, one round
-trip; ``lua/risk_record.lua`` after the answer, batched with the quota
-settlements). The arithmetic is written twice, here and in Lua, and kept
+`RedisRisk`, where every replica reads and writes the same state: on the
+request's way in, ``lua/risk_observe.lua`` over the caller's own keys (one
+hash slot) and the cluster counts as plain commands, in one pipeline; after
+the answer, ``lua/risk_record.lua`` and the ranking and risky-member counts,
+batched with the quota settlements. The arithmetic is written twice, here and in Lua, and kept
 identical (Lua stores numbers with 17 significant digits, so they read back
 as the same doubles), so that the same traffic gives the same scores on both.
 
@@ -36,13 +37,16 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from redis.exceptions import NoScriptError
+
 from guardgate.policy.model import RiskConfig, default_of
 from guardgate.store.distinct import BUCKETS, ClusterDistinct, Distinct
 from guardgate.store.ranked import Ranked
 from guardgate.store.scripts import LuaScript
 
 MAX_CALLERS: int = default_of(RiskConfig, "max_callers")
-PREFIX = "{guardgate/risk}"
+PREFIX = "guardgate/risk"
+SCORES = PREFIX + ":scores"  # the riskiest callers, by last score
 DAY = 86400.0
 
 OBSERVE = LuaScript.named("risk_observe")
@@ -493,8 +497,24 @@ class MemoryRisk:
 # --- Redis -------------------------------------------------------------------
 
 
+def caller_keys(principal: str) -> str:
+    """The stem of a caller's keys: all of them in the caller's hash slot."""
+    return f"{PREFIX}{{{principal}}}"
+
+
+def cluster_key(kind: str, value: str, risky: bool = False) -> str:
+    """The stem of a cluster's per-bucket counters (of accounts, or of risky
+    accounts), each cluster in a hash slot of its own."""
+    return f"{PREFIX}:{'r' if risky else 'c'}{{{kind}:{value}}}"
+
+
 class RedisRisk:
-    """Risk state in Redis, shared by every replica."""
+    """Risk state in Redis, shared by every replica.
+
+    A caller's keys share its hash slot and are touched by one script; each
+    cluster's counters sit in a slot of their own and are counted with plain
+    commands in the same pipeline: one round trip on a single Redis, one per
+    node, sent together, on a Redis Cluster."""
 
     def __init__(self, client: Any, clock: Clock, settlements: Any) -> None:
         self._client = client
@@ -504,22 +524,43 @@ class RedisRisk:
     def bound(self, max_callers: int) -> None:
         pass  # nothing of a caller's is kept in this process
 
+    def _window(self, stem: str, bucket: int) -> list[str]:
+        return [f"{stem}:{b}" for b in range(bucket - BUCKETS + 1, bucket + 1)]
+
     async def observe(self, obs: Observation) -> Snapshot:
         clock = self.clock
+        bucket = clock.bucket(obs.now)
+        stem = caller_keys(obs.principal)
+        keys = [f"{stem}:p", f"{stem}:wt", f"{stem}:wp", *self._window(f"{stem}:wr", bucket)]
         args: list[Any] = [
-            PREFIX, repr(obs.now), repr(clock.half_life), clock.bucket(obs.now), BUCKETS,
-            clock.bucket_ttl, clock.state_ttl, obs.principal, repr(obs.reasoning),
-            repr(obs.harvest), repr(obs.single), obs.template, obs.prompt,
-            repr(clock.long_half_life),
+            repr(obs.now), repr(clock.half_life), bucket, BUCKETS, clock.bucket_ttl,
+            clock.state_ttl, repr(obs.reasoning), repr(obs.harvest), repr(obs.single),
+            obs.template, obs.prompt, repr(clock.long_half_life),
         ]
-        for kind, value in obs.clusters:
-            args += (kind, value)
-        raw = await OBSERVE.run(self._client, [], args)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.evalsha(OBSERVE.sha, len(keys), *keys, *args)
+            for kind, value in obs.clusters:
+                members = cluster_key(kind, value)
+                current = f"{members}:{bucket}"
+                pipe.pfadd(current, obs.principal)
+                pipe.expire(current, clock.bucket_ttl)
+                # PFCOUNT by name: redis-py blocks the method in cluster pipelines,
+                # though every key of one count shares its cluster's slot.
+                pipe.execute_command("PFCOUNT", *self._window(members, bucket))
+                risky = cluster_key(kind, value, risky=True)
+                pipe.execute_command("PFCOUNT", *self._window(risky, bucket))
+            results = await pipe.execute(raise_on_error=False)
+        raw = results[0]
+        if isinstance(raw, NoScriptError):  # a Redis that lost its scripts
+            raw = await OBSERVE.run(self._client, keys, args)
+        for result in results:
+            if isinstance(result, Exception) and result is not results[0]:
+                raise result
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
-        clusters = [
-            (kind, value, int(float(v[19 + 2 * i])), int(float(v[20 + 2 * i])))
-            for i, (kind, value) in enumerate(obs.clusters)
-        ]
+        clusters: list[tuple[str, str, int, int]] = []
+        for i, (kind, value) in enumerate(obs.clusters):
+            accounts, held = int(results[3 + 4 * i]), int(results[4 + 4 * i])
+            clusters.append((kind, value, accounts, min(held, accounts)))
         return Snapshot(
             n=float(v[0]), reasoning=float(v[1]), harvest=float(v[2]), single=float(v[3]),
             input_tokens=float(v[4]), output_tokens=float(v[5]), answered=float(v[6]),
@@ -532,30 +573,37 @@ class RedisRisk:
     async def record(self, record: Record) -> None:
         clock = self.clock
         args: list[Any] = [
-            PREFIX, repr(record.now), repr(clock.half_life), clock.bucket(record.now),
-            clock.bucket_ttl, "1" if record.risky else "", record.principal, record.tier,
-            record.explanation,
+            repr(record.now), repr(clock.half_life), record.tier, record.explanation,
             "" if record.tokens is None else record.tokens[0],
             "" if record.tokens is None else record.tokens[1],
-            repr(record.score), repr(clock.long_half_life),
+            repr(clock.long_half_life),
         ]
-        for kind, value in record.clusters:
-            args += (kind, value)
-        await self._settlements.add_call(RECORD, [], args)
+        commands: list[tuple[Any, ...]] = [
+            ("ZADD", SCORES, repr(record.score), record.principal),
+            ("ZREMRANGEBYRANK", SCORES, 0, -RANKED - 1),
+        ]
+        if record.risky:
+            bucket = clock.bucket(record.now)
+            for kind, value in record.clusters:
+                risky = f"{cluster_key(kind, value, True)}:{bucket}"
+                commands += [("PFADD", risky, record.principal),
+                             ("EXPIRE", risky, clock.bucket_ttl)]
+        await self._settlements.add_call(RECORD, [f"{caller_keys(record.principal)}:p"], args,
+                                         commands)
 
     async def top(self, count: int) -> list[tuple[str, float]]:
-        ranked = await self._client.zrevrange(f"{PREFIX}:scores", 0, count - 1, withscores=True)
+        ranked = await self._client.zrevrange(SCORES, 0, count - 1, withscores=True)
         return [(p.decode(), float(s)) for p, s in ranked]
 
     async def forget(self, principal: str) -> None:
+        stem = caller_keys(principal)
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.delete(f"{PREFIX}:p:{principal}", f"{PREFIX}:wt:{principal}",
-                        f"{PREFIX}:wp:{principal}")
-            pipe.zrem(f"{PREFIX}:scores", principal)
+            pipe.delete(f"{stem}:p", f"{stem}:wt", f"{stem}:wp")
+            pipe.zrem(SCORES, principal)
             await pipe.execute()
 
     async def peek(self, principal: str) -> dict[str, str] | None:
-        raw = await self._client.hmget(f"{PREFIX}:p:{principal}", *PEEKED)
+        raw = await self._client.hmget(f"{caller_keys(principal)}:p", *PEEKED)
         if raw[0] is None:
             return None
         return {k: (v or b"").decode() for k, v in zip(PEEKED, raw, strict=True)}

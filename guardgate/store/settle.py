@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -23,7 +24,8 @@ from guardgate.store.windows import SETTLE
 log = get_logger("guardgate")
 
 # What waits to be sent: counter deltas, slots to release, risk records.
-_Call = tuple[LuaScript, list[str], list[Any]]
+# A script call with the plain commands that go with it (keys in other hash slots).
+_Call = tuple[LuaScript, list[str], list[Any], list[tuple[Any, ...]]]
 # (window counter, the charged window's end, delta, the window's length in seconds)
 _Count = tuple[str, float, int, int]
 _Batch = tuple[list[_Count], list[tuple[str, str]], list[_Call]]
@@ -54,9 +56,11 @@ class Settlements:
         self._slots.extend(slots)
         self._schedule()
 
-    async def add_call(self, script: LuaScript, keys: list[str], args: list[Any]) -> None:
-        """A script to run with the next batch (a risk record, a clearance charge)."""
-        self._calls.append((script, keys, args))
+    async def add_call(self, script: LuaScript, keys: list[str], args: list[Any],
+                       commands: Sequence[tuple[Any, ...]] = ()) -> None:
+        """A script to run with the next batch (a risk record, a clearance
+        charge), and plain ``commands`` sent with it."""
+        self._calls.append((script, keys, args, list(commands)))
         self._schedule()
 
     def _schedule(self) -> None:
@@ -116,8 +120,14 @@ class Settlements:
                                  seconds * 1000)
                 for key, holder in slots:
                     pipe.zrem(key, holder)
-                for script, keys, args in calls:
+                for script, keys, args, _ in calls:
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if attempt == 1:
+                    # Idempotent or commutative (rank, HyperLogLog adds): sent
+                    # once, whatever happens to the scripts.
+                    for *_, commands in calls:
+                        for command in commands:
+                            pipe.execute_command(*command)
                 if acquire is not None:
                     pipe.evalsha(ACQUIRE_SHA, 1, *acquire)
                 results: list[Any] = await pipe.execute(raise_on_error=False)

@@ -113,6 +113,21 @@ async def test_an_aged_account_turning_to_harvest_at_the_quota_ceiling_is_caught
     assert "burst" in a.scored.top(5)
 
 
+async def test_a_nightly_job_on_its_second_and_third_night_is_no_burst() -> None:
+    """A job that sends 1,500 requests in a two-hour window every night has
+    one earlier night behind it on its second: that is no baseline, and its
+    own past is what the third night is judged against."""
+    e = engine(policy(long_half_life="3d"))
+    job = who("nightly", org="org-batch")
+    bursts = []
+    for night in range(3):
+        for i in range(1500):
+            call = chat(f"Classify the sentiment of review #{night}-{i}: fine.", temperature=0)
+            a = await send(e, job, call, T0 + night * DAY + 2 * 3600 + i * 4.8, (30, 2))
+        bursts.append({name: part for name, _, part in a.scored.signals}["burst"])
+    assert bursts == [0.0, 0.0, 0.0], bursts
+
+
 async def test_past_its_extraction_budget_an_account_is_held_in_the_budget_tier() -> None:
     """However quiet its score: a fresh account gets `requests` untouched,
     then a steady r a day is held about r * long_half_life / ln 2."""

@@ -1,0 +1,124 @@
+"""Two gateways on a real Redis Cluster of the tests' own (three primaries,
+three replicas): quotas exact across both, risk scoring, clearances
+redeemed on one and honoured on the other, runtime overrides, the
+operator's account list, and no storage error on the way."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import httpx
+from structlog.testing import capture_logs
+
+from guardgate import GuardGate
+from guardgate.challenge import puzzle
+from tests.servers import RedisCluster, principal_of, serve_in_thread
+
+TOKEN = "operator-token-0123456789"
+SECRET = "test-challenge-secret-0123456789"
+ADMIN = {"authorization": f"Bearer {TOKEN}"}
+MINING = {"logprobs": True, "top_logprobs": 20, "max_tokens": 1, "temperature": 0}
+
+
+def chat(text: str, **params: Any) -> dict[str, Any]:
+    return {"model": "toy-1", "messages": [{"role": "user", "content": text}],
+            "max_tokens": 5, **params}
+
+
+def auth(key: str, ip: str = "203.0.113.7") -> dict[str, str]:
+    return {"authorization": f"Bearer {key}", "x-forwarded-for": ip,
+            "x-account-created": "2026-01-01T00:00:00Z"}
+
+
+def policy(toy: str, url: str, **extra: Any) -> dict[str, Any]:
+    challenged = hashlib.sha256(b"sk-challenged").hexdigest()
+    return {
+        "upstream": toy,
+        "storage": url,
+        "on_storage_error": "closed",
+        "admin": {"token": TOKEN},
+        "identity": {"trusted_proxies": ["127.0.0.1/32"], "org_header": "x-org-id"},
+        # Per org, so that only the quota callers (who name one) meet them.
+        "quotas": [{"name": "rpm", "per": "org", "limit": "7/minute"},
+                   {"name": "moving", "per": "org", "limit": "8/minute",
+                    "strategy": "moving-window"}],
+        "tiers": {
+            "watch": {"score": 0.2},
+            "suspicious": {"score": 0.35, "quota_factor": 0.5},
+            "blocked": {"score": 0.6, "deny": True},
+            # Out of the scores' reach: for the caller the policy sends there.
+            "challenged": {"score": 0.999, "challenge": {}},
+        },
+        "overrides": [{"api_key_sha256": challenged, "tier": "challenged"}],
+        "challenge": {"secret": SECRET, "difficulty": 8,
+                      "clearance": {"budget": {"requests": 3, "output_tokens": 10**6}}},
+        **extra,
+    }
+
+
+def test_two_gateways_share_every_kind_of_state_on_a_redis_cluster(
+    toy: str, redis_cluster: RedisCluster
+) -> None:
+    shared = policy(toy, redis_cluster.url)
+    path = "/v1/chat/completions"
+    with capture_logs() as logs, serve_in_thread(GuardGate(policy=shared)) as one, \
+            serve_in_thread(GuardGate(policy=shared)) as two:
+        bases = (one, two)
+        # Quotas: 7 a minute for each of 20 keys, spread over both replicas.
+        served: dict[str, int] = {}
+        for i in range(20 * 9):
+            key = f"sk-quota-{i % 20}"
+            response = httpx.post(bases[i % 2] + path, json=chat(f"hello {i}"),
+                                  headers={**auth(key, f"198.51.{i % 20}.9"),
+                                           "x-org-id": f"org-{i % 20}"})
+            assert response.status_code in (200, 429), response.text
+            served[key] = served.get(key, 0) + (response.status_code == 200)
+
+        # Risk: a miner alternating replicas climbs to blocked on both.
+        statuses = []
+        for i in range(40):
+            response = httpx.post(bases[i % 2] + path, json=chat(f"item {i}", **MINING),
+                                  headers=auth("sk-miner", "192.0.2.50"))
+            statuses.append(response.status_code)
+        time.sleep(0.2)  # records are batched
+        explained = httpx.get(f"{two}/_guardgate/accounts/{principal_of('sk-miner')}",
+                              headers=ADMIN)
+        ranked = httpx.get(f"{one}/_guardgate/accounts", headers=ADMIN).json()["accounts"]
+
+        # Clearances: a challenge redeemed on one, the clearance spent on both.
+        challenged = auth("sk-challenged", "203.0.113.80")
+        first = httpx.post(one + path, json=chat("hi"), headers=challenged)
+        token = first.json()["error"]["challenge"]["token"]
+        solution = {**challenged, "guardgate-solution": puzzle.solve(token, 8)}
+        redeemed = httpx.post(two + path, json=chat("hi"), headers=solution)
+        replayed = httpx.post(one + path, json=chat("hi"), headers=solution)
+        clearance = {**challenged, "guardgate-clearance": redeemed.headers["guardgate-clearance"]}
+        spent = [httpx.post(base + path, json=chat("hi"), headers=clearance).status_code
+                 for base in (one, two, one)]
+
+        # Overrides set at runtime on one replica apply on the other.
+        user = principal_of("sk-override")
+        before = httpx.post(two + path, json=chat("hi"), headers=auth("sk-override")).status_code
+        put = httpx.put(f"{one}/_guardgate/overrides/{user}", json={"deny": True}, headers=ADMIN)
+        deadline = time.monotonic() + 3
+        after = before
+        while after != 403 and time.monotonic() < deadline:
+            after = httpx.post(two + path, json=chat("hi"),
+                               headers=auth("sk-override")).status_code
+            time.sleep(0.1)
+        listed = httpx.get(f"{two}/_guardgate/overrides", headers=ADMIN).json()
+
+    assert set(served.values()) == {7}, served
+    assert statuses[0] == 200 and statuses[-1] == 403, statuses
+    assert explained.status_code == 200 and explained.json()["tier"] == "blocked"
+    assert ranked[0]["principal"] == principal_of("sk-miner")
+    assert first.status_code == 401
+    assert redeemed.status_code == 200 and replayed.status_code == 401
+    assert spent == [200, 200, 401]
+    assert before == 200 and put.status_code == 200 and after == 403
+    assert listed == {"overrides": {user: {"deny": True}}}
+    failed = [line for line in logs
+              if line.get("event") in ("storage error", "settlement failed")]
+    assert failed == []
