@@ -227,15 +227,18 @@ class Admission:
         without usage costs what it reserved (not one on an unknown path,
         an embeddings call read by a chat parser)."""
         held, ticket.reservation = ticket.reservation, None  # settled once, whatever happens
-        used = None
+        used = measured = None
         try:
             if answered and meter is not None:
                 reserved = held.demand.output_tokens if held is not None and bounded else 0
                 used = _tokens(meter, call, reserved, 200 <= status < 300)
+                # The risk state learns what the answer was (the upstream's
+                # count, or the text's size), never what was reserved for it.
+                measured = (used[0], meter.billed_output(0, False))
             if ticket.assessment is not None and self.risk is not None:
                 allowed = status < 400 and not ticket.refused
                 try:
-                    await self.risk.record(ticket.assessment, used if allowed else None)
+                    await self.risk.record(ticket.assessment, measured if allowed else None)
                 except STORAGE_ERRORS as exc:
                     self.faults.failed("record", exc)
         finally:

@@ -18,6 +18,7 @@ quotas down.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ from typing import Any
 import orjson
 
 from guardgate.apis import ADAPTERS, Adapter
+from guardgate.apis.base import ModelCall
+from guardgate.apis.usage import CHARS_PER_TOKEN
 from guardgate.decide import Decider
 from guardgate.errors import RequestError
 from guardgate.identity import Identifier
 from guardgate.policy.model import Policy
+from guardgate.quota import estimate_input
 from guardgate.risk.engine import RiskEngine
 from guardgate.store.risk import MemoryRisk
 
@@ -114,7 +118,7 @@ class Replay:
                 reasons = assessment.scored.top()
                 tokens = None
                 if not decision.deny:
-                    tokens = _usage(record)
+                    tokens = _usage(record, call)
                 await self.engine.record(assessment, tokens)
         action = decision.action
         summary.decided += 1
@@ -146,14 +150,20 @@ def _fields(record: Any) -> tuple[float, str, str, str, dict[bytes, bytes], Any]
     return ts, method, path, client_ip, headers, record.get("body")
 
 
-def _usage(record: Any) -> tuple[int, int] | None:
+def _usage(record: Any, call: ModelCall) -> tuple[int, int] | None:
+    """What the answer cost, as the gateway feeds it back: the upstream's
+    counts, or, without them, the answer's text measured as the gateway
+    measures it; None when the record holds neither."""
     usage = record.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    try:
-        return int(usage["input_tokens"]), int(usage["output_tokens"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    if isinstance(usage, dict):
+        try:
+            return int(usage["input_tokens"]), int(usage["output_tokens"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    text = record.get("answer_text")
+    if isinstance(text, str):
+        return estimate_input(call), math.ceil(len(text) / CHARS_PER_TOKEN)
+    return None
 
 
 def read_records(lines: Iterable[bytes]) -> Iterator[Any]:

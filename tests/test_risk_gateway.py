@@ -9,6 +9,7 @@ import types
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 from structlog.testing import capture_logs
@@ -240,3 +241,36 @@ def test_the_operator_lists_the_riskiest_callers_and_resets_one(toy: str, clock:
                                                           for i in range(3)}
     assert reset.status_code == 200 and gone.status_code == 404
     assert miner not in {a["principal"] for a in after}
+
+
+def test_an_upstream_without_usage_feeds_the_answers_size_not_the_reservation(
+        clock: None) -> None:
+    """No usage in the answers: the quotas charge what was reserved, but the
+    caller's risk state learns the answers' size, so a caller who asks for
+    4,096 tokens and gets a word is no heavy consumer of output."""
+
+    async def upstream(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        body = {"id": "c", "object": "chat.completion", "model": "toy-1", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "Paris."},
+             "finish_reason": "stop"}]}
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": orjson.dumps(body)})
+
+    with serve_in_thread(upstream) as up, \
+            serve_in_thread(GuardGate(policy=policy(up, quotas=[
+                {"name": "tpm", "limit": "1000000/minute", "cost": "total_tokens"}]))) as base:
+        for i in range(8):
+            response = httpx.post(base + "/v1/chat/completions",
+                                  json=chat(f"capital of country {i}?", max_tokens=4096),
+                                  headers=headers("sk-user-0"))
+            assert response.status_code == 200
+        time.sleep(0.1)
+        explained = httpx.get(f"{base}/_guardgate/accounts/{principal_of('sk-user-0')}",
+                              headers={"authorization": f"Bearer {TOKEN}"}).json()
+    ratio = {s["name"]: s["value"] for s in explained["signals"]}["output_ratio"]
+    assert 0 < ratio < 1, ratio
