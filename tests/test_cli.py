@@ -281,3 +281,39 @@ def _policy_pids(port: int) -> set[str]:
     text = httpx.get(f"http://127.0.0.1:{port}/_guardgate/metrics").text
     return {sample.labels.get("pid", "") for family in text_string_to_metric_families(text)
             if family.name == "guardgate_policy_info" for sample in family.samples}
+
+
+async def test_replay_measures_an_answer_text_when_a_line_has_no_usage() -> None:
+    """As the gateway does with an upstream that reports no usage: the
+    answer's text, about four characters a token, is what is fed back."""
+    from guardgate import load_policy
+    from guardgate.replay import Replay
+
+    def line(i: int, **extra: object) -> dict[str, object]:
+        return {"ts": 1_767_225_600 + 60 * i, "path": "/v1/chat/completions",
+                "client_ip": "203.0.113.7", "headers": {"x-account-id": "reader"},
+                "body": {"model": "m", "messages": [{"role": "user", "content": "Tell me."}]},
+                **extra}
+
+    ratios = {}
+    for name, extra in (("text", {"answer_text": "x" * 4000}), ("none", {}),
+                        ("usage", {"usage": {"input_tokens": 10, "output_tokens": 1000},
+                                   "answer_text": "ignored"})):
+        replay = Replay(load_policy({"upstream": "http://127.0.0.1:9",
+                                     "tiers": {"watch": {"score": 0.3}}}))
+        assert replay.engine is not None
+        seen = []
+        orig = replay.engine.assess
+
+        async def assess(*args: object, _orig: object = orig, _seen: list = seen) -> object:
+            a = await _orig(*args)  # type: ignore[operator]
+            _seen.append(a)
+            return a
+
+        replay.engine.assess = assess  # type: ignore[method-assign]
+        for i in range(8):
+            await replay.decide(line(i, **extra))
+        raw = {n: v for n, v, _ in seen[-1].scored.signals}
+        ratios[name] = raw["output_ratio"]
+    assert ratios["none"] == 0.0
+    assert ratios["text"] > 50 and abs(ratios["usage"] - 100.0) < 1e-6
