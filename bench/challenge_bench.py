@@ -30,7 +30,7 @@ from guardgate.challenge.gate import ChallengeGate
 from guardgate.challenge.tokens import Binding, Challenge, Signer, new_id
 from guardgate.metrics import Metrics
 from guardgate.policy.model import ChallengeConfig
-from guardgate.store import Store
+from guardgate.store import open_store
 
 SECRET = "bench-challenge-secret-0123456789"
 BINDING = Binding("key:0123456789abcdef", "203.0.113.0/24", "0123456789abcdef")
@@ -64,7 +64,7 @@ def verify_cost(count: int = 2000) -> tuple[float, float]:
         assert puzzle.has_work(solution, challenge.difficulty)
     check = (time.perf_counter() - began) / count * 1e6
 
-    gate = ChallengeGate(ChallengeConfig(SECRET), Store("memory://"), Metrics())
+    gate = ChallengeGate(ChallengeConfig(SECRET), open_store("memory://"), Metrics())
 
     async def redeem_all() -> float:
         began = time.perf_counter()

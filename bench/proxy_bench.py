@@ -158,6 +158,32 @@ def wrk(url: str, duration: int, connections: int, script: Path) -> float:
     return float(match.group(1))
 
 
+def measured(command: list[str], path: str, duration: int, connections: int, script: Path,
+             env: dict[str, str] | None = None, warm_up: int = 2) -> float:
+    """Requests per second of ``command`` (given ``--port``), started for the
+    measurement: a warm-up run, then one of ``duration`` seconds."""
+    port = free_port()
+    with process([*command, "--port", str(port)], port, env=env):
+        url = f"http://127.0.0.1:{port}{path}"
+        wrk(url, warm_up, connections, script)
+        return wrk(url, duration, connections, script)
+
+
+def median_rates(commands: dict[str, list[str]], rounds: int, path: str, duration: int,
+                 connections: int, script: Path, env: dict[str, str] | None = None,
+                 warm_up: int = 2) -> dict[str, float]:
+    """Each command's median requests per second over ``rounds``, the
+    commands taking turns within each round (so load on the machine falls
+    on all of them alike)."""
+    results: dict[str, list[float]] = {name: [] for name in commands}
+    for rnd in range(rounds):
+        for name, command in commands.items():
+            rps = measured(command, path, duration, connections, script, env, warm_up)
+            results[name].append(rps)
+            print(f"round {rnd + 1} {name:20s} {rps:8.0f} req/s", file=sys.stderr)
+    return {name: statistics.median(v) for name, v in results.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -29,9 +28,8 @@ from bench.proxy_bench import (
     CHAT_BODY,
     WRK_POST,
     free_port,
+    median_rates,
     nginx,
-    process,
-    wrk,
 )
 
 QUOTAS = """
@@ -50,11 +48,13 @@ def policy_file(upstream: str, storage: str, quotas: bool) -> Path:
 
 def count_round_trips(upstream: str, redis_url: str, requests: int = 640,
                       concurrency: int = 32, policy: Path | None = None,
-                      bodies: list[dict[str, object]] | None = None) -> tuple[float, float]:
+                      bodies: list[dict[str, object]] | None = None,
+                      keys: int = 1) -> tuple[float, float]:
     """Redis round trips per request (writes to a Redis connection; a pipeline
     is one), counted inside a gateway in this process: one client at a time,
     then ``concurrency`` clients at once. ``policy`` defaults to the three
-    quotas on ``redis_url``; ``bodies`` (sent in turn) to one chat request."""
+    quotas on ``redis_url``; ``bodies`` (sent in turn) to one chat request;
+    ``keys``: API keys the requests take in turn."""
     import httpx
     from redis.asyncio import connection
 
@@ -70,14 +70,15 @@ def count_round_trips(upstream: str, redis_url: str, requests: int = 640,
         return await original(self, *args, **kwargs)  # type: ignore[arg-type]
 
     sent = bodies or [json.loads(CHAT_BODY)]
-    headers = {"authorization": "Bearer sk-bench"}
+    headers = [{"authorization": f"Bearer sk-bench-{i}" if keys > 1 else "Bearer sk-bench"}
+               for i in range(keys)]
 
     async def load(base: str, total: int, parallel: int) -> None:
         async with httpx.AsyncClient(base_url=base) as client:
             async def worker(count: int) -> None:
                 for i in range(count):
                     await client.post("/v1/chat/completions", json=sent[i % len(sent)],
-                                      headers=headers)
+                                      headers=headers[i % keys])
             await asyncio.gather(*[worker(total // parallel) for _ in range(parallel)])
         await asyncio.sleep(0.2)  # settlements land after the answers
 
@@ -119,22 +120,13 @@ def run(args: argparse.Namespace, redis_url: str) -> int:
         "quotas on, memory": policy_file(upstream, "memory://", True),
         "quotas on, redis": policy_file(upstream, redis_url, True),
     }
-    results: dict[str, list[float]] = {name: [] for name in variants}
     path = "/v1/chat/completions"
+    commands = {name: [sys.executable, "-m", "guardgate.cli", "serve", "--policy", str(policy)]
+                for name, policy in variants.items()}
     with nginx(upstream_port):
         trips = count_round_trips(upstream, redis_url)
-        for rnd in range(args.rounds):
-            for name, policy in variants.items():
-                port = free_port()
-                cmd = [sys.executable, "-m", "guardgate.cli", "serve", "--policy", str(policy),
-                       "--port", str(port)]
-                with process(cmd, port):
-                    wrk(f"http://127.0.0.1:{port}{path}", 1, args.connections, script)
-                    rps = wrk(f"http://127.0.0.1:{port}{path}", args.duration, args.connections,
-                              script)
-                results[name].append(rps)
-                print(f"round {rnd + 1} {name:20s} {rps:8.0f} req/s", file=sys.stderr)
-    med = {name: statistics.median(v) for name, v in results.items()}
+        med = median_rates(commands, args.rounds, path, args.duration, args.connections, script,
+                           warm_up=1)
     print(f"\nPOST {path}, {args.connections} connections, one worker, "
           f"median of {args.rounds} x {args.duration}s\n")
     print("| policy | req/s | vs quotas off |")

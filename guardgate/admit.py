@@ -21,7 +21,7 @@ from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
 from guardgate.quota import Demand, Quotas, Reservation, Subject, estimate_input
 from guardgate.risk.engine import Assessment, RiskEngine
-from guardgate.store import STORAGE_ERRORS, FirstSeen, Store
+from guardgate.store import StorageError, Store
 
 if TYPE_CHECKING:
     from guardgate.treatment import Treatment
@@ -81,7 +81,7 @@ class Admission:
         self.quotas = Quotas(policy, store) if policy.quotas else None
         self.shadow = policy.mode == "shadow"
         self._ramp = policy.new_principals
-        self._first_seen = FirstSeen(store) if self._ramp is not None else None
+        self._first_seen = store.first_seen() if self._ramp is not None else None
         self.overrides = store.overrides()
         self.risk: RiskEngine | None = None
         if policy.tiers and policy.risk.enabled:
@@ -135,7 +135,7 @@ class Admission:
                 self.metrics.count_decision(decision.tier, decision.action)
                 return Ticket(decision)
             assessment = await self.risk.assess(identity, call, time.time())
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             self.faults.failed("assess", exc)
             self.faults.refuse_if_closed(exc)
             return Ticket(self.decider.normal)
@@ -146,7 +146,7 @@ class Admission:
     async def _runtime_override(self, identity: Identity) -> Decision | None:
         try:
             actions = await self.overrides.all()
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             self.faults.failed("overrides", exc)
             return None
         action = actions.get(identity.principal) if actions else None
@@ -176,7 +176,7 @@ class Admission:
             if not self.shadow:
                 raise
             ticket.would = "throttle"
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             self.faults.failed("reserve", exc)
             self.faults.refuse_if_closed(exc)
         else:
@@ -239,7 +239,7 @@ class Admission:
                 allowed = status < 400 and not ticket.refused
                 try:
                     await self.risk.record(ticket.assessment, measured if allowed else None)
-                except STORAGE_ERRORS as exc:
+                except StorageError as exc:
                     self.faults.failed("record", exc)
         finally:
             if held is not None:
@@ -258,7 +258,7 @@ class Admission:
             if used is None:
                 used = held.demand.input_tokens, held.demand.output_tokens
             await self.quotas.settle(held, *used)
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             self.faults.failed("settle", exc)
         finally:
             self.metrics.reservations_open.dec()

@@ -37,7 +37,7 @@ from guardgate.policy.model import Policy
 from guardgate.reload import PolicyWatcher
 from guardgate.replies import error_body, refuse, request_id
 from guardgate.runtime import Runtime
-from guardgate.store import Store
+from guardgate.store import Store, open_store
 from guardgate.treatment import treat
 from guardgate.types import ASGIApp, Message, Receive, Scope, Send
 from guardgate.upstream import AppUpstream, Forwarder, HttpUpstream
@@ -81,7 +81,7 @@ class GuardGate:
             raise _no_upstream(compiled)
         self.metrics = Metrics()
         quiet_expected_cuts()
-        self.store = Store(compiled.storage)
+        self.store = open_store(compiled.storage)
         self._watch = DisconnectWatch()
         self.activity = Activity()
         # Resolved once: the logging configuration in force when the gateway
@@ -236,7 +236,7 @@ class GuardGate:
         """Swap ``policy`` in. Requests already running keep the one they began with."""
         if policy.storage != self.store.url:
             self._retired_stores.append(self.store)
-            self.store = Store(policy.storage)
+            self.store = open_store(policy.storage)
         if (
             isinstance(self.forwarder, HttpUpstream)
             and policy.upstream is not None

@@ -30,16 +30,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from limits.aio.strategies import (
-    FixedWindowRateLimiter,
-    MovingWindowRateLimiter,
-    SlidingWindowCounterRateLimiter,
-)
-
 from guardgate.apis.base import ModelCall
 from guardgate.errors import RateLimited
 from guardgate.policy.model import Policy, QuotaConfig, Window
 from guardgate.store import Store
+from guardgate.store.limiter import STRATEGIES
 
 _NAMESPACE = "guardgate"
 _TOKENS = ("input_tokens", "output_tokens", "total_tokens")
@@ -136,11 +131,7 @@ class Quotas:
         self.rates = [q for q in policy.quotas if q.concurrency is None]
         self.concurrency = [q for q in policy.quotas if q.concurrency is not None]
         self.meters_tokens = any(q.cost in _TOKENS for q in self.rates)
-        self._strategies: dict[str, Any] = {
-            "fixed-window": FixedWindowRateLimiter(store.limits),
-            "moving-window": MovingWindowRateLimiter(store.limits),
-            "sliding-window-counter": SlidingWindowCounterRateLimiter(store.limits),
-        }
+        self._strategies = {name: store.limiter(name) for name in STRATEGIES}
         self._limits: dict[tuple[str, int, float], Limit] = {}
 
     def limit(self, quota: QuotaConfig, index: int, factor: float) -> Limit:

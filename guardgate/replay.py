@@ -35,7 +35,7 @@ from guardgate.identity import Identifier
 from guardgate.policy.model import Policy
 from guardgate.quota import estimate_input
 from guardgate.risk.engine import RiskEngine
-from guardgate.store.risk import MemoryRisk
+from guardgate.store.risk import MemoryRisk, RiskStore
 
 
 @dataclass(slots=True)
@@ -76,14 +76,17 @@ class Summary:
 class Replay:
     """One policy's decisions over a stream of traffic records."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, state: RiskStore | None = None) -> None:
+        """``state``: the risk state to decide on; by default memory of its own."""
         self.policy = policy
         self.identifier = Identifier(policy.identity)
         self.decider = Decider(policy)
         self.adapters: dict[str, Adapter] = {r.path: ADAPTERS[r.api] for r in policy.routes}
         self.engine: RiskEngine | None = None
         if policy.tiers and policy.risk.enabled:
-            self.engine = RiskEngine(policy, MemoryRisk(RiskEngine.clock_of(policy)))
+            if state is None:
+                state = MemoryRisk(RiskEngine.clock_of(policy))
+            self.engine = RiskEngine(policy, state)
         self.summary = Summary()
 
     async def decide(self, record: Any) -> dict[str, Any] | None:

@@ -123,7 +123,8 @@ class RedisCluster:
         self.procs[port] = subprocess.Popen(
             [_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.workdir, "--cluster-enabled", "yes",
-             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1000"],
+             "--cluster-config-file", f"nodes-{port}.conf", "--cluster-node-timeout", "1000",
+             "--logfile", f"redis-{port}.log", "--repl-diskless-sync-delay", "0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         _wait_for_port(self.procs[port], port)
@@ -167,11 +168,28 @@ class RedisCluster:
                     states.append("cluster_state:ok" in self.info(port))
                 except Exception:  # noqa: BLE001 - a node still starting
                     states.append(False)
-            if all(states) and len(self.primaries()) == 3:
+            if all(states) and len(self.primaries()) == 3 and self._replicas_synced():
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the cluster did not reach state ok: {states}")
             time.sleep(0.1)
+
+
+    def _replicas_synced(self) -> bool:
+        """Every replica's link to its primary up: one that never synced
+        would not be promoted when its primary fails."""
+        import redis
+
+        for port in self.procs:
+            try:
+                client = redis.Redis(port=port, socket_timeout=2)
+                info = client.info("replication")
+                client.close()
+            except (redis.RedisError, OSError):
+                return False
+            if info.get("role") == "slave" and info.get("master_link_status") != "up":
+                return False
+        return True
 
 
 def _redis_server() -> str:

@@ -75,7 +75,7 @@ def metric(base: str, family: str, **labels: str) -> float:
 
 def slots_held(gate: GuardGate, name: str) -> int:
     store = gate.store
-    if store.client is None:
+    if store.url.startswith("memory:"):
         held: dict[str, int] = store.slots._held  # type: ignore[attr-defined]
         return sum(count for key, count in held.items() if f"/{name}-" in key)
     client = redis.Redis.from_url(store.url)
@@ -436,7 +436,7 @@ def test_faults_spend_a_clearance_once_per_request(storage: str, name: str,
 def clearance_meters(gate: GuardGate) -> list[tuple[int, int]]:
     """(requests, output tokens) of every clearance meter in the gateway's storage."""
     store = gate.store
-    if store.client is None:
+    if store.url.startswith("memory:"):
         meters = store.clearances()._meters  # type: ignore[attr-defined]
         return [(int(m[1]), int(m[2])) for m in meters.values()]
     client = redis.Redis.from_url(store.url)

@@ -19,7 +19,7 @@ from guardgate import GuardGate
 from guardgate.challenge import puzzle
 from guardgate.challenge.tokens import new_id
 from guardgate.policy import load_policy
-from guardgate.store import Store
+from guardgate.store import open_store
 from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 
@@ -154,7 +154,7 @@ async def test_a_meter_reserves_at_once_and_settles_to_the_answer(storage: str) 
     """The storage under the gate, on both backends: a reservation is taken
     whole or not at all, concurrent ones never share a remainder, and a
     settlement gives back what an answer did not use."""
-    store = Store(storage)
+    store = open_store(storage)
     try:
         meters = store.clearances()
         principal, clearance = "key:" + secrets.token_hex(8), new_id()

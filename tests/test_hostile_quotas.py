@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from guardgate import GuardGate, load_policy
 from guardgate.errors import RateLimited
 from guardgate.quota import Demand, Quotas, Subject
-from guardgate.store import Store
+from guardgate.store import open_store
 from guardgate.toy import create_toy_app
 from tests.servers import serve_in_thread
 
@@ -264,7 +264,7 @@ async def test_a_refund_settled_after_its_window_ended_is_not_credited_to_the_ne
     clock = [1_800_000_000.0 - 1]  # a second before the turn of a minute
     monkeypatch.setattr(time, "time", lambda: clock[0])
     policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [QUOTA]})
-    quotas = Quotas(policy, Store("memory://"))
+    quotas = Quotas(policy, open_store("memory://"))
     caller = Subject("acct:a", "192.0.2.1", "192.0.2.0/24", None)
     long_stream = await quotas.reserve(caller, Demand(0, 1500))
     clock[0] += 61  # the stream is still running when the next window opens
@@ -357,7 +357,7 @@ async def test_what_an_answer_costs_past_its_window_is_owed_in_the_next(
     clock = [1_800_000_000.0]
     monkeypatch.setattr(time, "time", lambda: clock[0])
     policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [QUOTA]})
-    quotas = Quotas(policy, Store("memory://"))
+    quotas = Quotas(policy, open_store("memory://"))
     caller = Subject("acct:a", "192.0.2.1", "192.0.2.0/24", None)
     long_answer = await quotas.reserve(caller, Demand(0, 1500))
     clock[0] += 61

@@ -26,7 +26,6 @@ from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING, Any
 
 from limits import parse_many
-from limits.aio.strategies import FixedWindowRateLimiter
 
 from guardgate.challenge import puzzle
 from guardgate.challenge.tokens import (
@@ -44,7 +43,7 @@ from guardgate.faults import StorageFaults
 from guardgate.identity import Identity
 from guardgate.metrics import Metrics
 from guardgate.policy.model import ChallengeConfig, TierChallenge
-from guardgate.store import STORAGE_ERRORS, Store
+from guardgate.store import StorageError, Store
 
 if TYPE_CHECKING:
     from guardgate.apis.base import ModelCall
@@ -79,7 +78,7 @@ class ChallengeGate:
         self.signer = Signer(config.key_id, config.secret, config.previous)
         self.clearances = store.clearances()
         self.metrics = metrics
-        self._limiter = FixedWindowRateLimiter(store.limits)
+        self._limiter = store.limiter("fixed-window")
         self._issue_limits = parse_many(";".join(w.text for w in config.issue_limit))
 
     async def screen(self, ex: Exchange, faults: StorageFaults, *, shadow: bool) -> None:
@@ -98,7 +97,7 @@ class ChallengeGate:
         try:
             ticket.passed = await self.check(ex.headers, ex.identity, decision.challenge,
                                              self.worst_case(ex))
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             faults.failed("challenge", exc)
             faults.refuse_if_closed(exc)
 
@@ -124,7 +123,7 @@ class ChallengeGate:
             used = meter.billed_output(bound, 200 <= ex.status < 300)
         try:
             await self.charge(passed, used)
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             faults.failed("charge", exc)
 
     @staticmethod

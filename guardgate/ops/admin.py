@@ -31,7 +31,7 @@ from guardgate.decide import Decider
 from guardgate.quota import Quotas
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
-from guardgate.store import STORAGE_ERRORS
+from guardgate.store import StorageError
 from guardgate.store.clearances import Clearances
 from guardgate.store.overrides import RuntimeOverrides
 from guardgate.store.risk import RiskStore
@@ -90,7 +90,7 @@ class Operator:
                           _UNAUTHORIZED)
         try:
             return await self._route(path, method, body)
-        except STORAGE_ERRORS:
+        except StorageError:
             return _unavailable()
 
     async def _route(self, path: str, method: str, body: bytes) -> Reply:

@@ -29,7 +29,7 @@ from guardgate.ops.admin import Operator
 from guardgate.ops.dashboard import Activity
 from guardgate.replies import error_body, new_request_id, small_body
 from guardgate.runtime import Runtime
-from guardgate.store import STORAGE_ERRORS, Store
+from guardgate.store import StorageError, Store
 from guardgate.types import Receive, Scope, Send
 from guardgate.upstream import Forwarder, forwarded_scheme
 
@@ -185,6 +185,6 @@ class OpsApp:
             return await gate.redeem(solution, gate.binding(identity), time.time(), paying=False)
         except TokenError as err:
             raise Challenged(FAILED, reason=f"challenge failed: {err.reason}") from None
-        except STORAGE_ERRORS as exc:
+        except StorageError as exc:
             self.runtime.faults.failed("challenge", exc)
             raise unavailable(exc) from None

@@ -35,8 +35,9 @@ from guardgate.policy.units import (
     parse_size,
 )
 
-STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "unix")
-_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster")
+# The schemes guardgate.store has a backend for (tests/store checks they agree).
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+cluster", "redis+sentinel", "unix")
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "redis+sentinel")
 HEADER_PATTERN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 _HEADER = re.compile(HEADER_PATTERN)
 
@@ -210,6 +211,11 @@ def _storage_url(value: str) -> str:
     if scheme in _REDIS_SCHEMES and not urlsplit(value).hostname:
         raise PydanticCustomError(
             "storage", "a redis URL needs a host, e.g. redis://127.0.0.1:6379/0"
+        )
+    if scheme == "redis+sentinel" and not urlsplit(value).path.strip("/"):
+        raise PydanticCustomError(
+            "storage", "a redis+sentinel URL names the primary's service, "
+            "e.g. redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster"
         )
     if scheme == "unix" and not rest.startswith("/"):
         raise PydanticCustomError(

@@ -289,7 +289,7 @@ class PolicyDocument(Section):
         default=default_of(Policy, "storage"),
         description=(
             "Where shared state lives: memory:// (this process), redis://, rediss://, "
-            "redis+cluster:// or unix://."
+            "redis+cluster://, redis+sentinel://host:port[,host:port]/service or unix://."
         ),
     )
     on_storage_error: OnStorageError = Field(

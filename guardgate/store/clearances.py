@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Literal, Protocol
 
+from guardgate.store.errors import guarded
 from guardgate.store.scripts import LuaScript
 
 REDEEM = LuaScript.named("clearance_redeem")
@@ -120,6 +121,7 @@ class MemoryClearances:
         return self._epochs[principal]
 
 
+@guarded
 class RedisClearances:
     def __init__(self, client: Any, settlements: Any) -> None:
         self._client = client

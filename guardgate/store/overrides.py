@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from guardgate.store.errors import guarded
+
 KEY = "{guardgate/overrides}"
 REFRESH_SECONDS = 1.0
 
@@ -42,6 +44,7 @@ class MemoryOverrides:
         return True
 
 
+@guarded
 class RedisOverrides:
     def __init__(self, client: Any) -> None:
         self._client = client

@@ -41,6 +41,7 @@ from redis.exceptions import NoScriptError
 
 from guardgate.policy.model import RiskConfig, default_of
 from guardgate.store.distinct import BUCKETS, ClusterDistinct, Distinct
+from guardgate.store.errors import guarded
 from guardgate.store.ranked import Ranked
 from guardgate.store.scripts import LuaScript
 
@@ -508,6 +509,7 @@ def cluster_key(kind: str, value: str, risky: bool = False) -> str:
     return f"{PREFIX}:{'r' if risky else 'c'}{{{kind}:{value}}}"
 
 
+@guarded
 class RedisRisk:
     """Risk state in Redis, shared by every replica.
 

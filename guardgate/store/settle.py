@@ -3,7 +3,7 @@
 A request's settlement (its token delta, its in-flight slot) is not on the
 answer's path, so with Redis it joins the settlements of the requests that
 ended in the same few milliseconds and they all go in one pipelined round
-trip. In memory it is applied at once.
+trip (`Settlements`). In memory it is applied at once (`MemorySettlements`).
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from guardgate.errors import StorageError
 from guardgate.logs import get_logger
-from guardgate.store.errors import STORAGE_ERRORS
+from guardgate.store.errors import FOREIGN, translated
 from guardgate.store.scripts import LuaScript
-from guardgate.store.slots import ACQUIRE_SHA, ACQUIRE_SOURCE
-from guardgate.store.windows import SETTLE
+from guardgate.store.slots import ACQUIRE
+from guardgate.store.windows import SETTLE, MemoryWindows
 
 log = get_logger("guardgate")
+CAUGHT: tuple[type[BaseException], ...] = (StorageError, *FOREIGN)
 
 # What waits to be sent: counter deltas, slots to release, risk records.
 # A script call with the plain commands that go with it (keys in other hash slots).
@@ -31,9 +33,31 @@ _Count = tuple[str, float, int, int]
 _Batch = tuple[list[_Count], list[tuple[str, str]], list[_Call]]
 
 
+class MemorySettlements:
+    """In memory, each settlement is applied at once."""
+
+    def __init__(self, windows: MemoryWindows, slots: Any) -> None:
+        self._windows = windows
+        self._slots = slots
+        self.failures = 0
+
+    async def add(self, counts: list[_Count], slots: list[tuple[str, str]]) -> None:
+        for key, ends, delta, seconds in counts:
+            await self._windows.settle(key, ends, delta, seconds)
+        for key, holder in slots:
+            await self._slots.release(key, holder)
+
+    async def drain(self) -> None:
+        pass
+
+
 class Settlements:
-    def __init__(self, store: Any, interval: float = 0.02, batch: int = 256) -> None:
-        self._store = store
+    """With Redis: settlements and scripts run after answers, batched."""
+
+    def __init__(self, client: Any, counter: Any, interval: float = 0.02,
+                 batch: int = 256) -> None:
+        self._client = client
+        self._counter = counter  # a quota counter's Redis key
         self._interval = interval
         self._batch = batch
         self._counts: list[_Count] = []
@@ -42,16 +66,12 @@ class Settlements:
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
+        # Raised on the request's path: StorageError, as every backend raises.
+        self.acquire_slot = translated(self._acquire_slot, "Settlements.acquire_slot")
 
     async def add(self, counts: list[_Count], slots: list[tuple[str, str]]) -> None:
         """Settle fixed-window counts (`guardgate.store.windows`) and release
-        slots: at once in memory, with the next batch in Redis."""
-        if self._store.client is None:
-            for key, ends, delta, seconds in counts:
-                await self._store.windows.settle(key, ends, delta, seconds)
-            for key, holder in slots:
-                await self._store.slots.release(key, holder)
-            return
+        slots with the next batch."""
         self._counts.extend(counts)
         self._slots.extend(slots)
         self._schedule()
@@ -88,7 +108,7 @@ class Settlements:
     async def _send(self, batch: _Batch) -> None:
         try:
             await self._pipeline(batch, None)
-        except STORAGE_ERRORS as exc:
+        except CAUGHT as exc:
             # Lost settlements only err on the safe side: an unrefunded
             # reservation, a slot held until its lease ends, a risk record
             # (tier, explanation, answer tokens) missing from the state.
@@ -97,7 +117,7 @@ class Settlements:
             log.warning("settlement failed", error=repr(exc), counts=len(counts),
                         slots=len(slots), calls=len(calls))
 
-    async def acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
+    async def _acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
         """Take an in-flight slot, sending what is waiting to be settled in the
         same round trip: under load, settling costs no round trip of its own."""
         if self._pending is not None:
@@ -113,8 +133,8 @@ class Settlements:
         counts, slots, calls = batch
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
-            async with self._store.client.pipeline(transaction=False) as pipe:
-                counter = self._store.windows.key
+            async with self._client.pipeline(transaction=False) as pipe:
+                counter = self._counter
                 for key, ends, delta, seconds in counts:
                     pipe.evalsha(SETTLE.sha, 1, counter(key), delta, round(ends * 1000),
                                  seconds * 1000)
@@ -129,13 +149,13 @@ class Settlements:
                         for command in commands:
                             pipe.execute_command(*command)
                 if acquire is not None:
-                    pipe.evalsha(ACQUIRE_SHA, 1, *acquire)
+                    pipe.evalsha(ACQUIRE.sha, 1, *acquire)
                 results: list[Any] = await pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
                 # A restarted Redis forgot the scripts: load them, send again.
                 # What was already applied is not resent.
-                for source in {SETTLE.source, ACQUIRE_SOURCE, *(c[0].source for c in calls)}:
-                    await self._store.client.script_load(source)
+                for source in {SETTLE.source, ACQUIRE.source, *(c[0].source for c in calls)}:
+                    await self._client.script_load(source)
                 missed = [isinstance(r, NoScriptError) for r in results]
                 counts = [c for c, m in zip(counts, missed, strict=False) if m]
                 calls = [

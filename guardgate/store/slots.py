@@ -7,13 +7,13 @@ leases expire, so a replica that dies holding slots cannot leak them.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
-from importlib import resources
 from typing import Any, Protocol
 
-ACQUIRE_SOURCE = resources.files("guardgate.store").joinpath("lua/acquire_slot.lua").read_text()
-ACQUIRE_SHA = hashlib.sha1(ACQUIRE_SOURCE.encode()).hexdigest()
+from guardgate.store.errors import guarded
+from guardgate.store.scripts import LuaScript
+
+ACQUIRE = LuaScript.named("acquire_slot")
 
 # A slot outlives a stream that runs longer than this only by being
 # re-counted: long enough for any answer, short enough to heal a crash.
@@ -43,6 +43,7 @@ class MemorySlots:
             self._held.pop(key, None)
 
 
+@guarded
 class RedisSlots:
     def __init__(self, client: Any, settlements: Any) -> None:
         self._client = client

@@ -6,7 +6,7 @@ the window: a refund is applied only while the counter is still that
 window's, so it never raises the next window's allowance; what an answer
 cost beyond its reservation is owed whatever the window, charged to the
 one open when it settles. In
-memory a dict; in Redis, under the keys `limits` would use, one script
+memory a dict; in Redis, under the names `limits` gives its keys, one script
 (`window_hit.lua`) per charge and `settle_count.lua` per settlement (batched
 by `Settlements`). A counter brought back to zero by refunds keeps its
 window (`limits` would start a new one at the next charge).
@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from guardgate.store.errors import guarded
 from guardgate.store.scripts import LuaScript
 
 HIT = LuaScript.named("window_hit")
@@ -65,14 +66,15 @@ class MemoryWindows:
             del self._counters[key]
 
 
+@guarded
 class RedisWindows:
-    def __init__(self, client: Any, limits: Any) -> None:
+    def __init__(self, client: Any) -> None:
         self._client = client
-        self._prefixed = limits.bridge.prefixed_key  # the keys `limits` would use
 
-    def key(self, key: str) -> str:
-        prefixed: str = self._prefixed(key)
-        return prefixed
+    @staticmethod
+    def key(key: str) -> str:
+        """The counter's Redis key: named as `limits` names its own."""
+        return "LIMITS:" + key
 
     async def hit(self, key: str, seconds: int, amount: int) -> tuple[int, float]:
         count, ends = await HIT.run(self._client, [self.key(key)], [seconds * 1000, amount])

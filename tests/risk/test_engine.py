@@ -17,7 +17,7 @@ from guardgate.identity import Identity
 from guardgate.policy.model import Policy
 from guardgate.replay import Replay
 from guardgate.risk.engine import Assessment, RiskEngine
-from guardgate.store import Store
+from guardgate.store import open_store
 from guardgate.store.risk import MemoryRisk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -188,7 +188,7 @@ async def test_the_same_traffic_gives_the_same_decisions_on_memory_and_redis(
     memory = Replay(p)
     on_memory = [await memory.decide(r) for r in records]
 
-    store = Store(clean_redis)
+    store = open_store(clean_redis)
     try:
         shared = Replay(p)
         shared.engine = RiskEngine(p, store.risk_state(RiskEngine.clock_of(p)))

@@ -15,7 +15,7 @@ import pytest
 
 from guardgate import load_policy
 from guardgate.risk.engine import RiskEngine
-from guardgate.store import Store
+from guardgate.store import open_store
 from guardgate.store.risk import (
     CALLER_BYTES,
     CLUSTERED_PER_CALLER,
@@ -167,7 +167,7 @@ async def test_a_caller_unseen_for_its_state_ttl_is_new_again() -> None:
 
 
 def test_the_policys_cap_applies_to_the_state_kept_across_reloads() -> None:
-    store = Store("memory://")
+    store = open_store("memory://")
     tiers = {"watch": {"score": 0.3}}
     first = load_policy({"upstream": "http://127.0.0.1:9", "tiers": tiers})
     engine = RiskEngine(first, store.risk_state(RiskEngine.clock_of(first)))

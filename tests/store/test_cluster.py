@@ -10,11 +10,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
 
 from guardgate import GuardGate
 from guardgate.challenge import puzzle
-from tests.servers import RedisCluster, principal_of, serve_in_thread
+from tests.servers import RedisCluster, own_redis_cluster, principal_of, serve_in_thread
 
 TOKEN = "operator-token-0123456789"
 SECRET = "test-challenge-secret-0123456789"
@@ -122,3 +123,58 @@ def test_two_gateways_share_every_kind_of_state_on_a_redis_cluster(
     failed = [line for line in logs
               if line.get("event") in ("storage error", "settlement failed")]
     assert failed == []
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_a_primary_killed_mid_traffic_fails_as_configured_and_recovers_without_restart(
+        toy: str, mode: str) -> None:
+    """A primary of a Redis Cluster of the test's own is killed while
+    requests flow (many keys, so that some live on it): while its slots are
+    unavailable the policy's on_storage_error decides, never a 500; once its
+    replica is promoted every request is served again and counted, by the
+    same gateway process."""
+    with own_redis_cluster() as cluster:
+        victim = next(p for p in cluster.primaries() if p != cluster.ports[0])
+        shared = {**policy(toy, cluster.url), "on_storage_error": mode,
+                  "quotas": [{"name": "rpm", "limit": "1000/minute"}]}
+        gate = GuardGate(policy=shared)
+        path = "/v1/chat/completions"
+        seen: list[tuple[float, int, str]] = []
+        with capture_logs() as logs, serve_in_thread(gate) as base:
+            def send(i: int) -> None:
+                response = httpx.post(base + path, json=chat(f"q {i}"), timeout=30,
+                                      headers=auth(f"sk-fail-{i % 50}", f"198.51.{i % 50}.9"))
+                code = response.json().get("error", {}).get("code", "") \
+                    if response.status_code != 200 else ""
+                seen.append((time.monotonic(), response.status_code, code))
+
+            for i in range(100):
+                send(i)
+            assert {status for _, status, _ in seen} == {200}
+            killed = time.monotonic()
+            cluster.stop(victim)
+            i = 100
+            recovered = None
+            while time.monotonic() - killed < 30:
+                send(i)
+                i += 1
+                if recovered is None and "cluster_state:ok" in cluster.info(cluster.ports[0]) \
+                        and victim not in cluster.primaries():
+                    recovered = time.monotonic()
+                if recovered is not None and time.monotonic() - recovered > 3:
+                    break
+            assert recovered is not None, "the replica was never promoted"
+            # Settled: the last 50 requests, every key among them, all served.
+            tail = seen[-50:]
+            during = [(status, code) for t, status, code in seen if killed <= t <= recovered]
+        statuses = {status for _, status, _ in seen}
+        assert 500 not in statuses
+        assert {status for _, status, _ in tail} == {200}, tail
+        if mode == "open":
+            assert statuses == {200}
+        else:
+            assert set(during) <= {(200, ""), (503, "storage_unavailable")}
+            assert (503, "storage_unavailable") in during
+        errors = [line for line in logs if line.get("event") == "storage error"]
+        assert errors, "the outage was never met"
+        assert all(line["on_storage_error"] == mode for line in errors)

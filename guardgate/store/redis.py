@@ -1,0 +1,117 @@
+"""The Redis backends: one server (``redis://``, ``rediss://``, ``unix://``),
+a Redis Cluster (``redis+cluster://``) and a primary found through Redis
+Sentinel (``redis+sentinel://host:port[,host:port]/service``). Every replica
+of the gateway shares their state.
+
+The key layout is cluster-safe everywhere: each script declares the keys it
+touches, a caller's keys share its hash slot, and what spans accounts lives
+in slots of its own (`guardgate.store.risk`). The clients handle MOVED and
+ASK redirections and find the new primary after a failover; until then a
+command fails fast and the policy's ``on_storage_error`` decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+import redis.asyncio as aioredis
+from limits.storage import storage_from_string
+from redis.asyncio.sentinel import Sentinel
+
+from guardgate.store.base import Store, register
+from guardgate.store.clearances import RedisClearances
+from guardgate.store.errors import FOREIGN
+from guardgate.store.first_seen import RedisFirstSeen
+from guardgate.store.overrides import RedisOverrides
+from guardgate.store.risk import Clock, RedisRisk
+from guardgate.store.settle import Settlements
+from guardgate.store.slots import RedisSlots
+from guardgate.store.windows import RedisWindows
+
+# Commands must fail fast when Redis is away: the policy decides what a
+# failure means (on_storage_error), and a hung request decides nothing.
+TIMEOUT = 1.0
+_OPTIONS: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
+
+
+@register
+class RedisStore(Store):
+    schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = self._client(url)
+        self._limits = storage_from_string(self._limits_url(url), implementation="redispy",
+                                           wrap_exceptions=True, **_OPTIONS)
+        self.windows = RedisWindows(self.client)
+        self.settlements = Settlements(self.client, self.windows.key)
+        self.slots = RedisSlots(self.client, self.settlements)
+        self._limiters = {}
+        self._overrides = RedisOverrides(self.client)
+        self._first_seen = RedisFirstSeen(self.client)
+
+    def _client(self, url: str) -> Any:
+        return aioredis.Redis.from_url(url, **_OPTIONS)
+
+    def _limits_url(self, url: str) -> str:
+        if url.startswith("unix://"):
+            return "async+redis+unix://" + url[len("unix://"):]
+        return "async+" + url
+
+    def clearances(self) -> RedisClearances:
+        return RedisClearances(self.client, self.settlements)
+
+    def overrides(self) -> RedisOverrides:
+        return self._overrides
+
+    def risk_state(self, clock: Clock) -> RedisRisk:
+        return RedisRisk(self.client, clock, self.settlements)
+
+    def first_seen(self) -> RedisFirstSeen:
+        return self._first_seen
+
+    async def ready(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except FOREIGN:
+            return False
+
+    async def close(self) -> None:
+        await self.settlements.drain()
+        try:
+            await self.client.aclose()
+        except FOREIGN:
+            pass
+
+
+@register
+class RedisClusterStore(RedisStore):
+    schemes: ClassVar[tuple[str, ...]] = ("redis+cluster",)
+
+    def _client(self, url: str) -> Any:
+        return aioredis.RedisCluster.from_url("redis://" + url[len("redis+cluster://"):],
+                                              **_OPTIONS)
+
+
+@register
+class RedisSentinelStore(RedisStore):
+    """``redis+sentinel://[:password@]host:port[,host:port]/service[?db=N]``:
+    the sentinels, and the name of the primary they watch."""
+
+    schemes: ClassVar[tuple[str, ...]] = ("redis+sentinel",)
+
+    def _client(self, url: str) -> Any:
+        parts = urlsplit(url)
+        hosts = []
+        for host in parts.netloc.rpartition("@")[2].split(","):
+            name, _, port = host.rpartition(":")
+            hosts.append((name.strip("[]") or "127.0.0.1", int(port or 26379)))
+        service = parts.path.strip("/").split("/")[0]
+        query = dict(parse_qsl(parts.query))
+        sentinel = Sentinel(hosts, sentinel_kwargs=_OPTIONS, **_OPTIONS)
+        return sentinel.master_for(service, password=parts.password,
+                                   db=int(query.get("db", 0)))
+
+
+__all__ = ["TIMEOUT", "RedisClusterStore", "RedisSentinelStore", "RedisStore"]
