@@ -167,33 +167,48 @@ class Quotas:
 
     async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
         """Charge ``demand`` to every quota that applies, or raise RateLimited
-        having charged nothing."""
+        having charged nothing. Fixed windows and in-flight slots are taken
+        at once (`Store.reserve`: one round trip on Redis), then checked in
+        the policy's order; the other strategies charge one by one after."""
         held = Reservation(demand=demand)
+        fixed: list[Charge] = []
+        others: list[Charge] = []
+        for quota in self.rates:
+            scope = subject.value(quota.per)
+            cost = demand.cost(quota.cost)
+            if scope is None or cost <= 0:
+                continue
+            for index, window in enumerate(quota.windows):
+                limit = self.limit(quota, index, factor)
+                if cost > limit.amount:
+                    raise _too_large(quota, window, limit, cost)
+                charge = Charge(quota, window, limit, scope, cost)
+                (fixed if quota.strategy == "fixed-window" else others).append(charge)
+        slots: list[tuple[QuotaConfig, str, str]] = []
+        for quota in self.concurrency:
+            scope = subject.value(quota.per)
+            if scope is None or quota.concurrency is None:
+                continue
+            key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
+            slots.append((quota, key, f"{id(held):x}.{time.time_ns():x}.{len(slots)}"))
         try:
-            for quota in self.rates:
-                scope = subject.value(quota.per)
-                cost = demand.cost(quota.cost)
-                if scope is None or cost <= 0:
-                    continue
-                for index, window in enumerate(quota.windows):
-                    limit = self.limit(quota, index, factor)
-                    if cost > limit.amount:
-                        raise _too_large(quota, window, limit, cost)
-                    charge = Charge(quota, window, limit, scope, cost)
-                    allowed = await self._hit(charge)
-                    if quota.strategy == "fixed-window":
-                        held.charges.append(charge)  # counted even when refused
-                    elif allowed:
-                        held.charges.append(charge)
-                    if not allowed:
-                        raise await self._refusal(charge, held)
-            for quota in self.concurrency:
-                scope = subject.value(quota.per)
-                if scope is None or quota.concurrency is None:
-                    continue
-                key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
-                holder = f"{id(held):x}.{time.time_ns():x}"
-                if not await self.store.slots.acquire(key, quota.concurrency, holder):
+            counted, taken = await self.store.reserve(
+                [(_counter(c), c.limit.expiry, c.cost) for c in fixed],
+                [(key, q.concurrency or 0, holder) for q, key, holder in slots])
+            held.charges.extend(fixed)  # counted even when refused: undone below
+            held.slots.extend((key, holder) for (_, key, holder), ok in zip(slots, taken,
+                                                                           strict=True) if ok)
+            for charge, (used, ends) in zip(fixed, counted, strict=True):
+                charge.used, charge.ends = used, ends
+            for charge in fixed:
+                if charge.used is not None and charge.used > charge.limit.amount:
+                    raise await self._refusal(charge, held)
+            for charge in others:
+                if not await self._hit(charge):
+                    raise await self._refusal(charge, held)
+                held.charges.append(charge)
+            for (quota, _, _), ok in zip(slots, taken, strict=True):
+                if not ok:
                     refused = RateLimited(
                         "Too many requests in flight. Retry when one has finished.",
                         reason=f"quota {quota.name}: {quota.concurrency} in flight",
@@ -201,7 +216,6 @@ class Quotas:
                     )
                     refused.quota = quota.name
                     raise refused
-                held.slots.append((key, holder))
         except BaseException:
             await self._undo(held)
             raise

@@ -17,7 +17,13 @@ import pytest
 import redis
 
 from guardgate.toy import create_toy_app
-from tests.servers import RedisCluster, free_port, own_redis_cluster, serve_in_thread
+from tests.servers import (
+    RedisCluster,
+    free_port,
+    own_redis_cluster,
+    own_redis_sentinel,
+    serve_in_thread,
+)
 
 
 def _ping(url: str) -> None:
@@ -90,3 +96,14 @@ def redis_cluster() -> Iterator[RedisCluster]:
             yield cluster
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         _unavailable(f"a Redis Cluster could not be started: {exc}")
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[str]:
+    """A Redis watched by a Redis Sentinel, the session's own: its
+    ``redis+sentinel://`` URL."""
+    try:
+        with own_redis_sentinel() as url:
+            yield url
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        _unavailable(f"a Redis Sentinel could not be started: {exc}")

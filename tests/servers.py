@@ -30,7 +30,8 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["RedisCluster", "free_port", "own_redis", "own_redis_cluster", "running", "serve_in_thread"]
+__all__ = ["RedisCluster", "free_port", "own_redis", "own_redis_cluster", "own_redis_sentinel",
+           "running", "serve_in_thread"]
 
 
 @contextlib.contextmanager
@@ -257,6 +258,30 @@ def own_redis_cluster() -> Iterator[RedisCluster]:
         for port in list(cluster.procs):
             cluster.stop(port)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def own_redis_sentinel() -> Iterator[str]:
+    """A redis-server and one Redis Sentinel watching it as ``guardgate``,
+    both the test's own: the ``redis+sentinel://`` URL naming them."""
+    server = _redis_server()
+    redis_port, sentinel_port = free_port(), free_port()
+    workdir = tempfile.mkdtemp(prefix="guardgate-sentinel-")
+    conf = os.path.join(workdir, "sentinel.conf")
+    with open(conf, "w") as out:
+        out.write(f"port {sentinel_port}\nbind 127.0.0.1\ndir {workdir}\n"
+                  f"sentinel monitor guardgate 127.0.0.1 {redis_port} 1\n"
+                  "sentinel down-after-milliseconds guardgate 1000\n")
+    with own_redis(redis_port):
+        proc = subprocess.Popen([server, conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            _wait_for_port(proc, sentinel_port)
+            yield f"redis+sentinel://127.0.0.1:{sentinel_port}/guardgate"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def principal_of(key: str) -> str:

@@ -48,6 +48,14 @@ class Store(ABC):
         return limiter
 
     @abstractmethod
+    async def reserve(self, hits: list[tuple[str, int, int]], slots: list[tuple[str, int, str]]
+                      ) -> tuple[list[tuple[int, float]], list[bool]]:
+        """Charge fixed-window counters and take in-flight slots at once (one
+        round trip on Redis, what waits to be settled riding along): for each
+        hit (counter, window seconds, amount) the count after it and when its
+        window ends; for each slot (key, limit, holder) whether it was taken."""
+
+    @abstractmethod
     def clearances(self) -> Clearances:
         """Challenge redemptions and clearance meters."""
 

@@ -36,6 +36,12 @@ class MemoryStore(Store):
         self._risk_states: dict[Clock, MemoryRisk] = {}
         self._first_seen = MemoryFirstSeen()
 
+    async def reserve(self, hits: list[tuple[str, int, int]], slots: list[tuple[str, int, str]]
+                      ) -> tuple[list[tuple[int, float]], list[bool]]:
+        counted = [await self.windows.hit(key, seconds, amount) for key, seconds, amount in hits]
+        taken = [await self.slots.acquire(key, limit, holder) for key, limit, holder in slots]
+        return counted, taken
+
     def clearances(self) -> MemoryClearances:
         return self._clearances
 

@@ -59,6 +59,14 @@ class RedisStore(Store):
             return "async+redis+unix://" + url[len("unix://"):]
         return "async+" + url
 
+    async def reserve(self, hits: list[tuple[str, int, int]], slots: list[tuple[str, int, str]]
+                      ) -> tuple[list[tuple[int, float]], list[bool]]:
+        scripts = [self.windows.script(key, seconds, amount) for key, seconds, amount in hits]
+        scripts += [RedisSlots.script(key, limit, holder) for key, limit, holder in slots]
+        results = await self.settlements.run(scripts) if scripts else []
+        counted = [(int(count), int(ends) / 1000) for count, ends in results[:len(hits)]]
+        return counted, [bool(taken) for taken in results[len(hits):]]
+
     def clearances(self) -> RedisClearances:
         return RedisClearances(self.client, self.settlements)
 

@@ -9,7 +9,6 @@ trip (`Settlements`). In memory it is applied at once (`MemorySettlements`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,6 @@ from guardgate.errors import StorageError
 from guardgate.logs import get_logger
 from guardgate.store.errors import FOREIGN, translated
 from guardgate.store.scripts import LuaScript
-from guardgate.store.slots import ACQUIRE
 from guardgate.store.windows import SETTLE, MemoryWindows
 
 log = get_logger("guardgate")
@@ -28,6 +26,8 @@ CAUGHT: tuple[type[BaseException], ...] = (StorageError, *FOREIGN)
 # What waits to be sent: counter deltas, slots to release, risk records.
 # A script call with the plain commands that go with it (keys in other hash slots).
 _Call = tuple[LuaScript, list[str], list[Any], list[tuple[Any, ...]]]
+# A script run on the request's path: its keys and arguments.
+_Script = tuple[LuaScript, list[str], list[Any]]
 # (window counter, the charged window's end, delta, the window's length in seconds)
 _Count = tuple[str, float, int, int]
 _Batch = tuple[list[_Count], list[tuple[str, str]], list[_Call]]
@@ -67,7 +67,7 @@ class Settlements:
         self._flushing: set[asyncio.Task[None]] = set()
         self.failures = 0
         # Raised on the request's path: StorageError, as every backend raises.
-        self.acquire_slot = translated(self._acquire_slot, "Settlements.acquire_slot")
+        self.run = translated(self._run, "Settlements.run")
 
     async def add(self, counts: list[_Count], slots: list[tuple[str, str]]) -> None:
         """Settle fixed-window counts (`guardgate.store.windows`) and release
@@ -107,7 +107,7 @@ class Settlements:
 
     async def _send(self, batch: _Batch) -> None:
         try:
-            await self._pipeline(batch, None)
+            await self._pipeline(batch)
         except CAUGHT as exc:
             # Lost settlements only err on the safe side: an unrefunded
             # reservation, a slot held until its lease ends, a risk record
@@ -117,58 +117,61 @@ class Settlements:
             log.warning("settlement failed", error=repr(exc), counts=len(counts),
                         slots=len(slots), calls=len(calls))
 
-    async def _acquire_slot(self, key: str, limit: int, holder: str, lease_ms: int) -> bool:
-        """Take an in-flight slot, sending what is waiting to be settled in the
-        same round trip: under load, settling costs no round trip of its own."""
+    async def _run(self, scripts: list[_Script]) -> list[Any]:
+        """Run ``scripts`` on the request's path, sending what is waiting to
+        be settled in the same round trip: under load, settling costs no
+        round trip of its own. Their results, in order."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        now = int(time.time() * 1000)
-        results = await self._pipeline(self._take(), (key, now, lease_ms, limit, holder))
-        return bool(results[-1])
+        return await self._pipeline(self._take(), scripts)
 
-    async def _pipeline(
-        self, batch: _Batch, acquire: tuple[str, int, int, int, str] | None
-    ) -> list[Any]:
+    async def _pipeline(self, batch: _Batch, scripts: Sequence[_Script] = ()) -> list[Any]:
         counts, slots, calls = batch
+        counter = self._counter
+        items: list[_Script] = [
+            *((SETTLE, [counter(key)], [delta, round(ends * 1000), seconds * 1000])
+              for key, ends, delta, seconds in counts),
+            *((script, keys, args) for script, keys, args, _ in calls),
+            *scripts,
+        ]
+        # Idempotent or commutative (releases, rank, HyperLogLog adds): sent
+        # once, whatever happens to the scripts.
+        plain: list[tuple[Any, ...]] = [("ZREM", key, holder) for key, holder in slots]
+        plain += [command for *_, commands in calls for command in commands]
+        results: list[Any] = [None] * len(items)
+        todo = list(range(len(items)))
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
             async with self._client.pipeline(transaction=False) as pipe:
-                counter = self._counter
-                for key, ends, delta, seconds in counts:
-                    pipe.evalsha(SETTLE.sha, 1, counter(key), delta, round(ends * 1000),
-                                 seconds * 1000)
-                for key, holder in slots:
-                    pipe.zrem(key, holder)
-                for script, keys, args, _ in calls:
+                for i in todo:
+                    script, keys, args = items[i]
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
                 if attempt == 1:
-                    # Idempotent or commutative (rank, HyperLogLog adds): sent
-                    # once, whatever happens to the scripts.
-                    for *_, commands in calls:
-                        for command in commands:
-                            pipe.execute_command(*command)
-                if acquire is not None:
-                    pipe.evalsha(ACQUIRE.sha, 1, *acquire)
-                results: list[Any] = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in results):
-                # A restarted Redis forgot the scripts: load them, send again.
-                # What was already applied is not resent.
-                for source in {SETTLE.source, ACQUIRE.source, *(c[0].source for c in calls)}:
-                    await self._client.script_load(source)
-                missed = [isinstance(r, NoScriptError) for r in results]
-                counts = [c for c, m in zip(counts, missed, strict=False) if m]
-                calls = [
-                    c for c, m in zip(calls, missed[len(batch[0]) + len(slots):], strict=False)
-                    if m
-                ]
-                slots = []
-                continue
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-            return results
-        raise AssertionError("unreachable")
+                    for command in plain:
+                        pipe.execute_command(*command)
+                out: list[Any] = await pipe.execute(raise_on_error=False)
+            missed = []
+            for i, result in zip(todo, out, strict=False):
+                if isinstance(result, NoScriptError):
+                    missed.append(i)
+                else:
+                    results[i] = result
+            if attempt == 1:
+                for result in out[len(todo):]:
+                    if isinstance(result, Exception):
+                        raise result
+            if not missed:
+                break
+            # A restarted (or failed-over) Redis forgot the scripts: load
+            # them, send again what was not applied.
+            for source in {items[i][0].source for i in missed}:
+                await self._client.script_load(source)
+            todo = missed
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        return results[len(items) - len(scripts):]
 
     async def drain(self) -> None:
         """Send what is waiting; for shutdown and tests."""

@@ -7,6 +7,7 @@ leases expire, so a replica that dies holding slots cannot leak them.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any, Protocol
 
@@ -51,10 +52,14 @@ class RedisSlots:
 
     async def acquire(self, key: str, limit: int, holder: str) -> bool:
         # Rides with the waiting settlements, in one round trip.
-        taken: bool = await self._settlements.acquire_slot(
-            key, limit, holder, LEASE_SECONDS * 1000
-        )
-        return taken
+        taken, = await self._settlements.run([self.script(key, limit, holder)])
+        return bool(taken)
+
+    @staticmethod
+    def script(key: str, limit: int, holder: str) -> tuple[LuaScript, list[str], list[Any]]:
+        """The acquisition as a script call, to send with others."""
+        now = int(time.time() * 1000)
+        return ACQUIRE, [key], [now, LEASE_SECONDS * 1000, limit, holder]
 
     async def release(self, key: str, holder: str) -> None:
         await self._client.zrem(key, holder)

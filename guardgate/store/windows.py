@@ -77,8 +77,12 @@ class RedisWindows:
         return "LIMITS:" + key
 
     async def hit(self, key: str, seconds: int, amount: int) -> tuple[int, float]:
-        count, ends = await HIT.run(self._client, [self.key(key)], [seconds * 1000, amount])
+        count, ends = await HIT.run(self._client, *self.script(key, seconds, amount)[1:])
         return int(count), int(ends) / 1000
+
+    def script(self, key: str, seconds: int, amount: int) -> tuple[LuaScript, list[str], list[Any]]:
+        """A charge as a script call, to send with others."""
+        return HIT, [self.key(key)], [seconds * 1000, amount]
 
     async def get(self, key: str) -> tuple[int, float | None]:
         async with self._client.pipeline(transaction=False) as pipe:

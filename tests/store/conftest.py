@@ -1,6 +1,6 @@
-"""Every backend in turn: memory, the tests' own Redis, the tests' own Redis
-Cluster. A store per test, closed after it; each test names its own keys
-(`unique`), so none needs to empty a server."""
+"""Every backend in turn: memory, the tests' own Redis, Redis Cluster and
+Redis behind a Sentinel. A store per test, closed after it; each test names
+its own keys (`unique`), so none needs to empty a server."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from guardgate.store import Store, open_store
 from tests.servers import RedisCluster
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 def backend_url(request: pytest.FixtureRequest) -> str:
     if request.param == "memory":
         return "memory://"
-    if request.param == "redis":
-        url: str = request.getfixturevalue("redis_url")
+    if request.param in ("redis", "sentinel"):
+        fixture = "redis_url" if request.param == "redis" else "redis_sentinel"
+        url: str = request.getfixturevalue(fixture)
         return url
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
     return cluster.url

@@ -7,9 +7,11 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
+import redis.sentinel
 from limits import parse
 
 from guardgate import load_policy
@@ -178,7 +180,13 @@ async def test_replayed_traffic_gets_the_same_decisions_on_every_backend(
 
 
 def _nodes(url: str) -> list[str]:
-    """The URLs of a Redis, or of every primary of a Redis Cluster."""
+    """The URLs of a Redis, of the primary a Sentinel watches, or of every
+    primary of a Redis Cluster."""
+    if url.startswith("redis+sentinel://"):
+        parts = urlsplit(url)
+        sentinel = redis.sentinel.Sentinel([(parts.hostname, parts.port)])
+        host, port = sentinel.discover_master(parts.path.strip("/"))
+        return [f"redis://{host}:{port}"]
     if not url.startswith("redis+cluster://"):
         return [url]
     plain = "redis://" + url[len("redis+cluster://"):]
