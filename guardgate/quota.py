@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardgate.apis.base import ModelCall
-from guardgate.errors import RateLimited
+from guardgate.errors import RateLimited, StorageError
 from guardgate.policy.model import Policy, QuotaConfig, Window
 from guardgate.store import Store
 from guardgate.store.limiter import STRATEGIES
@@ -167,12 +167,17 @@ class Quotas:
 
     async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
         """Charge ``demand`` to every quota that applies, or raise RateLimited
-        having charged nothing. Fixed windows and in-flight slots are taken
-        at once (`Store.reserve`: one round trip on Redis), then checked in
-        the policy's order; the other strategies charge one by one after."""
+        having charged nothing.
+
+        Fixed windows and in-flight slots are taken together (`Store.reserve`:
+        one round trip on Redis): first the caller's own (``per:
+        principal``), then, only once those passed, the shared ones (an org,
+        an address, everyone), so that requests refused by their own quota
+        never charge what others share. Each group is checked in the
+        policy's order; `moving-window` and `sliding-window-counter` quotas
+        are charged one by one after."""
         held = Reservation(demand=demand)
-        fixed: list[Charge] = []
-        others: list[Charge] = []
+        ordered: list[Charge] = []
         for quota in self.rates:
             scope = subject.value(quota.per)
             cost = demand.cost(quota.cost)
@@ -182,8 +187,7 @@ class Quotas:
                 limit = self.limit(quota, index, factor)
                 if cost > limit.amount:
                     raise _too_large(quota, window, limit, cost)
-                charge = Charge(quota, window, limit, scope, cost)
-                (fixed if quota.strategy == "fixed-window" else others).append(charge)
+                ordered.append(Charge(quota, window, limit, scope, cost))
         slots: list[tuple[QuotaConfig, str, str]] = []
         for quota in self.concurrency:
             scope = subject.value(quota.per)
@@ -192,35 +196,52 @@ class Quotas:
             key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
             slots.append((quota, key, f"{id(held):x}.{time.time_ns():x}.{len(slots)}"))
         try:
-            counted, taken = await self.store.reserve(
-                [(_counter(c), c.limit.expiry, c.cost) for c in fixed],
-                [(key, q.concurrency or 0, holder) for q, key, holder in slots])
-            held.charges.extend(fixed)  # counted even when refused: undone below
-            held.slots.extend((key, holder) for (_, key, holder), ok in zip(slots, taken,
-                                                                           strict=True) if ok)
-            for charge, (used, ends) in zip(fixed, counted, strict=True):
-                charge.used, charge.ends = used, ends
-            for charge in fixed:
-                if charge.used is not None and charge.used > charge.limit.amount:
-                    raise await self._refusal(charge, held)
-            for charge in others:
-                if not await self._hit(charge):
-                    raise await self._refusal(charge, held)
-                held.charges.append(charge)
-            for (quota, _, _), ok in zip(slots, taken, strict=True):
-                if not ok:
-                    refused = RateLimited(
-                        "Too many requests in flight. Retry when one has finished.",
-                        reason=f"quota {quota.name}: {quota.concurrency} in flight",
-                        headers=_retry_after(1.0),
-                    )
-                    refused.quota = quota.name
-                    raise refused
+            for own in (True, False):
+                await self._take(held, [c for c in ordered if c.quota.strategy == "fixed-window"
+                                        and (c.quota.per == "principal") == own],
+                                 [s for s in slots if (s[0].per == "principal") == own])
+            for charge in ordered:
+                if charge.quota.strategy != "fixed-window":
+                    if not await self._hit(charge):
+                        raise await self._refusal(charge, held)
+                    held.charges.append(charge)
         except BaseException:
-            await self._undo(held)
+            try:
+                await self._undo(held)
+            except StorageError:
+                pass  # the refusal (or failure) stands; the counters err high
             raise
+        place = {id(charge): i for i, charge in enumerate(ordered)}
+        held.charges.sort(key=lambda charge: place[id(charge)])  # headers in the policy's order
         held.headers = self._headers(held, factor)
         return held
+
+    async def _take(self, held: Reservation, fixed: list[Charge],
+                    slots: list[tuple[QuotaConfig, str, str]]) -> None:
+        """Charge ``fixed`` windows and take ``slots`` at once, into ``held``;
+        RateLimited for the first that does not fit, in the policy's order."""
+        if not fixed and not slots:
+            return
+        counted, taken = await self.store.reserve(
+            [(_counter(c), c.limit.expiry, c.cost) for c in fixed],
+            [(key, q.concurrency or 0, holder) for q, key, holder in slots])
+        for charge, (used, ends) in zip(fixed, counted, strict=True):
+            charge.used, charge.ends = used, ends
+        held.charges.extend(fixed)  # counted even when refused: undone with the rest
+        held.slots.extend((key, holder) for (_, key, holder), ok in zip(slots, taken, strict=True)
+                          if ok)
+        for charge in fixed:
+            if charge.used is not None and charge.used > charge.limit.amount:
+                raise await self._refusal(charge, held)
+        for (quota, _, _), ok in zip(slots, taken, strict=True):
+            if not ok:
+                refused = RateLimited(
+                    "Too many requests in flight. Retry when one has finished.",
+                    reason=f"quota {quota.name}: {quota.concurrency} in flight",
+                    headers=_retry_after(1.0),
+                )
+                refused.quota = quota.name
+                raise refused
 
     async def _undo(self, held: Reservation) -> None:
         """Take back a reservation that failed part way, at once: a counter

@@ -51,7 +51,7 @@ class RedisFirstSeen:
 
     async def get(self, principal: str, now: float) -> float:
         previous = await self._client.set(
-            "{guardgate/seen}/" + principal, now, nx=True, get=True, ex=TTL
+            "guardgate/seen{" + principal + "}", now, nx=True, get=True, ex=TTL
         )
         return float(previous) if previous is not None else now
 

@@ -21,7 +21,7 @@ from redis.asyncio.sentinel import Sentinel
 
 from guardgate.store.base import Store, register
 from guardgate.store.clearances import RedisClearances
-from guardgate.store.errors import FOREIGN
+from guardgate.store.errors import FOREIGN, StorageError
 from guardgate.store.first_seen import RedisFirstSeen
 from guardgate.store.overrides import RedisOverrides
 from guardgate.store.risk import Clock, RedisRisk
@@ -63,7 +63,23 @@ class RedisStore(Store):
                       ) -> tuple[list[tuple[int, float]], list[bool]]:
         scripts = [self.windows.script(key, seconds, amount) for key, seconds, amount in hits]
         scripts += [RedisSlots.script(key, limit, holder) for key, limit, holder in slots]
-        results = await self.settlements.run(scripts) if scripts else []
+        if not scripts:
+            return [], []
+        # Releasing a slot never taken is harmless: on any failure every slot
+        # of the request goes, and every charge known to have applied.
+        releases = [(key, holder) for key, _, holder in slots]
+        try:
+            results = await self.settlements.run(scripts)
+        except StorageError:
+            await self.settlements.add([], releases)
+            raise
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            refunds = [(key, int(r[1]) / 1000, -amount, seconds)
+                       for (key, seconds, amount), r in zip(hits, results, strict=False)
+                       if not isinstance(r, Exception)]
+            await self.settlements.add(refunds, releases)
+            raise StorageError(f"RedisStore.reserve: {failed[0]!r}") from failed[0]
         counted = [(int(count), int(ends) / 1000) for count, ends in results[:len(hits)]]
         return counted, [bool(taken) for taken in results[len(hits):]]
 

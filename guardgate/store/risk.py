@@ -555,8 +555,8 @@ class RedisRisk:
         raw = results[0]
         if isinstance(raw, NoScriptError):  # a Redis that lost its scripts
             raw = await OBSERVE.run(self._client, keys, args)
-        for result in results:
-            if isinstance(result, Exception) and result is not results[0]:
+        for result in (raw, *results[1:]):
+            if isinstance(result, Exception):
                 raise result
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         clusters: list[tuple[str, str, int, int]] = []

@@ -109,18 +109,23 @@ class Settlements:
         try:
             await self._pipeline(batch)
         except CAUGHT as exc:
-            # Lost settlements only err on the safe side: an unrefunded
-            # reservation, a slot held until its lease ends, a risk record
-            # (tier, explanation, answer tokens) missing from the state.
-            self.failures += 1
-            counts, slots, calls = batch
-            log.warning("settlement failed", error=repr(exc), counts=len(counts),
-                        slots=len(slots), calls=len(calls))
+            self._lost(batch, exc)
+
+    def _lost(self, batch: _Batch, exc: BaseException) -> None:
+        # Lost settlements only err on the safe side: an unrefunded
+        # reservation, a slot held until its lease ends, a risk record
+        # (tier, explanation, answer tokens) missing from the state.
+        self.failures += 1
+        counts, slots, calls = batch
+        log.warning("settlement failed", error=repr(exc), counts=len(counts),
+                    slots=len(slots), calls=len(calls))
 
     async def _run(self, scripts: list[_Script]) -> list[Any]:
         """Run ``scripts`` on the request's path, sending what is waiting to
         be settled in the same round trip: under load, settling costs no
-        round trip of its own. Their results, in order."""
+        round trip of its own. Their results in order, an error as its
+        exception (a script of this request may fail while the others
+        apply); what waits to be settled fails apart, logged and counted."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
@@ -135,15 +140,20 @@ class Settlements:
             *((script, keys, args) for script, keys, args, _ in calls),
             *scripts,
         ]
-        # Idempotent or commutative (releases, rank, HyperLogLog adds): sent
-        # once, whatever happens to the scripts.
-        plain: list[tuple[Any, ...]] = [("ZREM", key, holder) for key, holder in slots]
-        plain += [command for *_, commands in calls for command in commands]
+        # Releases go first (a caller's next request must find its last
+        # one's slot free); then the scripts; then what goes with the risk
+        # records (rank, HyperLogLog adds). Plain commands are idempotent or
+        # commutative: sent once, whatever happens to the scripts.
+        releases: list[tuple[Any, ...]] = [("ZREM", key, holder) for key, holder in slots]
+        plain = [command for *_, commands in calls for command in commands]
         results: list[Any] = [None] * len(items)
         todo = list(range(len(items)))
         for attempt in (1, 2):
             # One round trip: scripts by hash, no per-batch script check.
             async with self._client.pipeline(transaction=False) as pipe:
+                if attempt == 1:
+                    for command in releases:
+                        pipe.execute_command(*command)
                 for i in todo:
                     script, keys, args = items[i]
                     pipe.evalsha(script.sha, len(keys), *keys, *args)
@@ -151,27 +161,27 @@ class Settlements:
                     for command in plain:
                         pipe.execute_command(*command)
                 out: list[Any] = await pipe.execute(raise_on_error=False)
+            if attempt == 1:
+                failed = [r for r in out[:len(releases)] + out[len(releases) + len(todo):]
+                          if isinstance(r, Exception)]
+                out = out[len(releases):len(releases) + len(todo)]
             missed = []
-            for i, result in zip(todo, out, strict=False):
+            for i, result in zip(todo, out, strict=True):
+                results[i] = result
                 if isinstance(result, NoScriptError):
                     missed.append(i)
-                else:
-                    results[i] = result
-            if attempt == 1:
-                for result in out[len(todo):]:
-                    if isinstance(result, Exception):
-                        raise result
-            if not missed:
+            if not missed or attempt == 2:
                 break
             # A restarted (or failed-over) Redis forgot the scripts: load
             # them, send again what was not applied.
             for source in {items[i][0].source for i in missed}:
                 await self._client.script_load(source)
             todo = missed
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
-        return results[len(items) - len(scripts):]
+        own = len(items) - len(scripts)
+        failed += [r for r in results[:own] if isinstance(r, Exception)]
+        if failed:
+            self._lost(batch, failed[0])
+        return results[own:]
 
     async def drain(self) -> None:
         """Send what is waiting; for shutdown and tests."""

@@ -53,6 +53,8 @@ class RedisSlots:
     async def acquire(self, key: str, limit: int, holder: str) -> bool:
         # Rides with the waiting settlements, in one round trip.
         taken, = await self._settlements.run([self.script(key, limit, holder)])
+        if isinstance(taken, Exception):
+            raise taken
         return bool(taken)
 
     @staticmethod

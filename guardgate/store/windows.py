@@ -6,7 +6,7 @@ the window: a refund is applied only while the counter is still that
 window's, so it never raises the next window's allowance; what an answer
 cost beyond its reservation is owed whatever the window, charged to the
 one open when it settles. In
-memory a dict; in Redis, under the names `limits` gives its keys, one script
+memory a dict; in Redis, a key of its own per counter, one script
 (`window_hit.lua`) per charge and `settle_count.lua` per settlement (batched
 by `Settlements`). A counter brought back to zero by refunds keeps its
 window (`limits` would start a new one at the next charge).
@@ -73,8 +73,10 @@ class RedisWindows:
 
     @staticmethod
     def key(key: str) -> str:
-        """The counter's Redis key: named as `limits` names its own."""
-        return "LIMITS:" + key
+        """The counter's Redis key: apart from the `limits` strategies' keys,
+        so that a quota whose strategy a reload changes finds no key of the
+        other kind."""
+        return "guardgate/window:" + key
 
     async def hit(self, key: str, seconds: int, amount: int) -> tuple[int, float]:
         count, ends = await HIT.run(self._client, *self.script(key, seconds, amount)[1:])
