@@ -38,6 +38,7 @@ _OPTIONS: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout":
 @register
 class RedisStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
+    sharded: ClassVar[bool] = False  # keys of many hash slots may go in one script
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -90,7 +91,7 @@ class RedisStore(Store):
         return self._overrides
 
     def risk_state(self, clock: Clock) -> RedisRisk:
-        return RedisRisk(self.client, clock, self.settlements)
+        return RedisRisk(self.client, clock, self.settlements, sharded=self.sharded)
 
     def first_seen(self) -> RedisFirstSeen:
         return self._first_seen
@@ -112,6 +113,7 @@ class RedisStore(Store):
 @register
 class RedisClusterStore(RedisStore):
     schemes: ClassVar[tuple[str, ...]] = ("redis+cluster",)
+    sharded = True
 
     def _client(self, url: str) -> Any:
         return aioredis.RedisCluster.from_url("redis://" + url[len("redis+cluster://"):],

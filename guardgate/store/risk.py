@@ -52,6 +52,7 @@ DAY = 86400.0
 
 OBSERVE = LuaScript.named("risk_observe")
 RECORD = LuaScript.named("risk_record")
+CLUSTERS = LuaScript.named("risk_clusters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,10 +519,14 @@ class RedisRisk:
     commands in the same pipeline: one round trip on a single Redis, one per
     node, sent together, on a Redis Cluster."""
 
-    def __init__(self, client: Any, clock: Clock, settlements: Any) -> None:
+    def __init__(self, client: Any, clock: Clock, settlements: Any,
+                 sharded: bool = False) -> None:
         self._client = client
         self.clock = clock
         self._settlements = settlements
+        # On a Redis Cluster each cluster's counters are counted by a call of
+        # their own (their hash slot); on one Redis, all in one call.
+        self._sharded = sharded
 
     def bound(self, max_callers: int) -> None:
         pass  # nothing of a caller's is kept in this process
@@ -539,29 +544,28 @@ class RedisRisk:
             clock.state_ttl, repr(obs.reasoning), repr(obs.harvest), repr(obs.single),
             obs.template, obs.prompt, repr(clock.long_half_life),
         ]
+        counted = [[*self._window(cluster_key(kind, value), bucket),
+                    *self._window(cluster_key(kind, value, risky=True), bucket)]
+                   for kind, value in obs.clusters]
+        groups = counted if self._sharded or not counted else [
+            [key for group in counted for key in group]]
+        extra = [obs.principal, BUCKETS, clock.bucket_ttl]
+        calls = [(OBSERVE, keys, args), *((CLUSTERS, group, extra) for group in groups)]
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.evalsha(OBSERVE.sha, len(keys), *keys, *args)
-            for kind, value in obs.clusters:
-                members = cluster_key(kind, value)
-                current = f"{members}:{bucket}"
-                pipe.pfadd(current, obs.principal)
-                pipe.expire(current, clock.bucket_ttl)
-                # PFCOUNT by name: redis-py blocks the method in cluster pipelines,
-                # though every key of one count shares its cluster's slot.
-                pipe.execute_command("PFCOUNT", *self._window(members, bucket))
-                risky = cluster_key(kind, value, risky=True)
-                pipe.execute_command("PFCOUNT", *self._window(risky, bucket))
+            for script, call_keys, call_args in calls:
+                pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
             results = await pipe.execute(raise_on_error=False)
-        raw = results[0]
-        if isinstance(raw, NoScriptError):  # a Redis that lost its scripts
-            raw = await OBSERVE.run(self._client, keys, args)
-        for result in (raw, *results[1:]):
-            if isinstance(result, Exception):
+        for i, result in enumerate(results):
+            if isinstance(result, NoScriptError):  # a Redis that lost its scripts
+                results[i] = await calls[i][0].run(self._client, calls[i][1], calls[i][2])
+            elif isinstance(result, Exception):
                 raise result
+        raw = results[0]
+        sizes = [int(n) for reply in results[1:] for n in reply]
         v = [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
         clusters: list[tuple[str, str, int, int]] = []
         for i, (kind, value) in enumerate(obs.clusters):
-            accounts, held = int(results[3 + 4 * i]), int(results[4 + 4 * i])
+            accounts, held = sizes[2 * i], sizes[2 * i + 1]
             clusters.append((kind, value, accounts, min(held, accounts)))
         return Snapshot(
             n=float(v[0]), reasoning=float(v[1]), harvest=float(v[2]), single=float(v[3]),
