@@ -94,7 +94,11 @@ class Limit:
     expiry: int
 
     def key_for(self, *identifiers: str) -> str:
-        return "/".join((self.key, *identifiers))
+        """The counter's key; the last identifier (whose usage it counts) as
+        its hash tag, so that on a Redis Cluster a caller's own counters and
+        slots share the slot of its risk state."""
+        *named, scope = (self.key, *identifiers)
+        return "/".join(named) + "/{" + scope + "}"
 
     def get_expiry(self) -> int:
         return self.expiry
@@ -193,7 +197,7 @@ class Quotas:
             scope = subject.value(quota.per)
             if scope is None or quota.concurrency is None:
                 continue
-            key = f"{{{_NAMESPACE}/slots/{quota.name}/{scope}}}"
+            key = f"{_NAMESPACE}/slots/{quota.name}/{{{scope}}}"
             slots.append((quota, key, f"{id(held):x}.{time.time_ns():x}.{len(slots)}"))
         try:
             for own in (True, False):
