@@ -204,7 +204,7 @@ def soak(args: argparse.Namespace, url: str) -> int:
         run = asyncio.run(drive(base, gateway.pid, args.duration, args.clients))
         counted = metrics(base)
         slots = sum(int(store.zcount(k, time.time() * 1000, "+inf"))
-                    for k in store.scan_iter(match="{guardgate/slots/*"))
+                    for k in store.scan_iter(match="*guardgate/slots/*"))
     load: Load = run["load"]
     samples: list[tuple[float, int, int]] = run["samples"]
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]

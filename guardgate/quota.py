@@ -92,13 +92,15 @@ class Limit:
     key: str
     amount: int
     expiry: int
+    own: bool = False  # counts one principal's usage
 
     def key_for(self, *identifiers: str) -> str:
-        """The counter's key; the last identifier (whose usage it counts) as
-        its hash tag, so that on a Redis Cluster a caller's own counters and
-        slots share the slot of its risk state."""
-        *named, scope = (self.key, *identifiers)
-        return "/".join(named) + "/{" + scope + "}"
+        """The counter's key, with its hash tag: for a principal's own quota
+        the principal, so that on a Redis Cluster its counters and slots
+        share the slot of its risk state; for a shared one (an org, an
+        address, everyone) the quota and scope, so that shared counters
+        spread over the nodes."""
+        return _tagged("/".join((self.key, *identifiers)), identifiers[-1], self.own)
 
     def get_expiry(self) -> int:
         return self.expiry
@@ -147,6 +149,7 @@ class Quotas:
                 f"{_NAMESPACE}/{quota.name}/{window.seconds}",
                 max(1, math.floor(window.amount * factor)),
                 window.seconds,
+                own=quota.per == "principal",
             )
             self._limits[key] = found
         return found
@@ -197,7 +200,8 @@ class Quotas:
             scope = subject.value(quota.per)
             if scope is None or quota.concurrency is None:
                 continue
-            key = f"{_NAMESPACE}/slots/{quota.name}/{{{scope}}}"
+            key = _tagged(f"{_NAMESPACE}/slots/{quota.name}/{scope}", scope,
+                          quota.per == "principal")
             slots.append((quota, key, f"{id(held):x}.{time.time_ns():x}.{len(slots)}"))
         try:
             for own in (True, False):
@@ -369,6 +373,14 @@ class Quotas:
         if states:
             headers.append((b"ratelimit", b", ".join(states)))
         return headers
+
+
+def _tagged(key: str, scope: str, own: bool) -> str:
+    """``key`` with a hash tag: ``{scope}`` for a principal's own (the tag of
+    its risk keys), the whole key otherwise."""
+    if own:
+        return key[:len(key) - len(scope)] + "{" + scope + "}"
+    return "{" + key + "}"
 
 
 def _counter(charge: Charge) -> str:

@@ -81,7 +81,7 @@ def slots_held(gate: GuardGate, name: str) -> int:
     client = redis.Redis.from_url(store.url)
     now_ms = time.time() * 1000
     return sum(int(client.zcount(key, now_ms, "+inf"))
-               for key in client.scan_iter(match=f"guardgate/slots/{name}-*"))
+               for key in client.scan_iter(match=f"*guardgate/slots/{name}-*"))
 
 
 def assert_settled(base: str, gate: GuardGate, name: str) -> None:

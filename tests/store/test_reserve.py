@@ -12,8 +12,8 @@ import pytest
 
 from guardgate import load_policy
 from guardgate.errors import RateLimited, StorageError
-from guardgate.quota import Demand, Quotas, Subject
-from guardgate.store import Store
+from guardgate.quota import Charge, Demand, Quotas, Subject
+from guardgate.store import Store, open_store
 from guardgate.store.risk import Clock, Observation
 
 
@@ -115,3 +115,30 @@ async def test_a_script_error_in_an_assessment_is_a_storage_error(
     state = store.risk_state(Clock(3600, 3600))
     with pytest.raises(StorageError):
         await state.observe(Observation(principal, 1e9, 0, 0, 1, "t", "p", ()))
+
+
+def test_a_callers_own_quota_keys_share_its_risk_slot_and_shared_ones_spread() -> None:
+    """On a Redis Cluster: one node for a caller's own state, shared quotas
+    each on a slot of its own (not all on the node of one tag)."""
+    from redis.crc import key_slot
+
+    from guardgate.quota import _counter
+    from guardgate.store.risk import caller_keys
+    from guardgate.store.windows import RedisWindows
+
+    policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [
+        {"name": "rpm", "limit": "60/minute"},
+        {"name": "tpm", "limit": "6000/minute", "cost": "total_tokens"},
+        {"name": "all-rpm", "per": "global", "limit": "600/minute"},
+        {"name": "all-tpm", "per": "global", "limit": "60000/minute", "cost": "total_tokens"},
+    ]})
+    quotas = Quotas(policy, open_store("memory://"))
+    caller = Subject("key:0123456789abcdef", "192.0.2.1", "192.0.2.0/24", None)
+    risk = key_slot(f"{caller_keys(caller.principal)}:p".encode())
+    slots = {}
+    for quota in policy.quotas:
+        limit = quotas.limit(quota, 0, 1.0)
+        charge = Charge(quota, quota.windows[0], limit, caller.value(quota.per) or "", 1)
+        slots[quota.name] = key_slot(RedisWindows.key(_counter(charge)).encode())
+    assert slots["rpm"] == slots["tpm"] == risk
+    assert slots["all-rpm"] != slots["all-tpm"]
