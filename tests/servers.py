@@ -146,6 +146,23 @@ class RedisCluster:
         finally:
             client.close()
 
+    def replica_of(self, primary: int) -> int:
+        """The port of the replica of the primary on ``primary``."""
+        import redis
+
+        client = redis.Redis(port=primary, socket_timeout=2)
+        try:
+            nodes = str(client.execute_command("CLUSTER", "NODES"), "utf-8").splitlines()
+        finally:
+            client.close()
+        ids = {int(line.split()[1].split("@")[0].rsplit(":", 1)[1]): line.split()[0]
+               for line in nodes}
+        for line in nodes:
+            fields = line.split()
+            if "slave" in fields[2] and fields[3] == ids[primary]:
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        raise RuntimeError(f"no replica of {primary}")
+
     def primaries(self) -> list[int]:
         """The ports of the nodes now serving slots as primaries."""
         import redis
