@@ -163,23 +163,19 @@ def test_a_primary_killed_mid_traffic_fails_as_configured_and_recovers_without_r
                     send(i)
                     i += 1
                 cluster.start(victim)
-            recovered = None
-            while time.monotonic() - killed < 60:
+            # Recovered: 50 requests in a row served (every key among them).
+            while time.monotonic() - killed < 90:
                 send(i)
                 i += 1
-                if recovered is None and "cluster_state:ok" in cluster.info(cluster.ports[0]) \
-                        and (recovery == "returns" or victim not in cluster.primaries()):
-                    recovered = time.monotonic()
-                if recovered is not None and time.monotonic() - recovered > 3:
+                if len(seen) - 100 >= 50 and all(s == 200 for _, s, _ in seen[-50:]):
                     break
-            assert recovered is not None, "the slots were never served again"
-            # Settled: the last 50 requests, every key among them, all served.
             tail = seen[-50:]
-            during = [(status, code) for t, status, code in seen if killed <= t <= recovered]
+            recovered = tail[0][0]
+            during = [(status, code) for t, status, code in seen if killed <= t < recovered]
         statuses = {status for _, status, _ in seen}
         errors = [line for line in logs if line.get("event") == "storage error"]
         assert 500 not in statuses
-        assert {status for _, status, _ in tail} == {200}, tail
+        assert {status for _, status, _ in tail} == {200}, "never recovered"
         assert all(line["on_storage_error"] == mode for line in errors)
         if mode == "open":
             assert statuses == {200}
