@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -216,6 +216,13 @@ def _storage_url(value: str) -> str:
         raise PydanticCustomError(
             "storage", "a redis+sentinel URL names the primary's service, "
             "e.g. redis+sentinel://10.0.0.5:26379,10.0.0.6:26379/mymaster"
+        )
+    if scheme == "redis+sentinel" and (
+            "/" in urlsplit(value).path.strip("/")
+            or any(k.lower() == "db" for k, _ in parse_qsl(urlsplit(value).query))):
+        raise PydanticCustomError(
+            "storage", "a redis+sentinel URL uses database 0: the rate strategies "
+            "cannot select another, so a db in it would split the counters"
         )
     if scheme == "unix" and not rest.startswith("/"):
         raise PydanticCustomError(

@@ -13,7 +13,7 @@ command fails fast and the policy's ``on_storage_error`` decides.
 from __future__ import annotations
 
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from limits.storage import storage_from_string
@@ -122,8 +122,9 @@ class RedisClusterStore(RedisStore):
 
 @register
 class RedisSentinelStore(RedisStore):
-    """``redis+sentinel://[:password@]host:port[,host:port]/service[?db=N]``:
-    the sentinels, and the name of the primary they watch."""
+    """``redis+sentinel://[:password@]host:port[,host:port]/service``: the
+    sentinels, and the name of the primary they watch (database 0: the
+    policy refuses another, which the `limits` strategies would not follow)."""
 
     schemes: ClassVar[tuple[str, ...]] = ("redis+sentinel",)
 
@@ -133,11 +134,9 @@ class RedisSentinelStore(RedisStore):
         for host in parts.netloc.rpartition("@")[2].split(","):
             name, _, port = host.rpartition(":")
             hosts.append((name.strip("[]") or "127.0.0.1", int(port or 26379)))
-        service = parts.path.strip("/").split("/")[0]
-        query = dict(parse_qsl(parts.query))
+        service = parts.path.strip("/")
         sentinel = Sentinel(hosts, sentinel_kwargs=_OPTIONS, **_OPTIONS)
-        return sentinel.master_for(service, password=parts.password,
-                                   db=int(query.get("db", 0)))
+        return sentinel.master_for(service, password=parts.password)
 
 
 __all__ = ["TIMEOUT", "RedisClusterStore", "RedisSentinelStore", "RedisStore"]
