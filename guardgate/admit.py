@@ -234,7 +234,7 @@ class Admission:
                 used = _tokens(meter, call, reserved, 200 <= status < 300)
                 # The risk state learns what the answer was (the upstream's
                 # count, or the text's size), never what was reserved for it.
-                measured = (used[0], meter.billed_output(0, False))
+                measured = (used[0], meter.measured_output())
             if ticket.assessment is not None and self.risk is not None:
                 allowed = status < 400 and not ticket.refused
                 try:

@@ -263,14 +263,9 @@ class Quotas:
             await self.store.slots.release(key, holder)
 
     async def _hit(self, charge: Charge) -> bool:
-        strategy = charge.quota.strategy
-        if strategy == "fixed-window":
-            # What FixedWindowRateLimiter.hit does, keeping the count (the
-            # remaining figure, for free) and the window's end.
-            charge.used, charge.ends = await self.store.windows.hit(
-                _counter(charge), charge.limit.expiry, charge.cost)
-            return charge.used <= charge.limit.amount
-        allowed: bool = await self._strategies[strategy].hit(
+        """Charge a `moving-window` or `sliding-window-counter` quota (fixed
+        windows go through `Store.reserve`, see `_take`)."""
+        allowed: bool = await self._strategies[charge.quota.strategy].hit(
             charge.limit, charge.scope, cost=charge.cost
         )
         return allowed

@@ -116,6 +116,13 @@ class Meter(Processor):
         """Output tokens estimated from the generated text, when no usage was seen."""
         return math.ceil(self.text_chars / CHARS_PER_TOKEN)
 
+    def measured_output(self) -> int:
+        """The answer's output tokens as seen: the upstream's count, or the
+        estimate from its text; never a reservation."""
+        if self.output_tokens is not None:
+            return self.output_tokens
+        return self.estimated_output_tokens()
+
     def billed_output(self, reserved: int, ok: bool) -> int:
         """The output tokens an answer is charged: the upstream's count; with
         none seen, what was ``reserved`` for it (or the estimate, if larger)

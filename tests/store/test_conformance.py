@@ -165,11 +165,11 @@ async def test_replayed_traffic_gets_the_same_decisions_on_every_backend(
                 made.append((line["principal"], line["tier"]))
         return made
 
-    # Cluster counts span principals: they start from nothing, as memory's do
-    # (the servers are the tests' own).
+    # Cluster counts span principals: they start from nothing, as memory's do. The
+    # servers are the tests' own (or GUARDGATE_TEST_REDIS, whose database tests empty).
     if not backend_url.startswith("memory"):
         for url in _nodes(backend_url):
-            redis.Redis.from_url(url).flushall()
+            redis.Redis.from_url(url).flushdb()
     expected = await decisions(Replay(policy), None)
     state = store.risk_state(RiskEngine.clock_of(policy))
     got = await decisions(Replay(policy, state), store)
