@@ -2,7 +2,8 @@
 full policy in shadow mode (every request identified, scored, reserved in
 three quotas, settled and forwarded), on memory, on Redis and on a Redis
 Cluster, against the bare pure-ASGI aiohttp pass-through
-(`bench/baseline_proxy.py`), all in one run; and the Redis round trips a
+(`bench/baseline_proxy.py`) and guardgate with no policy (what the policy
+itself costs is the difference), all in one run; and the Redis round trips a
 request makes before it is forwarded, counted on the connections.
 
 The load: wrk with 32 connections, 1,000 API keys each asking questions of
@@ -114,8 +115,12 @@ def main() -> int:
         trips = {name: count_round_trips(upstream, urls[name], policy=policies[name],
                                          bodies=bodies, keys=KEYS)
                  for name in ("redis", "cluster")}
+        passing = Path(tempfile.mkstemp(suffix=".yaml")[1])
+        passing.write_text(f"upstream: {upstream}\n")
         commands = {
             "bare": [sys.executable, "-m", "uvicorn", "bench.baseline_proxy:app", *UVICORN],
+            "no policy": [sys.executable, "-m", "guardgate.cli", "serve", "--policy",
+                          str(passing)],
             **{name: [sys.executable, "-m", "guardgate.cli", "serve", "--policy", str(p)]
                for name, p in policies.items()},
         }

@@ -5,6 +5,7 @@ into the caller's risk state. Storage failures go to `StorageFaults`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -134,14 +135,63 @@ class Admission:
                 decision = self.decider.for_tier(await self.risk.tier_of(identity.principal))
                 self.metrics.count_decision(decision.tier, decision.action)
                 return Ticket(decision)
-            assessment = await self.risk.assess(identity, call, time.time())
+            assessment, taken = await self._assess_and_take(identity, call)
         except StorageError as exc:
             self.faults.failed("assess", exc)
             self.faults.refuse_if_closed(exc)
             return Ticket(self.decider.normal)
         decision = self.decider.for_tier(assessment.tier)
         self.metrics.count_decision(decision.tier, decision.action)
-        return Ticket(decision, assessment)
+        return Ticket(decision, assessment, reservation=taken)
+
+    async def _assess_and_take(self, identity: Identity, call: ModelCall
+                               ) -> tuple[Assessment, Reservation | None]:
+        """The request's assessment and, with quotas, what its own fixed
+        windows and slots hold (`Quotas.take_own`), taken at the same time:
+        on Redis, both in one round trip. What was taken is checked against
+        the tier's quota factor in `admit`, and released if the request
+        goes no further."""
+        assert self.risk is not None
+        now = time.time()
+        if self.quotas is None:
+            return await self.risk.assess(identity, call, now), None
+        subject = _subject(identity)
+        taking = self.quotas.take_own(subject, self.demand(call))
+        if not self.store.remote:
+            taken = await taking
+            try:
+                return await self.risk.assess(identity, call, now), self._opened(taken)
+            except BaseException:
+                await self.quotas.release(taken, refund=True)
+                raise
+        early = asyncio.ensure_future(taking)  # its scripts join the assessment's
+        try:
+            assessment = await self.risk.assess(identity, call, now)
+        except BaseException:
+            await self._abandon(early)
+            raise
+        try:
+            taken = await early
+        except StorageError as exc:
+            self.faults.failed("reserve", exc)
+            self.faults.refuse_if_closed(exc)
+            return assessment, None
+        return assessment, self._opened(taken)
+
+    def _opened(self, held: Reservation) -> Reservation:
+        self.metrics.reservations_open.inc()
+        return held
+
+    async def _abandon(self, early: asyncio.Future[Reservation]) -> None:
+        """What was taken for a request whose assessment failed, given back."""
+        try:
+            taken = await early
+        except (StorageError, asyncio.CancelledError):
+            return  # nothing held: a failed take undoes itself
+        try:
+            await self.quotas.release(taken, refund=True)  # type: ignore[union-attr]
+        except StorageError as exc:
+            self.faults.failed("settle", exc)
 
     async def _runtime_override(self, identity: Identity) -> Decision | None:
         try:
@@ -158,31 +208,50 @@ class Admission:
         ticket, identity, call = ex.ticket, ex.identity, ex.call
         assert ticket is not None and identity is not None
         decision = ticket.decision
-        if decision.deny:
-            ticket.refused = True
-            if not self.shadow:
-                raise Denied("Access to this API has been denied.", reason=decision.reason)
-            ticket.would = "block"
+        # What the assessment took early is finished here, or given back.
+        taken, ticket.reservation = ticket.reservation, None
+        if decision.deny or self.quotas is None or decision.allow:
+            if taken is not None:
+                await self._give_back(taken)
+            if decision.deny:
+                ticket.refused = True
+                if not self.shadow:
+                    raise Denied("Access to this API has been denied.", reason=decision.reason)
+                ticket.would = "block"
             return
-        if self.quotas is None or decision.allow:
-            return
-        subject = Subject(identity.principal, identity.client_ip, identity.ip_prefix, identity.org)
         try:
             factor = decision.quota_factor * await self._age_factor(identity)
-            ticket.reservation = await self.quotas.reserve(subject, self.demand(call), factor)
+            ticket.reservation = await self.quotas.reserve(
+                _subject(identity), self.demand(call), factor, taken=taken)
         except RateLimited as refused:
+            self._closed(taken)
             self.metrics.quota_decisions.labels(refused.quota, "refused").inc()
             ticket.refused = True
             if not self.shadow:
                 raise
             ticket.would = "throttle"
         except StorageError as exc:
+            self._closed(taken)
             self.faults.failed("reserve", exc)
             self.faults.refuse_if_closed(exc)
         else:
-            self.metrics.reservations_open.inc()
+            if taken is None:
+                self.metrics.reservations_open.inc()
             for charge in ticket.reservation.charges:
                 self.metrics.quota_decisions.labels(charge.quota.name, "allowed").inc()
+
+    def _closed(self, taken: Reservation | None) -> None:
+        if taken is not None:  # undone by the refusal
+            self.metrics.reservations_open.dec()
+
+    async def _give_back(self, taken: Reservation) -> None:
+        assert self.quotas is not None
+        try:
+            await self.quotas.release(taken, refund=True)
+        except StorageError as exc:
+            self.faults.failed("settle", exc)
+        finally:
+            self.metrics.reservations_open.dec()
 
     async def _age_factor(self, identity: Identity) -> float:
         if self._ramp is None or self._first_seen is None:
@@ -197,6 +266,7 @@ class Admission:
         # Steps of a tenth keep the set of scaled limits small.
         share = self._ramp.start + (1 - self._ramp.start) * age / self._ramp.full_after
         return max(self._ramp.start, int(share * 10) / 10)
+
 
     async def settle(self, ex: Exchange) -> None:
         """Step 10: the reservation and the risk state, once the answer ended."""
@@ -271,3 +341,7 @@ def _tokens(meter: Any, call: ModelCall | None, reserved: int, ok: bool) -> tupl
     if used_in is None:
         used_in = estimate_input(call) if call is not None else 0
     return used_in, meter.billed_output(reserved, ok)
+
+
+def _subject(identity: Identity) -> Subject:
+    return Subject(identity.principal, identity.client_ip, identity.ip_prefix, identity.org)

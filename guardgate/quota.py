@@ -115,6 +115,7 @@ class Charge:
     cost: int
     used: int | None = None  # the counter after this charge, when the storage tells
     ends: float = 0.0        # fixed windows: when the window charged ends (names it)
+    index: int = 0           # which of the quota's windows
 
 
 @dataclass(slots=True)
@@ -126,6 +127,7 @@ class Reservation:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     demand: Demand = Demand()
     settled: bool = False
+    full: list[QuotaConfig] = field(default_factory=list)  # own slots `take_own` found full
 
 
 class Quotas:
@@ -172,7 +174,26 @@ class Quotas:
                             "used": max(0, used), "limit": limit.amount})
         return out
 
-    async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0) -> Reservation:
+    async def take_own(self, subject: Subject, demand: Demand) -> Reservation:
+        """Charge ``demand`` to the caller's own fixed windows and take its own
+        slots before its tier (and so its quota factor) is known, so that on
+        Redis they ride in the round trip of its risk assessment. Refuses
+        nothing: `reserve`, given this reservation, compares the counts
+        with the scaled limits (the counters do not depend on the factor)
+        and finishes or undoes it."""
+        held = Reservation(demand=demand)
+        fixed = [c for c in self._charges(subject, demand, 1.0, check=False)
+                 if c.quota.strategy == "fixed-window" and c.quota.per == "principal"]
+        slots = [s for s in self._slots(subject, held) if s[0].per == "principal"]
+        try:
+            held.full = await self._take(held, fixed, slots, check=False)
+        except BaseException:
+            await self._undo_quietly(held)
+            raise
+        return held
+
+    async def reserve(self, subject: Subject, demand: Demand, factor: float = 1.0,
+                      taken: Reservation | None = None) -> Reservation:
         """Charge ``demand`` to every quota that applies, or raise RateLimited
         having charged nothing.
 
@@ -182,8 +203,39 @@ class Quotas:
         an address, everyone), so that requests refused by their own quota
         never charge what others share. Each group is checked in the
         policy's order; `moving-window` and `sliding-window-counter` quotas
-        are charged one by one after."""
-        held = Reservation(demand=demand)
+        are charged one by one after. ``taken``: what `take_own` already
+        charged for this request."""
+        held = taken if taken is not None else Reservation(demand=demand)
+        try:
+            ordered = self._charges(subject, demand, factor)
+            fixed = [c for c in ordered if c.quota.strategy == "fixed-window"]
+            slots = self._slots(subject, held)
+            if taken is None:
+                await self._take(held, [c for c in fixed if c.quota.per == "principal"],
+                                 [s for s in slots if s[0].per == "principal"])
+            else:
+                self._rescale(taken, ordered)
+                self._refuse(taken, taken.charges, taken.full)
+            await self._take(held, [c for c in fixed if c.quota.per != "principal"],
+                             [s for s in slots if s[0].per != "principal"])
+            for charge in ordered:
+                if charge.quota.strategy != "fixed-window":
+                    if not await self._hit(charge):
+                        raise await self._refusal(charge, held)
+                    held.charges.append(charge)
+        except BaseException:
+            await self._undo_quietly(held)
+            raise
+        place = {(c.quota.name, c.index): i for i, c in enumerate(ordered)}
+        held.charges.sort(key=lambda c: place[(c.quota.name, c.index)])
+        held.headers = self._headers(held, factor)  # in the policy's order
+        return held
+
+    def _charges(self, subject: Subject, demand: Demand, factor: float,
+                 check: bool = True) -> list[Charge]:
+        """Each rate quota window that applies to ``subject``, with its limit
+        scaled by ``factor``; with ``check``, RateLimited for a demand that
+        could never fit."""
         ordered: list[Charge] = []
         for quota in self.rates:
             scope = subject.value(quota.per)
@@ -192,9 +244,12 @@ class Quotas:
                 continue
             for index, window in enumerate(quota.windows):
                 limit = self.limit(quota, index, factor)
-                if cost > limit.amount:
+                if check and cost > limit.amount:
                     raise _too_large(quota, window, limit, cost)
-                ordered.append(Charge(quota, window, limit, scope, cost))
+                ordered.append(Charge(quota, window, limit, scope, cost, index=index))
+        return ordered
+
+    def _slots(self, subject: Subject, held: Reservation) -> list[tuple[QuotaConfig, str, str]]:
         slots: list[tuple[QuotaConfig, str, str]] = []
         for quota in self.concurrency:
             scope = subject.value(quota.per)
@@ -203,33 +258,23 @@ class Quotas:
             key = _tagged(f"{_NAMESPACE}/slots/{quota.name}/{scope}", scope,
                           quota.per == "principal")
             slots.append((quota, key, f"{id(held):x}.{time.time_ns():x}.{len(slots)}"))
-        try:
-            for own in (True, False):
-                await self._take(held, [c for c in ordered if c.quota.strategy == "fixed-window"
-                                        and (c.quota.per == "principal") == own],
-                                 [s for s in slots if (s[0].per == "principal") == own])
-            for charge in ordered:
-                if charge.quota.strategy != "fixed-window":
-                    if not await self._hit(charge):
-                        raise await self._refusal(charge, held)
-                    held.charges.append(charge)
-        except BaseException:
-            try:
-                await self._undo(held)
-            except StorageError:
-                pass  # the refusal (or failure) stands; the counters err high
-            raise
-        place = {id(charge): i for i, charge in enumerate(ordered)}
-        held.charges.sort(key=lambda charge: place[id(charge)])  # headers in the policy's order
-        held.headers = self._headers(held, factor)
-        return held
+        return slots
+
+    def _rescale(self, held: Reservation, ordered: list[Charge]) -> None:
+        """The early charges of ``held``, compared with the limits of the
+        factor now known (same counters, scaled amounts)."""
+        scaled = {(c.quota.name, c.index): c.limit for c in ordered}
+        for charge in held.charges:
+            charge.limit = scaled.get((charge.quota.name, charge.index), charge.limit)
 
     async def _take(self, held: Reservation, fixed: list[Charge],
-                    slots: list[tuple[QuotaConfig, str, str]]) -> None:
+                    slots: list[tuple[QuotaConfig, str, str]], check: bool = True
+                    ) -> list[QuotaConfig]:
         """Charge ``fixed`` windows and take ``slots`` at once, into ``held``;
-        RateLimited for the first that does not fit, in the policy's order."""
+        the quotas whose slots were full. With ``check``, RateLimited for the
+        first that does not fit, in the policy's order."""
         if not fixed and not slots:
-            return
+            return []
         counted, taken = await self.store.reserve(
             [(_counter(c), c.limit.expiry, c.cost) for c in fixed],
             [(key, q.concurrency or 0, holder) for q, key, holder in slots])
@@ -238,18 +283,31 @@ class Quotas:
         held.charges.extend(fixed)  # counted even when refused: undone with the rest
         held.slots.extend((key, holder) for (_, key, holder), ok in zip(slots, taken, strict=True)
                           if ok)
+        full = [quota for (quota, _, _), ok in zip(slots, taken, strict=True) if not ok]
+        if check:
+            self._refuse(held, fixed, full)
+        return full
+
+    def _refuse(self, held: Reservation, fixed: list[Charge], full: list[QuotaConfig]) -> None:
+        """RateLimited for the first of ``fixed`` over its limit, else the first
+        quota whose slots were ``full``."""
         for charge in fixed:
             if charge.used is not None and charge.used > charge.limit.amount:
-                raise await self._refusal(charge, held)
-        for (quota, _, _), ok in zip(slots, taken, strict=True):
-            if not ok:
-                refused = RateLimited(
-                    "Too many requests in flight. Retry when one has finished.",
-                    reason=f"quota {quota.name}: {quota.concurrency} in flight",
-                    headers=_retry_after(1.0),
-                )
-                refused.quota = quota.name
-                raise refused
+                raise self._counted_refusal(charge)
+        for quota in full:
+            refused = RateLimited(
+                "Too many requests in flight. Retry when one has finished.",
+                reason=f"quota {quota.name}: {quota.concurrency} in flight",
+                headers=_retry_after(1.0),
+            )
+            refused.quota = quota.name
+            raise refused
+
+    async def _undo_quietly(self, held: Reservation) -> None:
+        try:
+            await self._undo(held)
+        except StorageError:
+            pass  # the refusal (or failure) stands; the counters err high
 
     async def _undo(self, held: Reservation) -> None:
         """Take back a reservation that failed part way, at once: a counter
@@ -272,14 +330,18 @@ class Quotas:
 
     async def _refusal(self, charge: Charge, held: Reservation) -> RateLimited:
         if charge.used is not None:  # a fixed window: all is known
-            remaining = charge.limit.amount - charge.used
-            wait = max(0.0, charge.ends - time.time())
-        else:
-            stats = await self._strategies[charge.quota.strategy].get_window_stats(
-                charge.limit, charge.scope
-            )
-            remaining = stats.remaining
-            wait = max(0.0, stats.reset_time - time.time())
+            return self._counted_refusal(charge)
+        stats = await self._strategies[charge.quota.strategy].get_window_stats(
+            charge.limit, charge.scope
+        )
+        return self._refused(charge, stats.remaining, max(0.0, stats.reset_time - time.time()))
+
+    def _counted_refusal(self, charge: Charge) -> RateLimited:
+        assert charge.used is not None
+        return self._refused(charge, charge.limit.amount - charge.used,
+                             max(0.0, charge.ends - time.time()))
+
+    def _refused(self, charge: Charge, remaining: int, wait: float) -> RateLimited:
         tokens = charge.quota.cost in _TOKENS
         kind = "tokens" if tokens else "requests"
         limit = charge.limit.amount

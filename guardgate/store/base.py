@@ -31,6 +31,8 @@ class Store(ABC):
     """The state backend named by a policy's ``storage``."""
 
     schemes: ClassVar[tuple[str, ...]] = ()
+    # Across a network: operations asked for together share a round trip.
+    remote: ClassVar[bool] = False
 
     url: str
     windows: Any        # fixed-window counters: `MemoryWindows` or `RedisWindows`

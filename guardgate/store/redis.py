@@ -39,6 +39,7 @@ _OPTIONS: dict[str, Any] = {"socket_timeout": TIMEOUT, "socket_connect_timeout":
 class RedisStore(Store):
     schemes: ClassVar[tuple[str, ...]] = ("redis", "rediss", "unix")
     sharded: ClassVar[bool] = False  # keys of many hash slots may go in one script
+    remote = True
 
     def __init__(self, url: str) -> None:
         self.url = url

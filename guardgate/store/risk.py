@@ -37,8 +37,6 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from redis.exceptions import NoScriptError
-
 from guardgate.policy.model import RiskConfig, default_of
 from guardgate.store.distinct import BUCKETS, ClusterDistinct, Distinct
 from guardgate.store.errors import guarded
@@ -551,14 +549,11 @@ class RedisRisk:
             [key for group in counted for key in group]]
         extra = [obs.principal, BUCKETS, clock.bucket_ttl]
         calls = [(OBSERVE, keys, args), *((CLUSTERS, group, extra) for group in groups)]
-        async with self._client.pipeline(transaction=False) as pipe:
-            for script, call_keys, call_args in calls:
-                pipe.evalsha(script.sha, len(call_keys), *call_keys, *call_args)
-            results = await pipe.execute(raise_on_error=False)
-        for i, result in enumerate(results):
-            if isinstance(result, NoScriptError):  # a Redis that lost its scripts
-                results[i] = await calls[i][0].run(self._client, calls[i][1], calls[i][2])
-            elif isinstance(result, Exception):
+        # With what else is asked in this turn (the request's reservation),
+        # and what waits to be settled: one round trip.
+        results = await self._settlements.run(calls)
+        for result in results:
+            if isinstance(result, Exception):
                 raise result
         raw = results[0]
         sizes = [int(n) for reply in results[1:] for n in reply]

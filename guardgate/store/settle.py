@@ -65,6 +65,8 @@ class Settlements:
         self._calls: list[_Call] = []                   # scripts run after answers
         self._pending: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        # Scripts asked for on requests' paths in this turn of the loop.
+        self._asked: list[tuple[list[_Script], asyncio.Future[list[Any]]]] = []
         self.failures = 0
         # Raised on the request's path: StorageError, as every backend raises.
         self.run = translated(self._run, "Settlements.run")
@@ -123,13 +125,50 @@ class Settlements:
     async def _run(self, scripts: list[_Script]) -> list[Any]:
         """Run ``scripts`` on the request's path, sending what is waiting to
         be settled in the same round trip: under load, settling costs no
-        round trip of its own. Their results in order, an error as its
-        exception (a script of this request may fail while the others
-        apply); what waits to be settled fails apart, logged and counted."""
+        round trip of its own. Scripts asked for in the same turn of the
+        event loop (a request's risk assessment and its quota reservation,
+        and those of other requests arriving together) share that round
+        trip too. Their results in order, an error as its exception (a
+        script may fail while the others apply); what waits to be settled
+        fails apart, logged and counted."""
+        waiter: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._asked.append((scripts, waiter))
+        if len(self._asked) == 1:
+            asyncio.get_running_loop().call_soon(self._send_asked)
+        return await waiter
+
+    def _send_asked(self) -> None:
+        asked, self._asked = self._asked, []
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        return await self._pipeline(self._take(), scripts)
+        task = asyncio.ensure_future(self._answer(self._take(), asked))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _answer(self, batch: _Batch,
+                      asked: list[tuple[list[_Script], asyncio.Future[list[Any]]]]) -> None:
+        scripts = [script for wanted, _ in asked for script in wanted]
+        try:
+            results = await self._pipeline(batch, scripts)
+        except BaseException as exc:
+            if any(batch):
+                self._lost(batch, exc)
+            for _, waiter in asked:
+                if waiter.done():
+                    continue
+                if isinstance(exc, Exception):
+                    waiter.set_exception(exc)
+                else:
+                    waiter.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        start = 0
+        for wanted, waiter in asked:
+            if not waiter.done():
+                waiter.set_result(results[start:start + len(wanted)])
+            start += len(wanted)
 
     async def _pipeline(self, batch: _Batch, scripts: Sequence[_Script] = ()) -> list[Any]:
         counts, slots, calls = batch

@@ -142,3 +142,64 @@ def test_a_callers_own_quota_keys_share_its_risk_slot_and_shared_ones_spread() -
         slots[quota.name] = key_slot(RedisWindows.key(_counter(charge)).encode())
     assert slots["rpm"] == slots["tpm"] == risk
     assert slots["all-rpm"] != slots["all-tpm"]
+
+
+def own_quota(store: Store) -> Quotas:
+    policy = load_policy({"upstream": "http://upstream.invalid", "quotas": [
+        {"name": "rpm", "limit": "10/minute"},
+        {"name": "inflight", "concurrency": 3},
+    ]})
+    return Quotas(policy, store)
+
+
+async def test_what_is_taken_before_the_tier_is_known_meets_the_tiers_limit(
+        store: Store, unique: str) -> None:
+    """`take_own` charges the counters a tier's factor does not change;
+    `reserve` then holds them to the scaled limit: at factor 0.5, the sixth
+    request of ten a minute is refused, and its charge and slot undone."""
+    quotas = own_quota(store)
+    caller = Subject(f"key:{unique}", "192.0.2.1", "192.0.2.0/24", None)
+    held = []
+    for _ in range(5):
+        taken = await quotas.take_own(caller, Demand(0, 10))
+        held.append(await quotas.reserve(caller, Demand(0, 10), 0.5, taken=taken))
+        await quotas.release(held[-1], refund=False)
+    assert [dict(h.headers)[b"x-ratelimit-remaining-requests"] for h in held] == \
+        [b"4", b"3", b"2", b"1", b"0"]
+    taken = await quotas.take_own(caller, Demand(0, 10))
+    with pytest.raises(RateLimited) as refused:
+        await quotas.reserve(caller, Demand(0, 10), 0.5, taken=taken)
+    assert refused.value.quota == "rpm"
+    await store.settlements.drain()
+    # The refusal gave back the count and the slot: at factor 1 five remain.
+    again = await quotas.reserve(caller, Demand(0, 10), 1.0)
+    assert dict(again.headers)[b"x-ratelimit-remaining-requests"] == b"4"
+    await quotas.release(again, refund=True)
+
+
+async def test_what_is_taken_for_a_request_that_goes_no_further_is_given_back(
+        store: Store, unique: str) -> None:
+    """A request denied or challenged after its early take: released with a
+    refund, it leaves the counter and its slots as they were."""
+    quotas = own_quota(store)
+    caller = Subject(f"key:{unique}", "192.0.2.1", "192.0.2.0/24", None)
+    for _ in range(12):
+        taken = await quotas.take_own(caller, Demand(0, 10))
+        await quotas.release(taken, refund=True)
+    await store.settlements.drain()
+    held = await quotas.reserve(caller, Demand(0, 10))
+    assert dict(held.headers)[b"x-ratelimit-remaining-requests"] == b"9"
+    await quotas.release(held, refund=True)
+
+
+async def test_full_own_slots_found_early_refuse_at_reserve(store: Store, unique: str) -> None:
+    quotas = own_quota(store)
+    caller = Subject(f"key:{unique}", "192.0.2.1", "192.0.2.0/24", None)
+    open_ = [await quotas.reserve(caller, Demand(0, 10)) for _ in range(3)]
+    taken = await quotas.take_own(caller, Demand(0, 10))
+    assert [q.name for q in taken.full] == ["inflight"]
+    with pytest.raises(RateLimited) as refused:
+        await quotas.reserve(caller, Demand(0, 10), 1.0, taken=taken)
+    assert refused.value.quota == "inflight"
+    for held in open_:
+        await quotas.release(held, refund=True)
