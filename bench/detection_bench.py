@@ -22,6 +22,7 @@ worst world:
     python bench/detection_bench.py [--worlds 20] [--seed 7] [--days 3] [--jobs 2]
     python bench/detection_bench.py --world 123456   # one world, by its seed
     python bench/detection_bench.py --classic --seed 7   # the classic single day
+    python bench/detection_bench.py --intel bundle.json  # a peer's feed in force
 
 Prints a table and a JSON line; ``--check`` exits 1 when a target is missed.
 """
@@ -74,8 +75,10 @@ COST_TARGET = 24_000      # accounts the 2026 campaigns actually used
 DAY = 86400.0
 
 
-async def replay(records: list[dict[str, Any]], policy_path: Path) -> tuple[list[dict[str, Any]], float]:
-    engine = Replay(load_policy(policy_path))
+async def replay(records: list[dict[str, Any]], policy_path: Path,
+                 intel: bytes | None = None) -> tuple[list[dict[str, Any]], float]:
+    """``intel``: a STIX bundle whose indicators are in force (`guardgate intel`)."""
+    engine = Replay(load_policy(policy_path), intel=[("feed", intel)] if intel else None)
     began = time.perf_counter()
     decisions = []
     for record in records:
@@ -229,7 +232,7 @@ def check(report: dict[str, Any]) -> list[str]:
 def classic(args: argparse.Namespace) -> int:
     """The classic simulated day (`bench.simulate`), one seed."""
     records, populations = traffic(args.seed, args.scale)
-    decisions, seconds = asyncio.run(replay(records, args.policy))
+    decisions, seconds = asyncio.run(replay(records, args.policy, _intel(args)))
     tiers, pristine = untreated(args.policy)
     report = evaluate(decisions, populations, tiers, pristine)
 
@@ -261,14 +264,18 @@ def classic(args: argparse.Namespace) -> int:
     return 1 if args.check and misses else 0
 
 
-def run_world(job: tuple[int, float, int, str]) -> dict[str, Any]:
+def _intel(args: argparse.Namespace) -> bytes | None:
+    return Path(args.intel).read_bytes() if args.intel else None
+
+
+def run_world(job: tuple[int, float, int, str, bytes | None]) -> dict[str, Any]:
     """One world: drawn from its seed, simulated, replayed and evaluated."""
-    seed, scale, days, policy = job
+    seed, scale, days, policy, intel = job
     began = time.perf_counter()
     world = World.draw(random.Random(seed))
     records, populations = traffic(seed, scale, world, days)
     simulated = time.perf_counter() - began
-    decisions, seconds = asyncio.run(replay(records, Path(policy)))
+    decisions, seconds = asyncio.run(replay(records, Path(policy), intel))
     tiers, pristine = untreated(Path(policy))
     report = evaluate(decisions, populations, tiers, pristine)
     benign = [report[p] for p in WORLD_BENIGN if p in report]
@@ -395,7 +402,7 @@ def worlds(args: argparse.Namespace) -> int:
     else:
         rnd = random.Random(args.seed)
         seeds = [rnd.randrange(10**6) for _ in range(args.worlds)]
-    jobs = [(seed, args.scale, args.days, str(args.policy)) for seed in seeds]
+    jobs = [(seed, args.scale, args.days, str(args.policy), _intel(args)) for seed in seeds]
     began = time.perf_counter()
     if args.jobs > 1 and len(jobs) > 1:
         with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
@@ -432,6 +439,8 @@ def main() -> int:
     parser.add_argument("--classic", action="store_true",
                         help="the classic single simulated day instead of worlds")
     parser.add_argument("--json", default=None, help="write every world's report here")
+    parser.add_argument("--intel", default=None, metavar="BUNDLE",
+                        help="a STIX 2.1 bundle (guardgate intel export) in force as a feed")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     return classic(args) if args.classic else worlds(args)

@@ -28,6 +28,7 @@ from guardgate.errors import (
     UpstreamUnavailable,
 )
 from guardgate.exchange import Exchange
+from guardgate.intel.feeds import IntelFeeds
 from guardgate.logs import cut_response, get_logger, info_writer, quiet_expected_cuts
 from guardgate.metrics import Metrics
 from guardgate.ops import OPS_PREFIX, OpsApp
@@ -87,7 +88,13 @@ class GuardGate:
         # Resolved once: the logging configuration in force when the gateway
         # is built is the one it logs with.
         self._log_line = info_writer(access_log.bind())
-        self.runtime = Runtime.compile(compiled, self.store, self.metrics, self._watch)
+        # Imported intelligence: polled in the background once the gateway
+        # runs, kept across reloads like the store.
+        self.intel_feeds = IntelFeeds(self.metrics)
+        self.intel_feeds.configure(compiled.intel)
+        self._background = False
+        self.runtime = Runtime.compile(compiled, self.store, self.metrics, self._watch,
+                                       feeds=self.intel_feeds)
         self.metrics.set_policy(self.runtime.version)
         self.ops = self._ops_app()
 
@@ -98,6 +105,8 @@ class GuardGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            if not self._background:  # served without a lifespan
+                self._start_background()
             path = scope["path"]
             if path.startswith(OPS_PREFIX):
                 await self.ops(scope, receive, send)
@@ -245,8 +254,9 @@ class GuardGate:
             # Streams still running on the old pool finish there; it is closed at shutdown.
             self._retired.append(self.forwarder)
             self.forwarder = HttpUpstream(policy.upstream)
+        self.intel_feeds.configure(policy.intel)
         runtime = Runtime.compile(policy, self.store, self.metrics, self._watch,
-                                  self.runtime.reroutes)
+                                  self.runtime.reroutes, self.intel_feeds)
         kept = set(map(id, runtime.reroutes.values()))
         self._retired.extend(u for u in self.runtime.reroutes.values() if id(u) not in kept)
         self.runtime = runtime
@@ -260,6 +270,7 @@ class GuardGate:
     async def aclose(self) -> None:
         if self._watcher is not None:
             await self._watcher.stop()
+        await self.intel_feeds.close()
         for old in self._retired:
             await old.close()
         for store in self._retired_stores:
@@ -272,6 +283,12 @@ class GuardGate:
     def _start_watching(self) -> None:
         if self._watcher is not None:
             self._watcher.start()
+        self._start_background()
+
+    def _start_background(self) -> None:
+        """The intelligence feeds' poller, once, in the serving event loop."""
+        self._background = True
+        self.intel_feeds.start()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

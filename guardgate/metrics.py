@@ -127,6 +127,21 @@ class Metrics:
                 "The active policy's version (its SHA-256, first 12 hex digits).",
                 registry=self.registry,
             )
+        self.intel_polls = Counter(
+            "guardgate_intel_polls",
+            "Polls of threat intelligence feeds, by feed and outcome: ok, unreachable, "
+            "malformed or expired (a failed poll leaves the feed's last good indicators).",
+            ["feed", "outcome"], registry=self.registry,
+        )
+        self.intel_indicators = Gauge(
+            "guardgate_intel_indicators", "Imported indicators in force, by feed.",
+            ["feed"], registry=self.registry, multiprocess_mode="max",
+        )
+        self.intel_matches = Counter(
+            "guardgate_intel_matches",
+            "Requests that matched imported indicators, by kind of fingerprint.",
+            ["kind"], registry=self.registry,
+        )
         self.solve_seconds = Histogram(
             "guardgate_challenge_solve_seconds",
             "Time from issuing a challenge to redeeming its solution, measured by the server.",

@@ -32,9 +32,13 @@ from guardgate.apis.usage import CHARS_PER_TOKEN
 from guardgate.decide import Decider
 from guardgate.errors import RequestError
 from guardgate.identity import Identifier
+from guardgate.intel.feeds import IntelFeeds
+from guardgate.policy.intel_config import IntelConfig
 from guardgate.policy.model import Policy
+from guardgate.policy.schema_intel import default_min_tier
 from guardgate.quota import estimate_input
 from guardgate.risk.engine import RiskEngine
+from guardgate.store.ledger import MemoryLedger
 from guardgate.store.risk import MemoryRisk, RiskStore
 
 
@@ -76,17 +80,34 @@ class Summary:
 class Replay:
     """One policy's decisions over a stream of traffic records."""
 
-    def __init__(self, policy: Policy, state: RiskStore | None = None) -> None:
-        """``state``: the risk state to decide on; by default memory of its own."""
+    def __init__(self, policy: Policy, state: RiskStore | None = None,
+                 intel: list[tuple[str, bytes]] | None = None) -> None:
+        """``state``: the risk state to decide on; by default memory of its own.
+        ``intel``: STIX bundles (name, content) whose indicators are in force
+        (at the recorded times), as if a feed had brought them. With the
+        policy's ``intel`` section, callers it catches go to `ledger`."""
         self.policy = policy
         self.identifier = Identifier(policy.identity)
         self.decider = Decider(policy)
         self.adapters: dict[str, Adapter] = {r.path: ADAPTERS[r.api] for r in policy.routes}
         self.engine: RiskEngine | None = None
+        self.ledger = MemoryLedger()
+        self.feeds = IntelFeeds()
         if policy.tiers and policy.risk.enabled:
             if state is None:
                 state = MemoryRisk(RiskEngine.clock_of(policy))
             self.engine = RiskEngine(policy, state)
+            config = policy.intel
+            if config is None and intel:
+                tiers = [(tier.name, tier.score) for tier in policy.tiers]
+                config = IntelConfig(min_tier=default_min_tier(tiers))
+            if config is not None:
+                self.ledger.bound(config.ledger_size, config.ledger_ttl)
+                self.feeds.configure(config)
+                for name, data in intel or ():
+                    # In force at any recorded time, their validity checked at each.
+                    self.feeds.load(name, data, now=0.0, quiet=True)
+                self.engine.use_intel(config, self.feeds, self.ledger)
         self.summary = Summary()
 
     async def decide(self, record: Any) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ from guardgate.disconnect import DisconnectWatch
 from guardgate.exchange import Exchange
 from guardgate.faults import StorageFaults
 from guardgate.identity import Identifier
+from guardgate.intel.feeds import IntelFeeds
+from guardgate.intel.service import IntelService
 from guardgate.metrics import Metrics
 from guardgate.policy.model import Policy
 from guardgate.route import Router
@@ -31,12 +33,15 @@ class Runtime:
     faults: StorageFaults
     reroutes: Mapping[str, HttpUpstream]  # the upstreams tiers reroute to, by URL
     version: str  # the policy's version as logs and metrics name it
+    intel: IntelService | None = None  # with the policy's intel section and risk scoring
 
     @classmethod
     def compile(cls, policy: Policy, store: Store, metrics: Metrics, watch: DisconnectWatch,
-                pools: Mapping[str, HttpUpstream] | None = None) -> Runtime:
+                pools: Mapping[str, HttpUpstream] | None = None,
+                feeds: IntelFeeds | None = None) -> Runtime:
         """``pools``: the reroute upstreams of the policy before, kept where
-        their settings did not change."""
+        their settings did not change; ``feeds``: the gateway's intelligence
+        feeds, configured with this policy."""
         faults = StorageFaults(policy.on_storage_error, policy.mode == "shadow", metrics)
         by_tier = treatments(policy, pools)
         admission = Admission(policy, store, metrics, faults, by_tier)
@@ -48,9 +53,16 @@ class Runtime:
                        or gate is not None)
         reroutes = {t.upstream.config.url: t.upstream
                     for t in by_tier.values() if t.upstream is not None}
+        intel = None
+        if policy.intel is not None and admission.risk is not None:
+            ledger = store.caught_ledger()
+            ledger.bound(policy.intel.ledger_size, policy.intel.ledger_ttl)
+            feeds = feeds if feeds is not None else IntelFeeds(metrics)
+            admission.risk.use_intel(policy.intel, feeds, ledger)
+            intel = IntelService(policy, feeds, ledger)
         return cls(policy, Identifier(policy.identity), Router(policy, parse_calls=parse_calls),
                    admission, gate, Forwarding(policy.identity, watch), faults, reroutes,
-                   policy.digest[:12])
+                   policy.digest[:12], intel)
 
     async def settle(self, ex: Exchange) -> None:
         """Step 10: the reservation, the risk state and the clearance's meter;

@@ -15,6 +15,7 @@ from guardgate.exchange import Exchange
 from guardgate.metrics import Metrics
 from guardgate.perturb.send import Perturbation
 from guardgate.perturb.watermark import Key
+from guardgate.perturb.watermark.table import Vocabulary
 from guardgate.policy.model import Policy, UpstreamConfig
 from guardgate.upstream import HttpUpstream
 
@@ -32,7 +33,7 @@ def treatments(policy: Policy, pools: Mapping[str, HttpUpstream] | None = None
     """Each treating tier's `Treatment`, by tier name. ``pools``: reroute
     upstreams of the policy before, kept where their settings did not change."""
     secret = (policy.watermark_key or "").encode()
-    key = Key(secret) if policy.watermark_key else None
+    key = Key(secret, Vocabulary(policy.watermark_groups)) if policy.watermark_key else None
     out = {}
     opened: dict[str, HttpUpstream] = {}  # one pool per URL, whichever tiers share it
     for tier in policy.tiers:

@@ -120,6 +120,15 @@ MUTATIONS = [
    "        while len(callers) > kept or self._held > self._max_held:",
    "        while False:",
    ["tests/test_hostile_memory.py::test_a_flood_of_new_keys_leaves_memory_under_the_documented_bound"]),
+  # Shared intelligence: what leaves describes the campaign, never the customers.
+  ("only fingerprints specific to a campaign leave", "guardgate/intel/export.py",
+   "if entry.accounts <= 0 or min(entry.risky, entry.accounts) / entry.accounts < config.min_share:",
+   "if entry.accounts <= 0:",
+   ["tests/intel/test_two_deployments.py::test_a_campaign_caught_at_a_is_caught_on_arrival_at_b"]),
+  ("salted values leave as keyed digests", "guardgate/intel/export.py",
+   "            value = salted(config.salt, kind, value)\n",
+   "",
+   ["tests/intel/test_bundle.py::test_a_salted_export_matches_only_where_the_salt_is_held"]),
 ]
 
 

@@ -13,6 +13,8 @@ how it is tested; a command no rule claims fails
 - server: started, probed over HTTP, and left running for the commands after
   it in the same file (a reader's second terminal); stopped when a later
   server takes its port, and at the end of the file.
+- taxii: the reference TAXII 2.1 server (medallion), started and probed as
+  a server is.
 - client: `curl`, run with `--fail` against the server running on its port.
 - quick-script: a bench helper fast at the scale given, run for real.
 - long-script: a benchmark or a long check: the file must exist and every
@@ -211,6 +213,15 @@ def run_cli(session: Session, command: Command) -> None:
         session.fail(command, f"exit {result.returncode}: {result.stderr or result.stdout}")
 
 
+def run_keygen(session: Session, command: Command) -> None:
+    """Writes the table where WordNet and nltk are installed; elsewhere it
+    must say which command installs them."""
+    result = session.shell(session.localize(command.text))
+    missing = "apt-get install wordnet-base" in result.stderr or "guardgate[keygen]" in result.stderr
+    if result.returncode != 0 and not missing:
+        session.fail(command, f"exit {result.returncode}: {result.stderr or result.stdout}")
+
+
 def run_server(session: Session, command: Command) -> None:
     text = command.text
     kind = "uvicorn" if text.startswith("uvicorn") else re.sub(
@@ -240,6 +251,34 @@ def run_server(session: Session, command: Command) -> None:
             pass
         time.sleep(0.2)
     session.fail(command, f"{probe} did not answer 200 within 30 s: {log.read_text()}")
+
+
+def run_taxii(session: Session, command: Command) -> None:
+    """``medallion --port P CONFIG``: up once its discovery endpoint answers
+    (401 without credentials)."""
+    given = re.search(r"--port (\d+)", command.text)
+    assert given is not None  # the rule's pattern names a port
+    port = session.ports[int(given.group(1))]
+    if port in session.servers:
+        session.stop(port)
+    log = session.workdir / f"taxii-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(["bash", "-c", "exec " + session.localize(command.text)],
+                                   cwd=session.workdir, env=session.env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    session.servers[port] = (command, process)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            session.fail(command, f"exited {process.returncode}: {log.read_text()}")
+            session.servers.pop(port)
+            return
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/taxii2/", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    session.fail(command, f"medallion on {port} did not answer within 30 s: {log.read_text()}")
 
 
 def run_client(session: Session, command: Command) -> None:
@@ -334,15 +373,19 @@ RULES: list[tuple[str, str, Callable[[Session, Command], None]]] = [
     ("install", r"apt-get install( -y)?( [a-z0-9.+-]+)+", check_apt),
     ("install", r"python3 -m pytest -q", check_ci),
     ("container", r"docker (build|run|compose) .*", check_container),
-    ("quick-script", r"python3 bench/simulate\.py --scale 0\.0\d+ --out \S+", run_cli),
+    ("quick-script", r"python3 bench/simulate\.py( --seed \d+)? --scale 0\.0\d+ --out \S+",
+     run_cli),
     ("long-script", r"python3 (bench/\w+|tests/security_mutations)\.py( --?[\w-]+( \S+)?)*",
      check_script),
     ("server", r"(python3 -m )?guardgate (serve|demo|toy)( .*)?", run_server),
     ("server", r"uvicorn [\w.]+:\w+( .*)?", run_server),
+    ("taxii", r"medallion --port \d+ \S+", run_taxii),
     ("client", r"curl .*", run_client),
     ("env", r"export [A-Z_][A-Z0-9_]*=.+", export),
     ("cli", r"(python3 -m )?guardgate (--version|--help)", run_cli),
     ("cli", r"(python3 -m )?guardgate (check|schema|init|replay|solve|detect)( .*)?", run_cli),
+    ("cli", r"(python3 -m )?guardgate intel (export|import|push)( .*)?", run_cli),
+    ("cli", r"(python3 -m )?guardgate watermark keygen( .*)?", run_keygen),
 ]
 
 
@@ -511,7 +554,8 @@ def test_the_policy_reference_names_every_key_of_the_schema() -> None:
 @pytest.mark.parametrize("doc", DOCS, ids=_name)
 def test_every_test_the_docs_name_exists(doc: Path) -> None:
     missing = []
-    for path, name in re.findall(r"((?:tests/)?test_\w+\.py)::(test_\w+)", doc.read_text()):
+    for path, name in re.findall(r"((?:tests/(?:\w+/)?)?test_\w+\.py)::(test_\w+)",
+                                 doc.read_text()):
         source = ROOT / (path if path.startswith("tests/") else "tests/" + path)
         if not source.is_file() or f"def {name}(" not in source.read_text():
             missing.append(f"{path}::{name}")

@@ -4,6 +4,8 @@
     demo       demo
     starter    init
     offline    replay, calibrate, detect (work on recorded files, with progress)
+    intel      intel export, import, push (threat intelligence between providers)
+    keygen     watermark keygen (a deployment's private synonym table)
 
 This module holds the parser and the small commands.
 """
@@ -46,7 +48,7 @@ def version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from guardgate.cli import demo, offline, serving, starter
+    from guardgate.cli import demo, intel, keygen, offline, serving, starter
 
     parser = argparse.ArgumentParser(
         prog="guardgate",
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     serving.add_commands(sub)
     demo.add_command(sub)
     starter.add_command(sub)
+    keygen.add_parser(sub)
 
     check = sub.add_parser("check", help="validate a policy file; print every problem")
     check.add_argument("file", metavar="FILE")
@@ -68,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(run=_schema)
 
     offline.add_commands(sub)
+    intel.add_commands(sub)
 
     solve = sub.add_parser(
         "solve", help="solve a challenge; print the GuardGate-Solution header value"

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,6 +32,9 @@ def add_commands(sub: Any) -> None:
         "--out", metavar="DECISIONS.jsonl", help="write decisions here (default: standard output)"
     )
     replay.add_argument("--json", action="store_true", help="print the summary as JSON")
+    replay.add_argument("--intel", metavar="BUNDLE", action="append", default=[],
+                        help="a STIX 2.1 bundle whose indicators are in force at the recorded "
+                             "times (repeatable): backtest a feed on your own traffic")
     replay.set_defaults(run=replay_command)
 
     calibrate = sub.add_parser(
@@ -53,6 +57,8 @@ def add_commands(sub: Any) -> None:
         "detect", help="look for the watermark of a key in texts or JSON lines of answers"
     )
     detect.add_argument("--key", required=True, help="the watermark key (as in watermark.key)")
+    detect.add_argument("--groups", metavar="FILE",
+                        help="the deployment's private groups (as in watermark.groups)")
     detect.add_argument("files", metavar="FILE", nargs="+",
                         help="text files, or .jsonl files of answers (OpenAI or Anthropic); "
                              "gzipped or not")
@@ -63,13 +69,19 @@ def add_commands(sub: Any) -> None:
 def replay_command(args: argparse.Namespace) -> int:
     import asyncio
 
+    from guardgate.intel.reader import FeedError
     from guardgate.replay import Replay, read_records
 
-    replay = Replay(load_policy(args.policy))
     try:
+        bundles = [(os.path.basename(name), _bundle(name)) for name in args.intel]
+        replay = Replay(load_policy(args.policy), intel=bundles)
         source = Source(args.traffic)
     except Unreadable as exc:
         print(f"guardgate replay: {exc}", file=sys.stderr)
+        return 1
+    except FeedError as err:
+        print(f"guardgate replay: a bundle is refused ({err.reason}): {err.message}",
+              file=sys.stderr)
         return 1
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     summary_to = sys.stdout if args.out else sys.stderr
@@ -102,6 +114,14 @@ def replay_command(args: argparse.Namespace) -> int:
     else:
         print(replay.summary.text(), file=summary_to)
     return 0
+
+
+def _bundle(name: str) -> bytes:
+    try:
+        with open(name, "rb") as source:
+            return source.read()
+    except OSError as exc:
+        raise Unreadable(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
@@ -186,8 +206,14 @@ def _passes(name: str) -> Callable[[str], Iterator[Any]]:
 
 def detect_command(args: argparse.Namespace) -> int:
     from guardgate.perturb.watermark import Detector
+    from guardgate.perturb.watermark.table import Vocabulary
 
-    detector = Detector(args.key.encode())
+    try:
+        private = "" if args.groups is None else Path(args.groups).read_text(encoding="utf-8")
+        detector = Detector(args.key.encode(), Vocabulary(private))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"guardgate detect: the private groups {args.groups}: {exc}", file=sys.stderr)
+        return 1
     try:
         # Every file is looked at before the work starts: a missing one is
         # reported at once, and the sizes make the progress bar's total.
@@ -213,6 +239,12 @@ def detect_command(args: argparse.Namespace) -> int:
         print(f"slots scored: {evidence.slots}\nhits: {evidence.hits} "
               f"(expected without the key: {evidence.expected:.1f})\n"
               f"z-score: {evidence.z:.2f}\np-value: {evidence.p_value:.3g}")
+        for kind, found in evidence.kinds.items():
+            print(f"  {evidence.channel} {kind}: {found.hits} of {found.slots} slots "
+                  f"(expected {found.expected:.1f}), p-value {found.p_value:.3g}")
+        if evidence.groups:
+            print("groups carrying the most: " + ", ".join(
+                f"{name} ({hits}/{slots})" for name, slots, hits, _ in evidence.groups[:5]))
     return 0
 
 

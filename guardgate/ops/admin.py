@@ -11,6 +11,9 @@ caller holds (on every replica); its next request is challenged again.
 to 50), with their tiers; ``DELETE /_guardgate/accounts/{principal}`` resets
 a caller: its risk state is forgotten and its clearances revoked.
 
+``GET /_guardgate/intel`` and its neighbours show and move threat
+intelligence shared with peers (`guardgate.ops.intel`).
+
 ``GET /_guardgate/overrides`` lists the overrides set at runtime;
 ``PUT /_guardgate/overrides/{principal}`` with ``{"tier": NAME}``,
 ``{"allow": true}`` or ``{"deny": true}`` sets one, ``DELETE`` removes it.
@@ -28,6 +31,8 @@ import orjson
 
 from guardgate.apis import openai_error_body
 from guardgate.decide import Decider
+from guardgate.intel.service import IntelService
+from guardgate.ops import intel as intel_ops
 from guardgate.quota import Quotas
 from guardgate.risk.engine import RiskEngine
 from guardgate.risk.signals import explained
@@ -59,8 +64,10 @@ def _error(status: int, message: str, code: str, headers: list[tuple[bytes, byte
 class Operator:
     def __init__(self, token: str | None, risk: RiskEngine | None,
                  clearances: Clearances | None, overrides: RuntimeOverrides,
-                 decider: Decider, quotas: Quotas | None = None) -> None:
+                 decider: Decider, quotas: Quotas | None = None,
+                 intel: IntelService | None = None) -> None:
         self._quotas = quotas
+        self._intel = intel
         self._token = token.encode() if token is not None else None
         self._risk = risk
         self._clearances = clearances
@@ -80,7 +87,7 @@ class Operator:
         return hmac.compare_digest(given, self._token)
 
     async def handle(self, path: str, method: str, headers: list[tuple[bytes, bytes]],
-                     body: bytes = b"") -> Reply:
+                     body: bytes = b"", query: bytes = b"") -> Reply:
         """Answer ``path`` (below /_guardgate/) for an operator."""
         if self._token is None:
             return _error(404, "The operator API is disabled: set admin.token in the policy.",
@@ -89,9 +96,21 @@ class Operator:
             return _error(401, "A valid operator token is required.", "invalid_token",
                           _UNAUTHORIZED)
         try:
+            if path == "intel" or path.startswith("intel/"):
+                return await self._intel_reply(path, method, query, body)
             return await self._route(path, method, body)
         except StorageError:
             return _unavailable()
+
+    async def _intel_reply(self, path: str, method: str, query: bytes, body: bytes) -> Reply:
+        status, data, code = await intel_ops.answer(self._intel, path, method, query, body)
+        if isinstance(data, bytes):
+            return Reply(status, data, [(b"cache-control", b"no-store")])
+        if code is None:
+            return _ok(data)
+        if status == 405:
+            return _not_allowed(str(data["allow"]))
+        return _error(status, str(data["message"]), code)
 
     async def _route(self, path: str, method: str, body: bytes) -> Reply:
         if path == "overrides" or path.startswith("overrides/"):
@@ -214,4 +233,5 @@ async def explain(state: RiskStore, half_life: float, principal: str) -> dict[st
         "recent_requests": round(requests, 3),
         "signals": last.get("signals", []),
         "clusters": last.get("clusters", []),
+        "intel": last.get("intel", []),
     }

@@ -27,6 +27,7 @@ from guardgate.metrics import CONTENT_TYPE, Metrics
 from guardgate.ops import dashboard
 from guardgate.ops.admin import Operator
 from guardgate.ops.dashboard import Activity
+from guardgate.ops.intel import IMPORT_LIMIT
 from guardgate.replies import error_body, new_request_id, small_body
 from guardgate.runtime import Runtime
 from guardgate.store import StorageError, Store
@@ -54,7 +55,8 @@ class OpsApp:
         admission = runtime.admission
         self.operator = Operator(runtime.policy.admin.token, admission.risk,
                                  gate.clearances if gate is not None else None,
-                                 admission.overrides, admission.decider, admission.quotas)
+                                 admission.overrides, admission.decider, admission.quotas,
+                                 runtime.intel)
         self._routes = {
             "healthz": self._healthz,
             "readyz": self._readyz,
@@ -69,7 +71,7 @@ class OpsApp:
         path = scope["path"][len(OPS_PREFIX):]
         ex = Exchange(new_request_id(), send, scope, dict(scope["headers"]))
         handler = self._routes.get(path)
-        if handler is None and path.startswith(("accounts", "overrides")):
+        if handler is None and path.startswith(("accounts", "overrides", "intel")):
             handler = self._operator
         if handler is None:
             body = openai_error_body(404, "Unknown operator endpoint.", "not_found_error",
@@ -101,10 +103,12 @@ class OpsApp:
     async def _operator(self, ex: Exchange, receive: Receive) -> None:
         scope = ex.scope
         body = b""
-        if scope["method"] in ("PUT", "POST"):
-            body = await small_body(receive, ex.headers, 16 * 1024)
         path = scope["path"][len(OPS_PREFIX):]
-        reply = await self.operator.handle(path, scope["method"], scope["headers"], body)
+        if scope["method"] in ("PUT", "POST"):
+            limit = IMPORT_LIMIT if path == "intel/import" else 16 * 1024
+            body = await small_body(receive, ex.headers, limit)
+        reply = await self.operator.handle(path, scope["method"], scope["headers"], body,
+                                           scope.get("query_string", b""))
         await ex.reply(reply.status, reply.body, reply.headers)
 
     def _token(self) -> str | None:
@@ -139,7 +143,7 @@ class OpsApp:
             await ex.reply(200, dashboard.login_page(), content_type=_HTML, headers=[_NO_STORE])
             return
         body = await dashboard.dashboard(self.runtime.policy, self.activity,
-                                         self.runtime.admission.risk)
+                                         self.runtime.admission.risk, self.runtime.intel)
         await ex.reply(200, body, [_NO_STORE], content_type=_HTML)
 
     def _secure(self, ex: Exchange) -> bool:

@@ -4,7 +4,8 @@ form sets it as a cookie scoped to ``/_guardgate``.
 
 It shows the last hour of this process's decisions by action, minute by
 minute (a stacked bar chart, inline SVG), the riskiest callers with their
-top signals and the clusters they share, and the active policy.
+top signals and the clusters they share, the threat intelligence feeds and
+the imported indicators that matched callers, and the active policy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import Counter
 from urllib.parse import parse_qs
 
 from guardgate.challenge.gate import cookie
+from guardgate.intel.service import IntelService
 from guardgate.ops.admin import ranked
 from guardgate.policy.model import Policy
 from guardgate.risk.engine import RiskEngine
@@ -131,7 +133,32 @@ def _tier_table(activity: Activity) -> str:
     return f'<table id="tiers"><tr><th>tier</th>{head}</tr>{rows}</table>'
 
 
-async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None) -> bytes:
+def _intel(intel: IntelService | None) -> str:
+    """The feeds, and which imported indicators matched which callers."""
+    if intel is None:
+        return ""
+    status = intel.status()
+    feeds = "".join(
+        f"<tr><td>{html.escape(f['name'])}</td><td>{html.escape(f['outcome'])}</td>"
+        f"<td>{f['in_force']}</td><td>{html.escape(f['error'] or '')}</td></tr>"
+        for f in status["feeds"])
+    matched = "".join(
+        f"<tr><td>{html.escape(m['kind'])} <code>{html.escape(m['value'][:40])}</code></td>"
+        f"<td>{html.escape(m['feed'])}</td><td>{html.escape(m['campaign'] or '')}</td>"
+        f"<td>{m['matches']}</td><td>"
+        + ", ".join(f"<code>{html.escape(c)}</code>" for c in m["callers"][:5]) + "</td></tr>"
+        for m in status["matched"][:15])
+    return f"""
+<h2>Shared intelligence</h2>
+<p id="intel">{status['indicators']} imported indicators in force.</p>
+<table id="feeds"><tr><th>feed</th><th>last poll</th><th>in force</th><th>error</th></tr>
+{feeds or '<tr><td colspan="4">no feeds</td></tr>'}</table>
+<table id="matched"><tr><th>indicator</th><th>feed</th><th>campaign</th><th>matches</th>
+<th>callers</th></tr>{matched or '<tr><td colspan="5">no match yet</td></tr>'}</table>"""
+
+
+async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None,
+                    intel: IntelService | None = None) -> bytes:
     rows, clusters = [], Counter[tuple[str, str]]()
     if risk is not None:
         for principal, score, account in await ranked(risk, 20):
@@ -167,6 +194,7 @@ async def dashboard(policy: Policy, activity: Activity, risk: RiskEngine | None)
 {table}
 <h2>Shared clusters</h2>
 <ul id="clusters">{shared or "<li>none</li>"}</ul>
+{_intel(intel)}
 <h2>Active policy</h2>
 <p id="policy">version <code>{policy.digest[:12]}</code>, mode {policy.mode},
 storage <code>{html.escape(redacted(policy.storage))}</code>, {len(policy.quotas)} quotas</p>

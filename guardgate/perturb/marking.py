@@ -1,21 +1,23 @@
 """The marker: the last processor of a marked tier's answers, handing the
-answer text, and only it (never reasoning or tool arguments), to a
-`TextFilter` per text part: the watermark's hook.
+answer text, and only it (never reasoning), to a `TextFilter` per text part:
+the watermark's hook. Tool calls' arguments, a JSON text, go to a filter of
+their own when the filters can mark JSON (`JsonTextFilter`, as the
+watermark's `Marker` can), one per call; otherwise they pass as they came.
 
 A filter may hold text back while a part streams (a word not yet whole);
 what it holds goes out when the part ends, or when the stream does, in an
 event the walker shapes for its API. A stream is marked exactly as the same
-answer in one piece would be.
+answer in one piece would be, and so are arguments streamed in pieces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from guardgate.apis.answers import Edit, Processor, Walker
+from guardgate.apis.answers import Arguments, Edit, Processor, Walker
 
-__all__ = ["TextFilter", "TextMarker"]
+__all__ = ["JsonTextFilter", "TextFilter", "TextMarker"]
 
 
 class TextFilter(Protocol):
@@ -26,8 +28,34 @@ class TextFilter(Protocol):
     def flush(self) -> str: ...
 
 
+@runtime_checkable
+class JsonTextFilter(Protocol):
+    """A `TextFilter` that can mark JSON too: `for_json` makes a filter for
+    a text that is JSON (tool-call arguments), one that changes the prose of
+    its string values only and keeps it JSON of the same structure."""
+
+    def feed(self, text: str) -> str: ...
+
+    def flush(self) -> str: ...
+
+    def for_json(self) -> TextFilter: ...
+
+
+class _Unchanged:
+    """A filter that changes nothing: arguments, for filters that cannot mark JSON."""
+
+    __slots__ = ()
+
+    def feed(self, text: str) -> str:
+        return text
+
+    def flush(self) -> str:
+        return ""
+
+
 class TextMarker(Processor):
-    """Marks one answer's text parts, a filter from ``new_filter`` for each."""
+    """Marks one answer's text parts and tool calls' arguments, a filter
+    from ``new_filter`` for each."""
 
     __slots__ = ("_filters", "_new", "_walker")
 
@@ -50,7 +78,7 @@ class TextMarker(Processor):
     def feed(self, key: Hashable, text: str) -> str:
         text_filter = self._filters.get(key)
         if text_filter is None:
-            text_filter = self._filters[key] = self._new()
+            text_filter = self._filters[key] = self._filter(key)
         return text_filter.feed(text)
 
     def close(self, key: Hashable) -> str:
@@ -65,3 +93,10 @@ class TextMarker(Processor):
 
     def open_keys(self) -> list[Hashable]:
         return list(self._filters)
+
+    def _filter(self, key: Hashable) -> TextFilter:
+        """A new filter for the part ``key`` names: for arguments, one that marks JSON."""
+        made = self._new()
+        if type(key) is not Arguments:
+            return made
+        return made.for_json() if isinstance(made, JsonTextFilter) else _Unchanged()

@@ -23,6 +23,7 @@ from guardgate.policy.model import (
 )
 from guardgate.policy.schema import HeaderSource, IdentitySection, PolicyDocument, UpstreamSection
 from guardgate.policy.schema_challenge import ChallengeSection, TierChallengeSection
+from guardgate.policy.schema_intel import compile_intel
 from guardgate.policy.schema_quotas import QuotaSection, RampSection
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import OverrideSection, TierSection
@@ -53,6 +54,8 @@ def compile_policy(document: PolicyDocument, *, source: str, digest: str) -> Pol
         admin=_admin(document.admin),
         challenge=_challenge(document.challenge),
         watermark_key=document.watermark.key if document.watermark is not None else None,
+        intel=compile_intel(document.intel, [(n, t.score) for n, t in document.tiers.items()]),
+        watermark_groups=_private_groups(document),
         source=source,
         digest=digest,
     )
@@ -195,3 +198,11 @@ def _risk(section: RiskSection) -> RiskConfig:
 
 def _admin(section: AdminSection | None) -> AdminConfig:
     return AdminConfig(token=section.token if section is not None else None)
+
+
+def _private_groups(document: PolicyDocument) -> str:
+    """The text of the private watermark groups, read once at load."""
+    if document.watermark is None or document.watermark.groups is None:
+        return ""
+    with open(document.watermark.groups, encoding="utf-8") as private:
+        return private.read()

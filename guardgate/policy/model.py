@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from guardgate.apis import ADAPTERS
 from guardgate.policy.catalogue import SIGNALS
+from guardgate.policy.intel_config import IntelConfig
 
 if TYPE_CHECKING:
     from guardgate.perturb.transforms import Transforms
@@ -247,6 +248,8 @@ class Policy:
     admin: AdminConfig = field(default_factory=AdminConfig)
     challenge: ChallengeConfig | None = None
     watermark_key: str | None = None
+    intel: IntelConfig | None = None  # threat intelligence shared with peers
+    watermark_groups: str = ""  # the private table's text (``watermark.groups``)
     source: str = "<policy>"
     digest: str = ""  # sha256 hex of the policy text, names the active version
 

@@ -61,6 +61,7 @@ from guardgate.policy.schema_challenge import (
     challenge_needs_secret,
     watermark_needs_key,
 )
+from guardgate.policy.schema_intel import IntelSection, intel_needs_tiers
 from guardgate.policy.schema_quotas import QuotaSection, RampSection, duplicate_quota_names
 from guardgate.policy.schema_risk import AdminSection, RiskSection
 from guardgate.policy.schema_tiers import (
@@ -347,6 +348,10 @@ class PolicyDocument(Section):
     watermark: WatermarkSection | None = Field(
         default=None, description="The watermark key, for tiers with mark or coarsen_logprobs."
     )
+    intel: IntelSection | None = Field(
+        default=None,
+        description="Threat intelligence shared with other providers: what leaves, what comes in.",
+    )
 
     @model_validator(mode="wrap")
     @classmethod
@@ -357,5 +362,6 @@ class PolicyDocument(Section):
             lambda doc: unknown_override_tiers(doc)
             + unknown_budget_tier(doc)
             + challenge_needs_secret(doc)
-            + watermark_needs_key(doc),
+            + watermark_needs_key(doc)
+            + intel_needs_tiers(doc),
         )

@@ -8,9 +8,10 @@ clearance a solution buys.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from guardgate.policy.fields import Located, PositiveDuration, Rates
 from guardgate.policy.model import ChallengeConfig, default_of
@@ -113,6 +114,29 @@ class WatermarkSection(Section):
         description="Secret key of the watermark, at least 16 characters; keep it to detect "
         "the mark later (write ${GUARDGATE_WATERMARK_KEY}).",
     )
+    groups: str | None = Field(
+        default=None,
+        description="A private table of synonym groups marked besides the shipped ones "
+        "(`guardgate watermark keygen` writes one), kept out of the image like the key: "
+        "an adversary holding the package cannot enumerate its slots. Path to the file, "
+        "absolute or from the working directory; keep it with the key to detect the mark.",
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_readable(cls, path: str | None) -> str | None:
+        if path is None:
+            return None
+        from guardgate.perturb.watermark.table import check_private
+
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the private groups {path!r}: {exc}") from None
+        problems = check_private(text)
+        if problems:
+            raise ValueError(f"{path}: " + "; ".join(problems[:5]))
+        return path
 
 
 def watermark_needs_key(document: Any) -> list[Located]:

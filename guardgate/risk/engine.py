@@ -6,19 +6,45 @@ the result and places the caller in a tier. `RiskEngine.record`, once the
 answer is done, stores the tier and the explanation, feeds back the tokens
 the answer cost and counts the caller among its clusters' risky members
 when its own score reaches the policy's member score.
+
+With the policy's ``intel`` section, the runtime hands the engine the
+imported indicators (`use_intel`): each assessment looks the request's
+fingerprints up in them (dictionaries built when a feed changes, no
+storage) and adds the ``shared_intel`` signal for a match; and each record
+of a caller at the section's ``min_tier`` or above goes to the caught
+ledger, whose fingerprints ``guardgate intel export`` shares.
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
+from guardgate.intel.index import IntelIndex, Match
+from guardgate.policy.intel_config import IntelConfig
 from guardgate.policy.model import NORMAL, Policy, TierConfig
-from guardgate.risk.features import extract
-from guardgate.risk.signals import BUDGET, Scored, Scorer
+from guardgate.risk.features import Features, extract
+from guardgate.risk.signals import BUDGET, COORDINATION, Scored, Scorer, established
+from guardgate.store.ledger import Caught, CaughtLedger
 from guardgate.store.risk import Clock, Observation, Record, RiskStore
+
+# A caller's requests go to the caught ledger at most once in this many seconds.
+NOTE_EVERY = 10.0
+# Own signals whose raw values describe a campaign's demand in what it exports.
+DEMAND = ("reasoning_elicitation", "logprob_harvest", "output_ratio", "single_turn",
+          "timing_regularity", "hours_active", "template_reuse", "topic_sweep")
+_NOTED_MAX = 100_000
+
+
+class IntelSource(Protocol):
+    """The imported indicators in force, and who they matched."""
+
+    index: IntelIndex
+
+    def matched(self, principal: str, matches: list[Match], now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -57,6 +83,22 @@ class RiskEngine:
         self._prefixes = "prefix" in kinds
         self._agents = "agent" in kinds
         self._orgs = "org" in kinds
+        self.intel: IntelSource | None = None
+        self.ledger: CaughtLedger | None = None
+        self._intel_weight = 0.0
+        self._ledger_rank = 0
+        self._shared: frozenset[str] = frozenset()
+        self._noted: dict[str, float] = {}
+
+    def use_intel(self, config: IntelConfig, source: IntelSource | None,
+                  ledger: CaughtLedger | None) -> None:
+        """Match requests against ``source``'s indicators; record callers at
+        ``config.min_tier`` or above in ``ledger``."""
+        self.intel = source if config.signal.weight > 0 else None
+        self._intel_weight = config.signal.weight
+        self.ledger = ledger
+        self._ledger_rank = self._rank.get(config.min_tier or "", len(self._rank)) + 1
+        self._shared = frozenset(config.share)
 
     @staticmethod
     def clock_of(policy: Policy) -> Clock:
@@ -82,7 +124,9 @@ class RiskEngine:
         return tuple(clusters)
 
     def observation(self, identity: Identity, call: ModelCall, now: float) -> Observation:
-        features = extract(call)
+        return self._observation(identity, extract(call), now)
+
+    def _observation(self, identity: Identity, features: Features, now: float) -> Observation:
         return Observation(
             principal=identity.principal,
             now=now,
@@ -95,9 +139,14 @@ class RiskEngine:
         )
 
     async def assess(self, identity: Identity, call: ModelCall, now: float) -> Assessment:
-        obs = self.observation(identity, call, now)
+        features = extract(call)
+        obs = self._observation(identity, features, now)
         snapshot = await self.state.observe(obs)
         scored = self.scorer.score(snapshot, now, identity.created)
+        intel = self.intel
+        if intel is not None and intel.index.size:
+            settled = established(snapshot, now, identity.created)
+            scored = self._with_intel(intel, identity, features, scored, now, settled)
         tier = self.tier_for(scored.score, snapshot.tier)
         budget = self._budget
         if budget is not None and snapshot.long_n >= budget:
@@ -116,6 +165,57 @@ class RiskEngine:
 
     async def record(self, assessment: Assessment, tokens: tuple[int, int] | None) -> None:
         await self.state.record(assessment.record(tokens))
+        if self.ledger is not None and assessment.rank >= self._ledger_rank:
+            caught = self._caught(assessment)
+            if caught is not None:
+                await self.ledger.note(caught)
+
+    def _with_intel(self, intel: IntelSource, identity: Identity, features: Features,
+                    scored: Scored, now: float, settled: bool) -> Scored:
+        """``scored`` with the shared_intel signal when the request matches
+        imported indicators: the strongest match of each kind of
+        fingerprint, combined as independent evidence (one minus the
+        product of their complements), times the signal's weight. As with
+        clusters, an established caller (``settled``) gets nothing from what
+        it shares with others, but a setup (a system prompt from a network)."""
+        matches = intel.index.match(features.bands, features.system, identity.user_agent,
+                                    identity.client_ip, now)
+        if not matches:
+            return scored
+        strongest: dict[str, float] = {}
+        for indicator, strength in matches:
+            if settled and indicator.kind not in COORDINATION:
+                continue
+            if strength > strongest.get(indicator.kind, 0.0):
+                strongest[indicator.kind] = strength
+        missed = 1.0
+        for strength in strongest.values():
+            missed *= 1.0 - strength
+        intel.matched(identity.principal, matches, now)
+        matched = [(i.id, i.kind, i.value, round(s, 4), i.feed, i.campaign)
+                   for i, s in sorted(matches, key=lambda m: -m[1])[:8]]
+        return scored.with_intel(1.0 - missed, self._intel_weight * (1.0 - missed), matched)
+
+    def _caught(self, assessment: Assessment) -> Caught | None:
+        """What the caught ledger takes of ``assessment``: its shareable
+        fingerprints with their clusters' counts, the signals that fired,
+        the demand it showed; None within `NOTE_EVERY` of the caller's last."""
+        noted = self._noted
+        last = noted.get(assessment.principal)
+        if last is not None and 0 <= assessment.now - last < NOTE_EVERY:
+            return None
+        if len(noted) >= _NOTED_MAX:
+            noted.clear()
+        noted[assessment.principal] = assessment.now
+        scored = assessment.scored
+        clusters = tuple((kind, key, accounts, risky)
+                         for kind, key, accounts, risky, _ in scored.clusters
+                         if kind in self._shared)
+        if not clusters:
+            return None
+        demand = tuple((name, raw) for name, raw, _ in scored.signals if name in DEMAND)
+        return Caught(assessment.principal, assessment.now, assessment.tier, clusters,
+                      tuple(scored.top()), demand)
 
     def tier_for(self, score: float, previous: str) -> str:
         """The tier for ``score``, given the tier the caller was in: a caller

@@ -17,7 +17,7 @@ so one request alone does not make a share of 1.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -27,14 +27,26 @@ from guardgate.policy.model import RiskConfig, SignalConfig
 from guardgate.store.risk import DAY, Snapshot
 
 _CLUSTER_SIGNAL = {kind: f"{kind}_cluster" for kind in CLUSTER_KINDS}
-# Clusters that are evidence by their size alone, whatever their members' own risk.
-_COORDINATION = frozenset({"setup"})
+# Clusters that are evidence by their size alone, whatever their members' own risk
+# (and imported indicators that count for established callers too).
+COORDINATION = frozenset({"setup"})
 # Not a signal: the explanation's line for a caller held by its extraction budget.
 BUDGET = "extraction_budget"
+# Matches with indicators imported from peers (`guardgate.intel`), weighted
+# by the policy's ``intel.signal``; outside the caller's own score, as the
+# cluster signals are.
+SHARED_INTEL = "shared_intel"
 PRIOR = 2.0
 # Days with a request (today included) before a caller has a baseline to burst from.
 BASELINE_DAYS = 3
 WEEK = 7 * DAY
+
+
+def established(s: Snapshot, now: float, created: float | None) -> bool:
+    """An established account (a week old by the trusted header, or active
+    on two days or more without one) is no fresh sybil: what it shares with
+    others is what unrelated callers share."""
+    return (now - created >= WEEK) if created is not None else s.days >= 2
 
 
 def ramp(value: float, low: float, high: float) -> float:
@@ -53,6 +65,8 @@ class Scored:
     signals: list[tuple[str, float, float]]
     # The caller's clusters: (kind, key, accounts, risky accounts, contribution).
     clusters: list[tuple[str, str, int, int, float]]
+    # Imported indicators matched: (indicator id, kind, value, strength, feed, campaign).
+    intel: list[tuple[str, str, str, float, str, str | None]] = field(default_factory=list)
 
     def top(self, count: int = 3) -> list[str]:
         """The strongest signals that contributed, and the extraction budget
@@ -65,7 +79,16 @@ class Scored:
     def compact(self, tier: str, now: float) -> bytes:
         """What the state keeps of this assessment, cheap to write on every
         request; `explained` turns it into the operator's explanation."""
+        if self.intel:
+            return orjson.dumps((self.score, self.own, tier, now, self.signals, self.clusters,
+                                 self.intel))
         return orjson.dumps((self.score, self.own, tier, now, self.signals, self.clusters))
+
+    def with_intel(self, raw: float, part: float,
+                   matched: list[tuple[str, str, str, float, str, str | None]]) -> Scored:
+        """This assessment with the `SHARED_INTEL` signal added."""
+        signals = sorted([*self.signals, (SHARED_INTEL, raw, part)], key=lambda item: -item[2])
+        return replace(self, score=min(1.0, self.score + part), signals=signals, intel=matched)
 
     def explanation(self, tier: str, now: float) -> dict[str, Any]:
         return explained(self.compact(tier, now))
@@ -73,8 +96,8 @@ class Scored:
 
 def explained(compact: bytes) -> dict[str, Any]:
     """The explanation of an assessment kept as `Scored.compact` wrote it."""
-    score, own, tier, now, signals, clusters = orjson.loads(compact)
-    return {
+    score, own, tier, now, signals, clusters, *more = orjson.loads(compact)
+    found: dict[str, Any] = {
         "score": round(score, 4),
         "own_score": round(own, 4),
         "tier": tier,
@@ -89,6 +112,13 @@ def explained(compact: bytes) -> dict[str, Any]:
             for kind, key, accounts, risky, part in clusters
         ],
     }
+    if more:
+        found["intel"] = [
+            {"indicator": indicator, "kind": kind, "value": value, "strength": strength,
+             "feed": feed, "campaign": campaign}
+            for indicator, kind, value, strength, feed, campaign in more[0]
+        ]
+    return found
 
 
 class Scorer:
@@ -145,7 +175,7 @@ class Scorer:
         for kind, key, accounts, risky in s.clusters:
             config = self._signals[_CLUSTER_SIGNAL[kind]]
             part = config.weight * ramp(accounts, config.low, config.high)
-            if kind not in _COORDINATION:
+            if kind not in COORDINATION:
                 part *= ramp(risky / accounts, self._risk_low, self._risk_high)
             entry = (kind, key, accounts, risky, part)
             clusters.append(entry)
@@ -153,12 +183,9 @@ class Scorer:
             if held is None or part > held[4]:
                 strongest[kind] = entry
         total = own
-        # An established account (a week old by the trusted header, or active
-        # on two days or more without one) is no fresh sybil: what it shares
-        # with others is what unrelated callers share.
-        established = (now - created >= WEEK) if created is not None else s.days >= 2
+        settled = established(s, now, created)
         for kind, (_, _, accounts, _, part) in strongest.items():
-            if established and kind not in _COORDINATION:
+            if settled and kind not in COORDINATION:
                 part = 0.0
             total += part
             signals.append((_CLUSTER_SIGNAL[kind], float(accounts), part))
@@ -166,4 +193,4 @@ class Scorer:
         return Scored(min(1.0, total), own, signals, clusters)
 
 
-__all__ = ["Scored", "Scorer", "ramp"]
+__all__ = ["COORDINATION", "SHARED_INTEL", "Scored", "Scorer", "established", "ramp"]

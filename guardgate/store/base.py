@@ -4,7 +4,8 @@ A `Store` is what the pipeline keeps between requests and between replicas:
 quota counters (`windows` and the `limits` strategies of `limiter`),
 concurrency `slots`, the `settlements` made after answers, challenge
 `clearances`, runtime `overrides`, the `risk_state` of callers and clusters,
-when principals were `first_seen`; `ready` says whether it answers. Every
+when principals were `first_seen`, the `caught_ledger` of campaigns'
+fingerprints; `ready` says whether it answers. Every
 backend raises `StorageError` for what its clients raise
 (`guardgate.store.errors`).
 
@@ -21,6 +22,7 @@ from typing import Any, ClassVar
 
 from guardgate.store.clearances import Clearances
 from guardgate.store.first_seen import FirstSeen
+from guardgate.store.ledger import CaughtLedger
 from guardgate.store.limiter import Limiter
 from guardgate.store.overrides import RuntimeOverrides
 from guardgate.store.risk import Clock, RiskStore
@@ -72,6 +74,10 @@ class Store(ABC):
     @abstractmethod
     def first_seen(self) -> FirstSeen:
         """When each principal was first seen, kept for the store's life."""
+
+    @abstractmethod
+    def caught_ledger(self) -> CaughtLedger:
+        """The fingerprints of caught callers, kept for the store's life."""
 
     @abstractmethod
     async def ready(self) -> bool:

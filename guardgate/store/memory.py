@@ -1,7 +1,7 @@
 """The memory backend (``memory://``): state in this process, for one replica.
 
 What a policy reload must not lose (clearances, overrides, risk state,
-first-seen times) lives as long as the store, across reloads.
+first-seen times, the caught ledger) lives as long as the store, across reloads.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from limits.aio.storage import MemoryStorage
 from guardgate.store.base import Store, register
 from guardgate.store.clearances import MemoryClearances
 from guardgate.store.first_seen import MemoryFirstSeen
+from guardgate.store.ledger import MemoryLedger
 from guardgate.store.overrides import MemoryOverrides
 from guardgate.store.risk import Clock, MemoryRisk
 from guardgate.store.settle import MemorySettlements
@@ -35,6 +36,7 @@ class MemoryStore(Store):
         self._overrides = MemoryOverrides()
         self._risk_states: dict[Clock, MemoryRisk] = {}
         self._first_seen = MemoryFirstSeen()
+        self._ledger = MemoryLedger()
 
     async def reserve(self, hits: list[tuple[str, int, int]], slots: list[tuple[str, int, str]]
                       ) -> tuple[list[tuple[int, float]], list[bool]]:
@@ -57,6 +59,9 @@ class MemoryStore(Store):
 
     def first_seen(self) -> MemoryFirstSeen:
         return self._first_seen
+
+    def caught_ledger(self) -> MemoryLedger:
+        return self._ledger
 
     async def ready(self) -> bool:
         return True

@@ -23,6 +23,7 @@ from guardgate.store.base import Store, register
 from guardgate.store.clearances import RedisClearances
 from guardgate.store.errors import FOREIGN, StorageError
 from guardgate.store.first_seen import RedisFirstSeen
+from guardgate.store.ledger import RedisLedger
 from guardgate.store.overrides import RedisOverrides
 from guardgate.store.risk import Clock, RedisRisk
 from guardgate.store.settle import Settlements
@@ -52,6 +53,7 @@ class RedisStore(Store):
         self._limiters = {}
         self._overrides = RedisOverrides(self.client)
         self._first_seen = RedisFirstSeen(self.client)
+        self._ledger = RedisLedger(self.client, self.settlements)
 
     def _client(self, url: str) -> Any:
         return aioredis.Redis.from_url(url, **_OPTIONS)
@@ -96,6 +98,9 @@ class RedisStore(Store):
 
     def first_seen(self) -> RedisFirstSeen:
         return self._first_seen
+
+    def caught_ledger(self) -> RedisLedger:
+        return self._ledger
 
     async def ready(self) -> bool:
         try:

@@ -37,7 +37,7 @@ def docs() -> list[str]:
 
 def test_the_table_is_curated_groups_of_distinct_words() -> None:
     table, after = groups(), contexts()
-    assert len(table) >= 250 and len(after) == len(table)
+    assert len(table) >= 230 and len(after) == len(table)
     for group in table:
         assert 2 <= len(group) <= 4 and len(set(group)) == len(group)
         assert all(re.fullmatch(r"[a-z]+", w) for w in group), group
@@ -53,11 +53,22 @@ def test_the_table_is_curated_groups_of_distinct_words() -> None:
 
 
 def test_set_phrases_keep_their_words() -> None:
-    text = "Strings, in particular, matter. The public at large reads."
+    text = "The public at large reads. A large crowd came."
     for i in range(8):
-        assert mark(text, f"phrase-key-{i}".encode()) == text
-    assert any(mark("A particular form.", f"phrase-key-{i}".encode()) == "A specific form."
-               for i in range(8))
+        assert mark(text, f"phrase-key-{i}".encode()).startswith("The public at large reads.")
+    assert any("A big crowd" in mark(text, f"phrase-key-{i}".encode()) for i in range(8))
+
+
+def test_collocations_keep_their_words() -> None:
+    """Pairs a synonym breaks are no slots: "a particular friend", "very
+    different", "a good idea", "installed using French"."""
+    text = ("She was a particular friend of mine, very different from her sister. "
+            "It was a good idea, and the ideas were installed using French. She was in "
+            "excellent spirits; it can take advantage of any order. Set the most "
+            "significant bit, evaluate the expression and construct the instance. The "
+            "process exits normally; extending IOBase is a class.")
+    for i in range(16):
+        assert mark(text, f"collocation-key-{i}".encode()) == text
 
 
 def test_groups_that_hold_after_certain_words_only() -> None:

@@ -46,6 +46,8 @@ def test_a_larger_pool_the_package_lists_is_used(monkeypatch: pytest.MonkeyPatch
     shipped = Vocabulary(pool())
     monkeypatch.setattr(table, "enumerable_groups",
                         lambda: (*groups(), ("house", "home")), raising=False)
+    monkeypatch.setattr(table, "enumerable_contexts",
+                        lambda: (*table.contexts(), None), raising=False)
     larger = Vocabulary(pool())
     assert canonicalize("My home is warm.", shipped) == "My home is warm."
     assert canonicalize("My home is warm.", larger) == "My house is warm."

@@ -19,10 +19,19 @@ from guardgate.apis.answers.chat import Chat
 from guardgate.apis.answers.completions import Completions
 from guardgate.apis.answers.messages import Messages
 from guardgate.apis.answers.responses import Responses
-from guardgate.apis.answers.walk import Edit, Json, LogprobSink, TextSink, Usage, Walker
+from guardgate.apis.answers.walk import (
+    Arguments,
+    Edit,
+    Json,
+    LogprobSink,
+    TextSink,
+    Usage,
+    Walker,
+)
 
 __all__ = [
     "AnswerChain",
+    "Arguments",
     "Chat",
     "Completions",
     "Edit",

@@ -95,19 +95,30 @@ class Choices(Walker):
             index = choice_index(choice)
             self.mark_piece(choice, index, sink, edit)
             if choice.get("finish_reason") is not None:
-                rest = sink.close(index)
-                if rest:
-                    self.append(choice, rest)
-                    edit.changed = True
+                self.finish(choice, index, sink, edit)
+
+    def finish(self, choice: Json, index: int, sink: TextSink, edit: Edit) -> None:
+        """The choice's last chunk: it gets what the sink still held for the choice."""
+        rest = sink.close(index)
+        if rest:
+            self.append(choice, rest)
+            edit.changed = True
 
     def held(self, sink: TextSink) -> list[Json]:
         out = []
         for key in sink.open_keys():
             rest = sink.close(key)
-            if rest and self._last is not None and type(key) is int:
-                base = {k: v for k, v in self._last.items() if k != "choices" and k != "usage"}
-                out.append({**base, "choices": [self.chunk(key, rest)]})
+            if rest and self._last is not None:
+                choice = self.held_choice(key, rest)
+                if choice is not None:
+                    base = {k: v for k, v in self._last.items()
+                            if k != "choices" and k != "usage"}
+                    out.append({**base, "choices": [choice]})
         return out
+
+    def held_choice(self, key: Hashable, text: str) -> Json | None:
+        """A choice carrying only ``text``, which the sink held under ``key``."""
+        return self.chunk(key, text) if type(key) is int else None
 
     def mark_whole(self, choice: Json, sink: TextSink, edit: Edit) -> None:
         raise NotImplementedError

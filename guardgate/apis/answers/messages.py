@@ -2,13 +2,18 @@
 blocks (text, thinking, tool use). A stream starts the message
 (``message_start``, usage without the output count), then starts, grows and
 stops each block by its ``index``, then reports usage in ``message_delta``.
-There are no logprobs."""
+A tool use block's ``input`` is an object in a JSON answer, a JSON text
+streamed in pieces (``input_json_delta``) in a stream. There are no
+logprobs."""
 
 from __future__ import annotations
 
 from bisect import bisect_left, insort
 
+import orjson
+
 from guardgate.apis.answers.walk import (
+    Arguments,
     Edit,
     Json,
     TextSink,
@@ -17,6 +22,7 @@ from guardgate.apis.answers.walk import (
     chars,
     dicts,
     read_usage,
+    whole_arguments,
 )
 
 
@@ -106,26 +112,46 @@ class Messages(Walker):
             return
         elif kind == "content_block_delta":
             delta = value.get("delta")
-            if type(delta) is dict and delta.get("type") == "text_delta":
-                text = delta.get("text")
-                if type(text) is str and text:
-                    marked = sink.feed(index, text)
-                    if marked != text:
-                        delta["text"] = marked
-                        edit.changed = True
+            if type(delta) is not dict:
+                return
+            part = delta.get("type")
+            key: int | Arguments
+            if part == "text_delta":
+                field, key = "text", index
+            elif part == "input_json_delta":
+                field, key = "partial_json", Arguments(index)
+            else:
+                return
+            text = delta.get(field)
+            if type(text) is str and text:
+                marked = sink.feed(key, text)
+                if marked != text:
+                    delta[field] = marked
+                    edit.changed = True
         elif kind == "content_block_stop":
             edit.before += self._close(index, sink)
 
     def _close(self, index: int, sink: TextSink) -> list[Json]:
+        """The block ends: deltas with what the sink held of its text or its input."""
+        out = []
         rest = sink.close(index)
-        if not rest:
-            return []
-        return [{"type": "content_block_delta", "index": index,
-                 "delta": {"type": "text_delta", "text": rest}}]
+        if rest:
+            out.append({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "text_delta", "text": rest}})
+        rest = sink.close(Arguments(index))
+        if rest:
+            out.append({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": rest}})
+        return out
 
     def held(self, sink: TextSink) -> list[Json]:
-        return [event for key in sink.open_keys() if type(key) is int
-                for event in self._close(key, sink)]
+        indexes: set[int] = set()
+        for key in sink.open_keys():
+            if type(key) is int:
+                indexes.add(key)
+            elif type(key) is Arguments:
+                indexes.add(key.part)
+        return [event for index in sorted(indexes) for event in self._close(index, sink)]
 
 
 def _drop_thinking(message: Json, edit: Edit) -> None:
@@ -139,9 +165,26 @@ def _drop_thinking(message: Json, edit: Edit) -> None:
 
 def _mark_blocks(message: Json, sink: TextSink, edit: Edit) -> None:
     for block in dicts(message.get("content")):
-        text = block.get("text")
-        if block.get("type") == "text" and type(text) is str:
-            marked = sink.whole(text)
-            if marked != text:
-                block["text"] = marked
-                edit.changed = True
+        kind = block.get("type")
+        if kind == "text":
+            text = block.get("text")
+            if type(text) is str:
+                marked = sink.whole(text)
+                if marked != text:
+                    block["text"] = marked
+                    edit.changed = True
+        elif kind == "tool_use" and type(block.get("input")) is dict:
+            _mark_input(block, sink, edit)
+
+
+def _mark_input(block: Json, sink: TextSink, edit: Edit) -> None:
+    """A tool use's ``input`` object, marked as the JSON text a stream
+    would carry: only its string values may change."""
+    try:
+        given = orjson.dumps(block["input"]).decode()
+        marked = whole_arguments(sink, given)
+        if marked != given:
+            block["input"] = orjson.loads(marked)
+            edit.changed = True
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return

@@ -6,7 +6,9 @@ response in its lifecycle events (created, in progress, completed).
 
 Text a part streamed is repeated at its end (``output_text.done``, the
 done events of its part and item, the completed response): the walker keeps
-what was sent for each part so that every repetition says the same.
+what was sent for each part so that every repetition says the same. So are
+the arguments of a function call item, a JSON text
+(``function_call_arguments.delta``, then ``.done`` and the item's).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterator
 
 from guardgate.apis.answers.walk import (
+    Arguments,
     Edit,
     Json,
     LogprobSink,
@@ -25,6 +28,7 @@ from guardgate.apis.answers.walk import (
     dicts,
     discount_reasoning,
     read_usage,
+    whole_arguments,
 )
 
 # Events carrying generated text the meter counts.
@@ -45,6 +49,9 @@ _ENDS = frozenset(
 )
 
 PartKey = tuple[int, int]  # (output_index, content_index)
+# What the walker hands the sink: an output_text part, or the arguments of
+# the function call item at an output index.
+_Key = PartKey | Arguments
 # What to do with an output_text part's text met in an event: leave it (the
 # part is still streaming), give the part's whole text as it was sent, or
 # mark it on its own (a snapshot taken before the part ended).
@@ -68,6 +75,25 @@ def _message_parts(item: Json, index: int) -> Iterator[tuple[PartKey, Json]]:
     for part_index, part in enumerate(dicts(item.get("content"))):
         if part.get("type") == "output_text":
             yield (index, part_index), part
+
+
+def _marked_parts(item: object, index: int) -> Iterator[tuple[_Key, Json, str]]:
+    """What the marker changes in an output item: the text of its
+    output_text parts, the arguments of a function call; each with its key
+    and the field holding it."""
+    if type(item) is not dict:
+        return
+    kind = item.get("type")
+    if kind == "message":
+        for key, part in _message_parts(item, index):
+            yield key, part, "text"
+    elif kind == "function_call":
+        yield Arguments(index), item, "arguments"
+
+
+def _index(key: _Key) -> int:
+    """The output index of what ``key`` names."""
+    return key.part if isinstance(key, Arguments) else key[0]
 
 
 _Holder = tuple[Json, PartKey | None]
@@ -115,9 +141,9 @@ class Responses(Walker):
         self._dropped: list[int] = []  # output indexes of dropped reasoning items, ascending
         self._shift = 0  # events added minus events dropped: later sequence numbers move by it
         self._next: int | None = None  # the sequence number of an event added at the end
-        self._pieces: dict[PartKey, list[str]] = {}  # marked text sent so far, per open part
-        self._where: dict[PartKey, tuple[object, int]] = {}  # item id and index, per open part
-        self._final: dict[PartKey, str] = {}  # whole marked text of each part that ended
+        self._pieces: dict[_Key, list[str]] = {}  # marked text sent so far, per open part
+        self._where: dict[_Key, tuple[object, int]] = {}  # item id and index, per open part
+        self._final: dict[_Key, str] = {}  # whole marked text of each part that ended
 
     # -- usage and text counts
 
@@ -206,7 +232,7 @@ class Responses(Walker):
         if discount_reasoning(response.get("usage"), "output_tokens", "output_tokens_details"):
             edit.changed = True
 
-    # -- the answer text: output_text parts of message items
+    # -- the answer text: output_text parts of message items; function call arguments
 
     def mark(self, edit: Edit, sink: TextSink) -> None:
         value = edit.value
@@ -230,7 +256,7 @@ class Responses(Walker):
             part = value.get("content_index")
             mark(self, value, (index, part if type(part) is int else 0), sink, edit)
 
-    def _mark_delta(self, value: Json, key: PartKey, sink: TextSink, edit: Edit) -> None:
+    def _mark_delta(self, value: Json, key: _Key, sink: TextSink, edit: Edit) -> None:
         delta = value.get("delta")
         if type(delta) is str:
             text = sink.feed(key, delta)
@@ -238,11 +264,21 @@ class Responses(Walker):
                 value["delta"] = text
                 edit.changed = True
             self._pieces.setdefault(key, []).append(text)
-            self._where[key] = (value.get("item_id"), key[0])
+            self._where[key] = (value.get("item_id"), _index(key))
 
     def _mark_text_done(self, value: Json, key: PartKey, sink: TextSink, edit: Edit) -> None:
         edit.before += self._close(key, sink)
         self._mark_text(value, key, _FINAL, sink, edit)
+
+    def _mark_arguments_delta(self, value: Json, key: PartKey, sink: TextSink,
+                              edit: Edit) -> None:
+        self._mark_delta(value, Arguments(key[0]), sink, edit)
+
+    def _mark_arguments_done(self, value: Json, key: PartKey, sink: TextSink,
+                             edit: Edit) -> None:
+        arguments = Arguments(key[0])
+        edit.before += self._close(arguments, sink)
+        self._mark_text(value, arguments, _FINAL, sink, edit, "arguments")
 
     def _mark_part(self, value: Json, key: PartKey, sink: TextSink, edit: Edit) -> None:
         done = value.get("type") == "response.content_part.done"
@@ -255,33 +291,41 @@ class Responses(Walker):
     def _mark_item(self, value: Json, key: PartKey, sink: TextSink, edit: Edit) -> None:
         done = value.get("type") == "response.output_item.done"
         if done:
-            edit.before += [e for k in list(self._pieces) if k[0] == key[0]
+            edit.before += [e for k in list(self._pieces) if _index(k) == key[0]
                             for e in self._close(k, sink)]
-        item = value.get("item")
-        if type(item) is dict and item.get("type") == "message":
-            for part_key, part in _message_parts(item, key[0]):
-                self._mark_text(part, part_key, _FINAL if done else _STREAMING, sink, edit)
+        mode = _FINAL if done else _STREAMING
+        for part_key, part, field in _marked_parts(value.get("item"), key[0]):
+            self._mark_text(part, part_key, mode, sink, edit, field)
 
     def _mark_response(self, response: Json, mode: int, sink: TextSink, edit: Edit) -> None:
-        for key, part in _text_parts(response):
-            self._mark_text(part, key, mode, sink, edit)
+        output = response.get("output")
+        for index, item in enumerate(output if type(output) is list else ()):
+            for key, part, field in _marked_parts(item, index):
+                self._mark_text(part, key, mode, sink, edit, field)
 
-    def _mark_text(self, holder: Json, key: PartKey, mode: int, sink: TextSink,
-                   edit: Edit) -> None:
-        """The ``text`` of an output_text part (or its done event), as ``mode`` says."""
-        given = holder.get("text")
+    def _mark_text(self, holder: Json, key: _Key, mode: int, sink: TextSink, edit: Edit,
+                   field: str = "text") -> None:
+        """The ``text`` of an output_text part (or its done event), or the
+        ``arguments`` of a function call, as ``mode`` says."""
+        given = holder.get(field)
         if mode == _STREAMING or type(given) is not str:
             return
-        if mode == _FRESH:
-            text = sink.whole(given)
-        else:
+        if mode == _FINAL:
             final = self._final.get(key)
-            text = self._final[key] = sink.whole(given) if final is None else final
+            if final is None:
+                final = self._final[key] = self._whole(key, given, sink)
+            text = final
+        else:
+            text = self._whole(key, given, sink)
         if text != given:
-            holder["text"] = text
+            holder[field] = text
             edit.changed = True
 
-    def _close(self, key: PartKey, sink: TextSink) -> list[Json]:
+    @staticmethod
+    def _whole(key: _Key, text: str, sink: TextSink) -> str:
+        return whole_arguments(sink, text) if type(key) is Arguments else sink.whole(text)
+
+    def _close(self, key: _Key, sink: TextSink) -> list[Json]:
         """End a streamed part: its whole text is known; a delta with what the sink held."""
         if key in self._final or key not in self._pieces:
             return []
@@ -290,6 +334,9 @@ class Responses(Walker):
         item_id, index = self._where.pop(key)
         if not rest:
             return []
+        if isinstance(key, Arguments):
+            return [{"type": "response.function_call_arguments.delta", "sequence_number": None,
+                     "item_id": item_id, "output_index": index, "delta": rest}]
         return [{"type": "response.output_text.delta", "sequence_number": None,
                  "item_id": item_id, "output_index": index, "content_index": key[1],
                  "delta": rest, "logprobs": []}]
@@ -343,6 +390,8 @@ _Mark = Callable[[Responses, Json, PartKey, TextSink, Edit], None]
 _MARKS: dict[str, _Mark] = {
     "response.output_text.delta": Responses._mark_delta,
     "response.output_text.done": Responses._mark_text_done,
+    "response.function_call_arguments.delta": Responses._mark_arguments_delta,
+    "response.function_call_arguments.done": Responses._mark_arguments_done,
     "response.content_part.added": Responses._mark_part,
     "response.content_part.done": Responses._mark_part,
     "response.output_item.added": Responses._mark_item,

@@ -15,9 +15,11 @@ part of the wrong JSON type is not that part.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 __all__ = [
+    "Arguments",
     "Edit",
     "Json",
     "LogprobSink",
@@ -28,6 +30,7 @@ __all__ = [
     "dicts",
     "discount_reasoning",
     "read_usage",
+    "whole_arguments",
 ]
 
 Json = dict[str, Any]
@@ -60,13 +63,29 @@ class Edit:
         self.changed = False
 
 
+@dataclass(frozen=True, slots=True)
+class Arguments:
+    """The key a tool call's arguments go to a `TextSink` under: a JSON
+    text, which the sink marks as JSON (the prose of its string values) or
+    leaves as it is. ``part``: the choice, content block or output item that
+    made the call; ``call``: which of the choice's calls (its ``index``, or
+    "function_call"). `whole_arguments` uses ``Arguments()``."""
+
+    part: int = -1
+    call: int | str = 0
+
+
+_WHOLE = Arguments()
+
+
 class TextSink(Protocol):
-    """Where a walker hands the answer text (the marker).
+    """Where a walker hands the answer text (the marker), and tool calls' arguments.
 
     ``key`` names one text part of the answer (a choice, a content part, a
-    text block); ``feed`` gets it piece by piece as it streams and may hold
-    some back, ``close`` returns what is held when the part ends ("" when
-    nothing is, or the part never streamed), ``whole`` takes a text at once.
+    text block), or one tool call's arguments (an `Arguments`); ``feed``
+    gets it piece by piece as it streams and may hold some back, ``close``
+    returns what is held when the part ends ("" when nothing is, or the part
+    never streamed), ``whole`` takes a text at once.
     """
 
     def feed(self, key: Hashable, text: str) -> str: ...
@@ -139,8 +158,8 @@ class Walker:
     # -- what the marker changes
 
     def mark(self, edit: Edit, sink: TextSink) -> None:
-        """Hand the answer text, and only it, to ``sink``; an event whose
-        part ends gets what the sink still held for it."""
+        """Hand the answer text and tool calls' arguments, and only them, to
+        ``sink``; an event whose part ends gets what the sink still held for it."""
 
     def held(self, sink: TextSink) -> list[Json]:
         """Events carrying what ``sink`` still holds, at the end of the stream."""
@@ -153,6 +172,13 @@ class Walker:
 
     def settle_end(self, events: list[Json]) -> None:
         """Number the events added at the end of the stream, as `settle` does."""
+
+
+def whole_arguments(sink: TextSink, text: str) -> str:
+    """``text``, a tool call's whole arguments, through ``sink``."""
+    if not text:
+        return text
+    return sink.feed(_WHOLE, text) + sink.close(_WHOLE)
 
 
 def dicts(value: object) -> list[Json]:

@@ -4,10 +4,12 @@ how unlikely that is for a text written without the key."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from guardgate.perturb.watermark.key import Key
 from guardgate.perturb.watermark.scanner import Scanner
+from guardgate.perturb.watermark.table import SHIPPED, Vocabulary
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +21,33 @@ class Evidence:
     expected: float  # hits expected without the key
     z: float
     p_value: float   # one-sided: probability of at least ``hits`` without the key
+    channel: str = "lexical"
+    # Where the evidence came from: by kind of slot ("shipped" groups,
+    # "private" groups, "contractions"), each as slots, hits, expected, p;
+    # and the groups that carried the most, by hits beyond expected.
+    kinds: dict[str, Evidence] = field(default_factory=dict)
+    groups: tuple[tuple[str, int, int, float], ...] = ()
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {"slots": self.slots, "hits": self.hits, "expected": round(self.expected, 3),
-                "z": round(self.z, 3), "p_value": self.p_value}
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "channel": self.channel, "slots": self.slots, "hits": self.hits,
+            "expected": round(self.expected, 3), "z": round(self.z, 3), "p_value": self.p_value}
+        if self.kinds:
+            out["kinds"] = {kind: {k: v for k, v in found.as_dict().items()
+                                   if k in ("slots", "hits", "expected", "z", "p_value")}
+                            for kind, found in self.kinds.items()}
+        if self.groups:
+            out["groups"] = [{"group": name, "slots": slots, "hits": hits,
+                              "expected": round(expected, 3)}
+                             for name, slots, hits, expected in self.groups]
+        return out
+
+
+def _evidence(probabilities: list[float], hits: int) -> Evidence:
+    expected = sum(probabilities)
+    variance = sum(p * (1 - p) for p in probabilities)
+    z = (hits - expected) / math.sqrt(variance) if variance else 0.0
+    return Evidence(len(probabilities), hits, expected, z, upper_tail(probabilities, hits))
 
 
 class Detector:
@@ -30,32 +55,53 @@ class Detector:
     across everything fed to one detector (a corpus is one body of evidence):
     a (context, group) pair counts once, as first seen."""
 
-    def __init__(self, key: bytes) -> None:
-        self._key = Key(key)
+    TOP = 10  # groups reported
+
+    def __init__(self, key: bytes, vocabulary: Vocabulary = SHIPPED) -> None:
+        self._key = Key(key, vocabulary)
+        self._vocabulary = vocabulary
         self._seen: set[tuple[str, int]] = set()
         self._probabilities: list[float] = []
         self._hits = 0
+        # Per group: [slots, hits, expected hits].
+        self._groups: dict[int, list[float]] = {}
 
     def feed(self, text: str) -> None:
-        scanner = Scanner()
+        scanner = Scanner(vocabulary=self._vocabulary)
         for _, slot in scanner.scan(text):
             if slot is None or (slot.context, slot.group) in self._seen:
                 continue
             self._seen.add((slot.context, slot.group))
-            self._probabilities.append(1 / len(slot.candidates))
+            p = 1 / len(slot.candidates)
+            self._probabilities.append(p)
+            tally = self._groups.setdefault(slot.group, [0, 0, 0.0])
+            tally[0] += 1
+            tally[2] += p
             if self._key.choice(slot.context, slot.group, slot.candidates) == slot.word:
                 self._hits += 1
+                tally[1] += 1
 
     def evidence(self) -> Evidence:
-        ps = self._probabilities
-        expected = sum(ps)
-        variance = sum(p * (1 - p) for p in ps)
-        z = (self._hits - expected) / math.sqrt(variance) if variance else 0.0
-        return Evidence(len(ps), self._hits, expected, z, upper_tail(ps, self._hits))
+        found = _evidence(self._probabilities, self._hits)
+        vocabulary = self._vocabulary
+        kinds: dict[str, tuple[list[float], int]] = {}
+        for group, (slots, hits, expected) in self._groups.items():
+            kind = ("private" if vocabulary.is_private(group) else
+                    "shipped" if vocabulary.is_synonym(group) else "contractions")
+            ps, total = kinds.setdefault(kind, ([], 0))
+            # The kind's p-value, as if each of its slots had its mean chance.
+            ps.extend([expected / slots] * int(slots))
+            kinds[kind] = (ps, total + int(hits))
+        ranked = sorted(self._groups.items(), key=lambda item: item[1][2] - item[1][1])
+        top = tuple((vocabulary.names[group], int(slots), int(hits), expected)
+                    for group, (slots, hits, expected) in ranked[:self.TOP] if hits > expected)
+        return Evidence(found.slots, found.hits, found.expected, found.z, found.p_value,
+                        kinds={kind: _evidence(ps, hits) for kind, (ps, hits) in
+                               sorted(kinds.items())}, groups=top)
 
 
-def detect(text: str, key: bytes) -> Evidence:
-    detector = Detector(key)
+def detect(text: str, key: bytes, vocabulary: Vocabulary = SHIPPED) -> Evidence:
+    detector = Detector(key, vocabulary)
     detector.feed(text)
     return detector.evidence()
 

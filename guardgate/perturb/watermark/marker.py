@@ -4,8 +4,7 @@ chooses."""
 from __future__ import annotations
 
 from guardgate.perturb.watermark.key import Key
-from guardgate.perturb.watermark.scanner import CHUNK, Scanner, Slot, parts
-from guardgate.perturb.watermark.table import GROUPS
+from guardgate.perturb.watermark.scanner import Scanner, Slot, parts
 
 
 def _cased(word: str, like: str) -> str:
@@ -17,17 +16,36 @@ def _cased(word: str, like: str) -> str:
 
 
 class Marker:
-    """Marks text with ``key``, as a stream: `feed` then `flush`."""
+    """Marks text with ``key``, as a stream: `feed` then `flush`. ``json``:
+    the text is JSON (tool-call arguments): only the prose of its string
+    values is marked, and it stays JSON of the same structure. In a fence
+    whose info string is empty, a line is held back to its end (one line,
+    read whole to tell prose from code)."""
 
-    def __init__(self, key: Key) -> None:
+    def __init__(self, key: Key, json: bool = False) -> None:
         self._key = key
-        self._scanner = Scanner()
+        self._scanner = Scanner(json, key.vocabulary)
         self._held = ""
+        # Fed after `_held` while a line of a fence with no info string is
+        # read whole, and no line break came yet: the pieces of that line.
+        self._line: list[str] = []
         self._pending: list[str] = []  # a word held back and the space after it
         self.slots = 0     # markable words seen
         self.changed = 0   # words replaced
 
+    def for_json(self) -> Marker:
+        """A new marker with the same key, for a text that is JSON."""
+        return Marker(self._key, json=True)
+
     def feed(self, text: str) -> str:
+        if self._line or (self._scanner.wants_line and "\n" not in self._held):
+            # A line of a fence with no info string is read whole: nothing
+            # goes out before its end.
+            if "\n" not in text:
+                self._line.append(text)
+                return ""
+            self._held += "".join(self._line)
+            self._line.clear()
         held = self._held + text
         cut = len(held)
         while cut and not held[cut - 1].isspace():
@@ -35,19 +53,24 @@ class Marker:
         while cut and held[cut - 1].isspace():
             cut -= 1  # and the space before it, which may go on: "\n" then "\n" ends a paragraph
         self._held = held[cut:]
-        return self._mark(held[:cut]) if cut else ""
+        if not cut:
+            return ""
+        out = self._mark(held[:cut], final=False)
+        self._held = self._scanner.rest + self._held  # a line not ended yet
+        return out
 
     def flush(self) -> str:
-        held, self._held = self._held, ""
-        out = self._mark(held) + "".join(self._pending)
+        held, self._held = self._held + "".join(self._line), ""
+        self._line.clear()
+        out = self._mark(held, final=True) + "".join(self._pending)
         self._pending.clear()
         return out
 
-    def _mark(self, text: str) -> str:
+    def _mark(self, text: str, final: bool) -> str:
         out: list[str] = []
         scanner = self._scanner
         pending = self._pending
-        for chunk in CHUNK.findall(text):
+        for chunk in scanner.chunks(text, final):
             slot = scanner.step(chunk)
             if pending:
                 if scanner.waiting and chunk.isspace():
@@ -76,7 +99,7 @@ class Marker:
             return chunk
         self.changed += 1
         lead, core, trail = parts(chunk)
-        if slot.group < len(GROUPS):
+        if self._key.vocabulary.is_synonym(slot.group):
             self._scanner.replaced(chosen)
         return lead + _cased(self._typeset(chosen), core) + trail
 
@@ -97,7 +120,7 @@ class Marker:
         return _cased(self._typeset(chosen), pending[0]) + trail
 
 
-def mark(text: str, key: bytes) -> str:
-    """``text`` marked whole."""
-    marker = Marker(Key(key))
+def mark(text: str, key: bytes, json: bool = False) -> str:
+    """``text`` marked whole; ``json``: it is JSON (tool-call arguments)."""
+    marker = Marker(Key(key), json)
     return marker.feed(text) + marker.flush()

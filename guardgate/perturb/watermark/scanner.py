@@ -5,28 +5,30 @@ the key may choose: a synonym group's member, a negation ("do not" or
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from guardgate.perturb.watermark.table import (
     APOSTROPHE,
     AUXILIARIES,
-    CONTRACTION_GROUP,
     FORMS,
-    GROUP_OF,
     HAS,
     NOT_BEFORE_PRONOUN,
     OPENERS,
     PAIRS,
     PRONOUNS,
     QUESTION_WORDS,
+    SHIPPED,
     SPANS,
     SPELLED,
-    candidates,
-    group_after,
+    Vocabulary,
 )
 from guardgate.perturb.watermark.zones import SENTENCE_END, Position
 
 CHUNK = re.compile(r"\s+|\S+")
+# White space with a line break in it: a chunk of its own (matched from
+# the run's start only, so that a long run takes linear time).
+_BREAKS = re.compile(r"((?<!\s)\s*\n\s*)")
 _WORD = re.compile(r"^([^A-Za-z0-9]*)([A-Za-z]+)([^A-Za-z0-9]*)$")
 # "don't", "it's", "you're", "I'm", "we'll" (and possessives, which are no slots).
 _CONTRACTION = re.compile(
@@ -71,13 +73,20 @@ def _ends_sentence(trail: str) -> bool:
 class Scanner:
     """Walks text chunk by chunk, knowing what may be marked: the state
     (the zones left open, the previous word) carries over from one call to
-    the next, so a stream is scanned as the whole text would be."""
+    the next, so a stream is scanned as the whole text would be. ``json``:
+    the text is JSON (tool-call arguments), only its string values are prose.
+    In a fence whose info string is empty, a line is read whole before its
+    first chunk is scanned (`chunks`), to tell prose from code."""
 
-    __slots__ = ("_at", "_boundary", "_first", "_last", "_previous", "_resolved", "_short",
-                 "apostrophe")
+    __slots__ = ("_at", "_boundary", "_contractions", "_first", "_group_of", "_last",
+                 "_previous", "_resolved", "_short", "_vocabulary",
+                 "apostrophe", "rest")
 
-    def __init__(self) -> None:
-        self._at = Position()
+    def __init__(self, json: bool = False, vocabulary: Vocabulary = SHIPPED) -> None:
+        self._at = Position(json)
+        self._vocabulary = vocabulary  # the groups marked: shipped, and private ones
+        self._group_of = vocabulary.group_of
+        self._contractions = vocabulary.contraction_group
         self._previous = ""
         self._last = ""  # the line's last chunk but spaces
         self.apostrophe = "'"  # as the text writes it in "don't" or "Python's" ("'" or "\u2019")
@@ -90,12 +99,52 @@ class Scanner:
         # Set by the word after a held "'s" contraction: that contraction's
         # slot, when it is one (see `take_resolved`).
         self._resolved: Slot | None = None
+        # What the last `chunks` left out: a line of a fence with no info
+        # string that its text did not end, from its first chunk on.
+        self.rest = ""
 
     @property
     def waiting(self) -> bool:
         """Whether the last word is held until the next one shows what it
         is: an auxiliary before "not", a pronoun before its verb, an "'s"."""
         return self._first is not None or self._short is not None
+
+    @property
+    def wants_line(self) -> bool:
+        """Whether the next chunk starts a line of a fence whose info string
+        is empty, which must be read whole before it is scanned."""
+        return self._at.wanted
+
+    def chunks(self, text: str, final: bool = True) -> Iterable[str]:
+        """``text`` split into chunks, to be scanned (`step`) one by one, in
+        order. A line of a fence whose info string is empty is read whole
+        (`Position.read_line`) before its first chunk comes; a line that
+        ``text`` does not end, and that may go on (not ``final``: more of
+        the stream follows), is left out, from its first chunk on, as
+        `rest`."""
+        self.rest = ""
+        at = self._at
+        if at.fence or at.bare or "```" in text or "~~~" in text:
+            return self._lines(text, final)
+        return CHUNK.findall(text)  # no such fence is open or opens: no line to read
+
+    def _lines(self, text: str, final: bool) -> Iterator[str]:
+        """The chunks of ``text``, where a fence may be, line by line: as
+        the line break before a line is scanned, the position says whether
+        the line must be read first."""
+        at = self._at
+        parts = _BREAKS.split(text)  # a line, the space that ends it, the next line...
+        last = len(parts) - 1
+        for i, part in enumerate(parts):
+            if i % 2:
+                yield part
+                continue
+            if at.wanted and part:
+                if i == last and not final:
+                    self.rest = part
+                    return
+                at.read_line(part)
+            yield from CHUNK.findall(part)
 
     def take_resolved(self) -> Slot | None:
         """The slot of the "'s" contraction held before the chunk just
@@ -107,7 +156,7 @@ class Scanner:
         """``text`` split into chunks, each with its slot when it is markable."""
         out: list[tuple[str, Slot | None]] = []
         held = 0
-        for chunk in CHUNK.findall(text):
+        for chunk in self.chunks(text):
             slot = self.step(chunk)
             resolved = self.take_resolved()
             if resolved is not None:
@@ -130,7 +179,7 @@ class Scanner:
         if self._short is not None:
             self._resolve(chunk)
         if self._at.skips(chunk):
-            self._previous = ""
+            self._previous = self._at.carry  # a word of a JSON string too short to mark
             return None
         match = _WORD.match(chunk)
         if match is not None:
@@ -180,20 +229,20 @@ class Scanner:
             short = SPANS.get((first[0], lower))
             if short is not None:
                 forms = FORMS[short]
-                return Slot(first[1], CONTRACTION_GROUP[short], forms, forms[0], spans=True)
+                return Slot(first[1], self._contractions[short], forms, forms[0], spans=True)
         if lower == "cannot" and self._begins("can"):
-            return Slot(self._previous, CONTRACTION_GROUP["can't"], FORMS["can't"], lower)
+            return Slot(self._previous, self._contractions["can't"], FORMS["can't"], lower)
         return None
 
     def _synonym(self, lower: str) -> Slot | None:
         """The slot of a synonym group's member, if ``lower`` is one here."""
-        if lower not in GROUP_OF:
+        if lower not in self._group_of:
             return None
         previous = self._previous
-        group = group_after(lower, previous)
+        group = self._vocabulary.group_after(lower, previous)
         if group is None:
             return None
-        members = candidates(group, previous)
+        members = self._vocabulary.candidates(group, previous)
         if len(members) > 1 and lower in members:
             return Slot(previous, group, members, lower)
         return None
@@ -224,7 +273,7 @@ class Scanner:
                 or not self._begins(words[0]):
             self._previous = ""
             return None
-        slot = Slot(self._previous, CONTRACTION_GROUP[short], FORMS[short], short)
+        slot = Slot(self._previous, self._contractions[short], FORMS[short], short)
         self._previous = "" if trail else words[1]
         if short.endswith("'s"):
             self._short = slot  # a slot only if "been" and the like do not follow

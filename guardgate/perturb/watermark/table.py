@@ -4,17 +4,20 @@ lists that say where a slot may begin."""
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 Table = tuple[tuple[tuple[str, ...], ...], tuple[frozenset[str] | None, ...], tuple[str, ...],
               tuple[frozenset[str], ...]]
 
 
-def parse(text: str) -> Table:
+def parse(text: str, sets: dict[str, frozenset[str]] | None = None) -> Table:
     """The groups of ``synonyms.txt``; for each, the words it must follow
     (None: it holds after any word), its name, and the words it must not
-    follow ("in particular" is no "in specific")."""
-    sets: dict[str, frozenset[str]] = {}
+    follow ("in particular" is no "in specific"). ``sets``: word sets
+    defined elsewhere (the shipped table's, for a private one), added to
+    in place by the text's own."""
+    sets = {} if sets is None else sets
     members: list[tuple[str, ...]] = []
     after: list[frozenset[str] | None] = []
     names: list[str] = []
@@ -154,3 +157,116 @@ SPANS = {words: short for short, words in SPELLED.items() if short != "can't"}
 NAMES = (*_SYNONYM_NAMES, *(f"{'negation' if words[1] == 'not' else 'contraction'}:"
                             f"{','.join(FORMS[short])}" for short, words in SPELLED.items()))
 APOSTROPHE = str.maketrans({"\u2019": "'"})
+
+
+def _sets(text: str) -> dict[str, frozenset[str]]:
+    sets: dict[str, frozenset[str]] = {}
+    parse(text, sets)
+    return sets
+
+
+_SHIPPED_TEXT = resources.files("guardgate.perturb.watermark").joinpath("synonyms.txt").read_text()
+_SHIPPED_SETS = _sets(_SHIPPED_TEXT)
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+def check_private(text: str) -> list[str]:
+    """What is wrong with a private table (``watermark.groups``), one line
+    each: its lines are groups in the format of ``synonyms.txt``, which may
+    name the shipped word sets (``verb: ...``, ``det: ...``); a group needs
+    two members or more, lower-case words, none of them a word of another
+    group (shipped or private)."""
+    problems: list[str] = []
+    sets = dict(_SHIPPED_SETS)
+    taken = set(GROUP_OF) | set(SPELLED) | {w for pair in SPELLED.values() for w in pair}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("@"):
+            name, colon, words = line[1:].partition(":")
+            if not colon or not name.strip() or not words.split():
+                problems.append(f"line {number}: a word set is '@NAME: word word ...'")
+            else:
+                sets[name.strip()] = frozenset(words.split())
+            continue
+        name, _, words = line.rpartition(":")
+        name = name.strip().removeprefix("!")
+        members = [word.strip() for word in words.split(",")]
+        if name and name not in sets:
+            problems.append(f"line {number}: no word set named {name!r} (define it with "
+                            f"'@{name}: ...' or use one of {', '.join(sorted(_SHIPPED_SETS))})")
+        if len(members) < 2:
+            problems.append(f"line {number}: a group needs two members or more, "
+                            "separated by commas")
+        for word in members:
+            if not _WORD.fullmatch(word):
+                problems.append(f"line {number}: {word!r} is not a lower-case word")
+            elif word in taken:
+                problems.append(f"line {number}: {word!r} is already a word of another group")
+            taken.add(word)
+    return problems
+
+
+class Vocabulary:
+    """The slots a deployment marks: the shipped groups, then the groups of
+    its private table (``watermark.groups``, which no adversary holding the
+    package can enumerate), then the negations and pronoun contractions.
+    What the key hashes for a private group is its name prefixed
+    ``private:``."""
+
+    def __init__(self, private: str = "") -> None:
+        problems = check_private(private) if private else []
+        if problems:
+            raise ValueError("; ".join(problems))
+        own, own_after, own_names, own_excepts = parse(private, dict(_SHIPPED_SETS))
+        self.groups: tuple[tuple[str, ...], ...] = (*GROUPS, *own)
+        self.after: tuple[frozenset[str] | None, ...] = (*_AFTER, *own_after)
+        self.excepts: tuple[frozenset[str], ...] = (*_EXCEPT, *own_excepts)
+        self.shipped = len(GROUPS)  # groups below this index are the package's
+        self.private = len(own)
+        self.group_of: dict[str, tuple[int, ...]] = {}
+        for index, members in enumerate(self.groups):
+            for word in members:
+                self.group_of[word] = (*self.group_of.get(word, ()), index)
+        self.contraction_group = {short: len(self.groups) + i for i, short in enumerate(SPELLED)}
+        self.names: tuple[str, ...] = (
+            *_SYNONYM_NAMES, *(f"private:{name}" for name in own_names), *NAMES[len(GROUPS):])
+
+    def group_after(self, word: str, previous: str) -> int | None:
+        """The group ``word`` is a slot of when it follows ``previous``, if any."""
+        for index in self.group_of.get(word, ()):
+            needs = self.after[index]
+            if (needs is None or previous in needs) and previous not in self.excepts[index]:
+                return index
+        return None
+
+    def candidates(self, group: int, previous: str) -> tuple[str, ...]:
+        """The members of ``group`` a slot after ``previous`` may be written as
+        (see `candidates`)."""
+        members = self.groups[group]
+        if previous in ("a", "an"):
+            wants_an = previous == "an"
+            return tuple(m for m in members if takes_an(m) == wants_an)
+        return members
+
+    def is_private(self, group: int) -> bool:
+        return self.shipped <= group < self.shipped + self.private
+
+    def is_synonym(self, group: int) -> bool:
+        """A synonym group (shipped or private), not a contraction."""
+        return group < self.shipped + self.private
+
+
+SHIPPED = Vocabulary()
+
+
+def enumerable_groups() -> tuple[tuple[str, ...], ...]:
+    """Every synonym group the package itself can ever mark: what an
+    adversary holding it can enumerate (a deployment's private groups are
+    not among them)."""
+    return GROUPS
+
+
+def enumerable_contexts() -> tuple[frozenset[str] | None, ...]:
+    return _AFTER
