@@ -315,15 +315,16 @@ def _holds(bases: list[str], shape: Shape, stream: bool) -> None:
 GENEROUS = 30000  # what the upstream below writes when no output limit is sent
 
 
-def generous_upstream() -> ASGIApp:
+def generous_upstream(delay: float = 0.0) -> ASGIApp:
     """A chat endpoint that writes GENEROUS tokens unless told a limit, in
     Chinese (about a token a character) and streamed, its usage a moment
-    after its last words."""
+    after its last words; a whole answer after ``delay`` seconds."""
     async def chat(request: Request) -> Response:
         body = await request.json()
         limit = body.get("max_tokens") or body.get("max_completion_tokens") or GENEROUS
         usage = {"prompt_tokens": 5, "completion_tokens": limit, "total_tokens": limit + 5}
         if not body.get("stream"):
+            await asyncio.sleep(delay)
             return JSONResponse({"object": "chat.completion", "usage": usage, "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "模" * limit},
                  "finish_reason": "length"}]})
@@ -384,7 +385,9 @@ def test_a_caller_served_past_its_reservations_is_refused_until_it_has_paid() ->
             return list(burst), await client.post(base + "/v1/chat/completions", json=body,
                                                   headers=headers)
 
-    with serve_in_thread(generous_upstream()) as upstream, \
+    # The answers take a second: all six are reserved before any is settled,
+    # however busy the machine.
+    with serve_in_thread(generous_upstream(delay=1.0)) as upstream, \
             serve_in_thread(GuardGate(policy={"upstream": upstream, "quotas": [quota]})) as base:
         burst, after = asyncio.run(run(base))
     assert [a.status_code for a in burst].count(200) == 4  # 4 x 4,096 reserved fit

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from guardgate.intel.index import EMPTY, Indicator, IntelIndex, Match
-from guardgate.intel.reader import FeedError, Reading, Terms, read
+from guardgate.intel.reader import MAX_INDICATORS, FeedError, Reading, Terms, read
 from guardgate.intel.stix import stamp
 from guardgate.logs import get_logger
 from guardgate.metrics import Metrics
@@ -98,6 +101,7 @@ class IntelFeeds:
         self._loaded: dict[str, FeedState] = {}
         self._matched: OrderedDict[str, Matched] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._polls: dict[str, asyncio.Task[None]] = {}  # feed name -> its poll in flight
         self._started = False
         self._built = 0.0
 
@@ -142,18 +146,48 @@ class IntelFeeds:
     async def _run(self) -> None:
         while True:
             try:
-                await self.refresh()
+                self._launch(every=False)
+                if time.time() - self._built >= REBUILD_EVERY:
+                    self.rebuild(time.time())
             except Exception as exc:  # noqa: BLE001 -- the poller outlives any one failure
                 log.error("intel poller failed", error=repr(exc))
             await asyncio.sleep(TICK)
 
-    async def refresh(self, *, every: bool = False) -> None:
-        """Poll the feeds that are due (``every``: all of them, now), then
-        rebuild the index if anything changed or it is due."""
+    def _launch(self, *, every: bool) -> list[asyncio.Task[None]]:
+        """A task polling each feed that is due (``every``: each feed), unless
+        one is in flight already: one slow feed never holds the others."""
         now = time.time()
-        due = [state for state in self._feeds.values() if every or now >= state.due]
-        changed = await asyncio.gather(*(self._poll(state, every) for state in due))
-        if any(changed) or now - self._built >= REBUILD_EVERY:
+        tasks = []
+        for state in self._feeds.values():
+            name = state.config.name
+            task = self._polls.get(name)
+            if task is None and (every or now >= state.due):
+                task = self._polls[name] = asyncio.get_running_loop().create_task(
+                    self._poll_one(state, every))
+                task.add_done_callback(functools.partial(self._done, name))
+            if task is not None:
+                tasks.append(task)
+        return tasks
+
+    def _done(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._polls.get(name) is task:
+            del self._polls[name]
+
+    async def _poll_one(self, state: FeedState, forced: bool) -> None:
+        try:
+            if await self._poll(state, forced):
+                self.rebuild(time.time())
+        except Exception as exc:  # noqa: BLE001 -- the poller outlives any one failure
+            log.error("intel poll failed", feed=state.config.name, error=repr(exc))
+
+    async def refresh(self, *, every: bool = False) -> None:
+        """Poll the feeds that are due (``every``: all of them, now), each in
+        a task of its own, and wait for them; then rebuild the index if it is
+        due (each poll that changed something rebuilt it already)."""
+        tasks = self._launch(every=every)
+        if tasks:
+            await asyncio.wait(tasks)
+        if time.time() - self._built >= REBUILD_EVERY:
             self.rebuild(time.time())
 
     async def _poll(self, state: FeedState, forced: bool) -> bool:
@@ -173,7 +207,7 @@ class IntelFeeds:
             if config.file is not None:
                 reading = await asyncio.to_thread(self._read_file, config, now)
             else:
-                reading = await asyncio.to_thread(self._read_taxii, config, since, now)
+                reading = await _off_loop(lambda: self._read_taxii(config, since, now))
         except FeedError as err:
             self._failed(state, err, now)
             return False
@@ -182,7 +216,11 @@ class IntelFeeds:
         if since is None:  # everything the feed holds
             state.indicators, state.campaigns = reading.indicators, reading.campaigns
         else:  # what was added since the last poll: new ones, new versions, withdrawals
-            state.indicators.update(reading.indicators)
+            for key, held in reading.indicators.items():
+                if key in state.indicators or len(state.indicators) < MAX_INDICATORS:
+                    state.indicators[key] = held
+                else:
+                    reading.skipped["too_many"] += 1
             state.campaigns.update(reading.campaigns)
             for withdrawn in reading.revoked:
                 state.indicators.pop(withdrawn, None)
@@ -266,7 +304,12 @@ class IntelFeeds:
         indicators expire (a bundle of the same name replaces it).
         `FeedError` when it is refused; logged unless ``quiet``."""
         now = time.time() if now is None else now
-        reading = read(data, name, now, self.terms)
+        return self.take(name, read(data, name, now, self.terms), now, quiet=quiet)
+
+    def take(self, name: str, reading: Reading, now: float | None = None, *,
+             quiet: bool = False) -> dict[str, Any]:
+        """`load` of a bundle already read (off the event loop)."""
+        now = time.time() if now is None else now
         state = FeedState(FeedConfig(name), reading.indicators, reading.campaigns,
                           dict(reading.skipped), "ok", None, now, now, loaded=True)
         self._loaded[name] = state
@@ -276,12 +319,17 @@ class IntelFeeds:
         return {"feed": name, **reading.summary()}
 
     async def close(self) -> None:
+        """Stop polling: the poller and every poll in flight are cancelled
+        (a poll's worker thread ends at its deadline, unawaited)."""
         self._started = False
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        tasks = [*self._polls.values(), *([task] if task is not None else [])]
+        self._polls.clear()
+        for each in tasks:
+            each.cancel()
+        for each in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await each
 
     # --- what matched ------------------------------------------------------------------------
 
@@ -329,6 +377,35 @@ class IntelFeeds:
             for m in reversed(self._matched.values())
         ]
         return {"indicators": self.index.size, "feeds": feeds, "matched": matched}
+
+
+async def _off_loop(work: Callable[[], Reading]) -> Reading:
+    """``work()`` in a daemon thread of its own, not the loop's executor: a
+    poll cancelled in flight holds neither the loop nor its shutdown."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Reading] = loop.create_future()
+
+    def settle(result: Reading | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert result is not None
+            future.set_result(result)
+
+    def run() -> None:
+        result: Reading | None = None
+        error: BaseException | None = None
+        try:
+            result = work()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the awaiting task
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop has closed
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="guardgate-intel-poll", daemon=True).start()
+    return await future
 
 
 def _stamp(path: str) -> tuple[int, int, int] | None:

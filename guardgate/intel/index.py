@@ -48,7 +48,7 @@ class IntelIndex:
 
     def __init__(self, indicators: Iterable[Indicator] = (), salt: str | None = None,
                  half_life: float = 3 * 86400.0) -> None:
-        self.indicators = tuple(indicators)
+        self.indicators = _strongest(indicators)
         self.size = len(self.indicators)
         self.half_life = half_life
         self._salt = salt
@@ -146,6 +146,24 @@ class IntelIndex:
                 if indicator.kind == kind:
                     hits.append(indicator)
         return hits
+
+
+def _strongest(indicators: Iterable[Indicator]) -> tuple[Indicator, ...]:
+    """One indicator per fingerprint (kind and value, or network shape when
+    salted): the most confident, then the most recently seen, then the
+    longest valid."""
+    kept: dict[tuple[str, bool, str, Network | None], Indicator] = {}
+    for indicator in indicators:
+        key = (indicator.kind, indicator.salted, indicator.value, indicator.network)
+        held = kept.get(key)
+        if held is None or _rank(indicator) > _rank(held):
+            kept[key] = indicator
+    return tuple(kept.values())
+
+
+def _rank(indicator: Indicator) -> tuple[float, float, float]:
+    until = indicator.valid_until
+    return indicator.confidence, indicator.last_seen, float("inf") if until is None else until
 
 
 EMPTY = IntelIndex()

@@ -30,6 +30,12 @@ from guardgate.policy.intel_config import KINDS
 
 REASONS = ("unreachable", "malformed", "expired")
 
+MAX_VALUE = 128            # characters of an indicator's value, at most
+MAX_VALID = 30 * 86400.0   # an indicator is in force this long after its modified, at most
+MAX_INDICATORS = 20_000    # indicators kept per feed; the rest are skipped (too_many)
+MAX_OBJECTS = 100_000      # objects in one bundle or one poll, at most
+BROADEST = {4: 16, 6: 32}  # the broadest network an indicator may name, by IP version
+
 
 class FeedError(Exception):
     """A feed's content, refused whole: ``reason`` is one of `REASONS`."""
@@ -80,6 +86,8 @@ def objects_of(data: Any) -> list[Any]:
     objects = data.get("objects", [])
     if not isinstance(objects, list):
         raise FeedError("malformed", "the bundle's objects are not a list")
+    if len(objects) > MAX_OBJECTS:
+        raise FeedError("malformed", f"more than {MAX_OBJECTS} objects")
     return objects
 
 
@@ -125,6 +133,9 @@ def read(data: Any, feed: str, now: float, terms: Terms = Terms()) -> Reading:
             found = _named(found, reading.campaigns.get(campaign, campaign))
         modified = unix(obj.modified) or 0.0
         held = reading.indicators.get(obj.id)
+        if held is None and len(reading.indicators) >= MAX_INDICATORS:
+            reading.skipped["too_many"] += 1
+            continue
         if held is None or held[0] <= modified:
             reading.indicators[obj.id] = (modified, found)
     if not reading.indicators and reading.skipped["expired"]:
@@ -136,21 +147,28 @@ def read(data: Any, feed: str, now: float, terms: Terms = Terms()) -> Reading:
 def _named(indicator: Indicator, campaign: str) -> Indicator:
     return Indicator(indicator.id, indicator.feed, indicator.kind, indicator.value,
                      indicator.confidence, indicator.last_seen, indicator.valid_until,
-                     indicator.network, indicator.salted, campaign)
+                     indicator.network, indicator.salted, campaign[:MAX_VALUE])
 
 
 def _indicator(obj: Any, feed: str, now: float, terms: Terms) -> Indicator | str:
     """The indicator, or why it is skipped."""
     if getattr(obj, "revoked", False):
         return "revoked"
+    # No clock (a replay reads at 0): the indicator's own modified stands in for now.
+    modified = unix(obj.modified) or now
+    clock = now if now > 0 else modified
+    ceiling = min(modified, clock) + MAX_VALID
     until = unix(getattr(obj, "valid_until", None))
-    if until is not None and until <= now:
+    until = ceiling if until is None else min(until, ceiling)
+    if until <= now:
         return "expired"
     extension = (getattr(obj, "extensions", None) or {}).get(EXTENSION_ID)
     named = _fingerprint(obj, extension)
     if named is None:
         return "not_understood"
     kind, value = named
+    if len(value) > MAX_VALUE:
+        return "too_long"
     if kind not in terms.kinds:
         return "kind_not_matched"
     given = extension.get("salt_id") if isinstance(extension, dict) else None
@@ -158,15 +176,21 @@ def _indicator(obj: Any, feed: str, now: float, terms: Terms) -> Indicator | str
     if salted and (terms.salt is None or salt_id(terms.salt) != given):
         return "other_salt"
     network = _network(kind, value, extension, salted)
-    if kind in ("prefix", "setup") and network is None:
-        return "not_understood"
+    if kind in ("prefix", "setup"):
+        if network is None:
+            return "not_understood"
+        if network.length < BROADEST[network.version]:
+            return "too_broad"
+        if not salted:  # the normalized network, not the text as given
+            value = network.text if kind == "prefix" else \
+                f"{value.partition('@')[0]}@{network.text}"
     confidence = getattr(obj, "confidence", None)
     if confidence is None:
         return "no_confidence"
     if confidence < terms.min_confidence or confidence <= 0:
         return "low_confidence"
     seen = unix(extension.get("last_seen")) if isinstance(extension, dict) else None
-    last_seen = seen or unix(obj.modified) or now
+    last_seen = min(seen or modified, clock)
     return Indicator(obj.id, feed, kind, value, confidence / 100, last_seen, until, network,
                      salted)
 
@@ -198,5 +222,7 @@ def _network(kind: str, value: str, extension: Any, salted: bool) -> Network | N
         if not 0 <= length <= (32 if version == 4 else 128):
             return None
         return Network(version, length, 0)
-    cidr = value if kind == "prefix" else value.partition("@")[2]
+    system, _, cidr = value.partition("@") if kind == "setup" else ("", "", value)
+    if "%" in cidr or (kind == "setup" and not system):
+        return None
     return network_of(cidr)

@@ -18,6 +18,7 @@ with 400 and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from guardgate.intel.reader import FeedError
+from guardgate.intel.reader import FeedError, read
 from guardgate.intel.service import DEFAULT_SINCE, IntelError, IntelService
 from guardgate.policy.units import parse_duration
 
@@ -59,7 +60,7 @@ async def answer(service: IntelService | None, path: str, method: str, query: by
         if method != "POST":
             return 405, {"message": "Only POST is supported here.", "allow": "POST"}, \
                 "method_not_allowed"
-        return _import(service, _query(query), body)
+        return await _import(service, _query(query), body)
     return 404, {"message": "Unknown intel endpoint."}, "not_found"
 
 
@@ -77,7 +78,7 @@ async def _export(service: IntelService, query: dict[str, str]) -> Answer:
     return 200, orjson.dumps(exported.bundle), None
 
 
-def _import(service: IntelService, query: dict[str, str], body: bytes) -> Answer:
+async def _import(service: IntelService, query: dict[str, str], body: bytes) -> Answer:
     name = query.get("name") or "import"
     if not _NAME.fullmatch(name):
         return 400, {"message": "name: letters, digits, spaces, '.', '_' and '-', at most 64."}, \
@@ -86,7 +87,11 @@ def _import(service: IntelService, query: dict[str, str], body: bytes) -> Answer
         return 400, {"message": f"Post a STIX 2.1 bundle of at most {IMPORT_LIMIT >> 20} MiB."}, \
             "invalid_request"
     try:
-        summary = service.feeds.load(f"import:{name}", body)
+        # Parsed off the event loop (a large bundle takes seconds); at most
+        # `MAX_OBJECTS` objects (`guardgate.intel.reader`).
+        reading = await asyncio.to_thread(read, body, f"import:{name}", time.time(),
+                                          service.feeds.terms)
+        summary = service.feeds.take(f"import:{name}", reading)
     except FeedError as err:
         return 400, {"message": f"The bundle was refused ({err.reason}): {err.message}"}, \
             "invalid_bundle"

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
-from guardgate.intel.index import IntelIndex, Match
+from guardgate.intel.index import Indicator, IntelIndex, Match
 from guardgate.policy.intel_config import IntelConfig
 from guardgate.policy.model import NORMAL, Policy, TierConfig
 from guardgate.risk.features import Features, extract
@@ -37,6 +37,9 @@ NOTE_EVERY = 10.0
 DEMAND = ("reasoning_elicitation", "logprob_harvest", "output_ratio", "single_turn",
           "timing_regularity", "hours_active", "template_reuse", "topic_sweep")
 _NOTED_MAX = 100_000
+SHOWN = 64  # characters of an indicator's value (and campaign) in an explanation
+# A setup counts for an established caller only when its network is this narrow at least.
+SETUP_NARROWEST = {4: 24, 6: 48}
 
 
 class IntelSource(Protocol):
@@ -177,23 +180,30 @@ class RiskEngine:
         fingerprint, combined as independent evidence (one minus the
         product of their complements), times the signal's weight. As with
         clusters, an established caller (``settled``) gets nothing from what
-        it shares with others, but a setup (a system prompt from a network)."""
+        it shares with others, but a setup (a system prompt from a network
+        of /24 for IPv4, /48 for IPv6, or narrower). Only the strongest match
+        of each kind is recorded and explained."""
         matches = intel.index.match(features.bands, features.system, identity.user_agent,
                                     identity.client_ip, now)
         if not matches:
             return scored
-        strongest: dict[str, float] = {}
+        best: dict[str, Match] = {}     # the strongest match of each kind: recorded
+        counted: dict[str, float] = {}  # the strongest of each kind that counts
         for indicator, strength in matches:
-            if settled and indicator.kind not in COORDINATION:
+            kind = indicator.kind
+            if strength > best.get(kind, (indicator, 0.0))[1]:
+                best[kind] = (indicator, strength)
+            if settled and not _coordinated(indicator):
                 continue
-            if strength > strongest.get(indicator.kind, 0.0):
-                strongest[indicator.kind] = strength
+            if strength > counted.get(kind, 0.0):
+                counted[kind] = strength
         missed = 1.0
-        for strength in strongest.values():
+        for strength in counted.values():
             missed *= 1.0 - strength
-        intel.matched(identity.principal, matches, now)
-        matched = [(i.id, i.kind, i.value, round(s, 4), i.feed, i.campaign)
-                   for i, s in sorted(matches, key=lambda m: -m[1])[:8]]
+        recorded = sorted(best.values(), key=lambda m: -m[1])
+        intel.matched(identity.principal, recorded, now)
+        matched = [(i.id, i.kind, i.value[:SHOWN], round(s, 4), i.feed,
+                    None if i.campaign is None else i.campaign[:SHOWN]) for i, s in recorded]
         return scored.with_intel(1.0 - missed, self._intel_weight * (1.0 - missed), matched)
 
     def _caught(self, assessment: Assessment) -> Caught | None:
@@ -235,3 +245,11 @@ class RiskEngine:
             if score >= self._tiers[i].score - self._hysteresis:
                 return self._tiers[i].name
         return self._tiers[reached].name if reached >= 0 else NORMAL
+
+
+def _coordinated(indicator: Indicator) -> bool:
+    """Whether a match with ``indicator`` counts for an established caller: a
+    setup whose network is narrow enough to name one operator's machines."""
+    net = indicator.network
+    return indicator.kind in COORDINATION and net is not None \
+        and net.length >= SETUP_NARROWEST[net.version]
