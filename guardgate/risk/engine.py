@@ -38,6 +38,12 @@ DEMAND = ("reasoning_elicitation", "logprob_harvest", "output_ratio", "single_tu
           "timing_regularity", "hours_active", "template_reuse", "topic_sweep")
 _NOTED_MAX = 100_000
 SHOWN = 64  # characters of an indicator's value (and campaign) in an explanation
+# A fingerprint this deployment sees from at least EVERYDAY_ACCOUNTS of its
+# own accounts in the cluster window, less than EVERYDAY_RISKY of them
+# risky, is its everyday one (a popular SDK's client string, a carrier's
+# network): an imported indicator for it counts for nobody here.
+EVERYDAY_ACCOUNTS = 50
+EVERYDAY_RISKY = 0.25
 # A setup counts for an established caller only when its network is this narrow at least.
 SETUP_NARROWEST = {4: 24, 6: 48}
 
@@ -149,7 +155,9 @@ class RiskEngine:
         intel = self.intel
         if intel is not None and intel.index.size:
             settled = established(snapshot, now, identity.created)
-            scored = self._with_intel(intel, identity, features, scored, now, settled)
+            everyday = _everyday(snapshot.clusters)
+            scored = self._with_intel(intel, identity, features, scored, now, settled,
+                                      everyday)
         tier = self.tier_for(scored.score, snapshot.tier)
         budget = self._budget
         if budget is not None and snapshot.long_n >= budget:
@@ -174,15 +182,20 @@ class RiskEngine:
                 await self.ledger.note(caught)
 
     def _with_intel(self, intel: IntelSource, identity: Identity, features: Features,
-                    scored: Scored, now: float, settled: bool) -> Scored:
+                    scored: Scored, now: float, settled: bool,
+                    everyday: frozenset[str] = frozenset()) -> Scored:
         """``scored`` with the shared_intel signal when the request matches
         imported indicators: the strongest match of each kind of
         fingerprint, combined as independent evidence (one minus the
         product of their complements), times the signal's weight. As with
         clusters, an established caller (``settled``) gets nothing from what
         it shares with others, but a setup (a system prompt from a network
-        of /24 for IPv4, /48 for IPv6, or narrower). Only the strongest match
-        of each kind is recorded and explained."""
+        of /24 for IPv4, /48 for IPv6, or narrower). A kind of fingerprint
+        the caller shares with many of this deployment's own callers, few of
+        them risky (``everyday``: see `_everyday`), counts for nobody: a
+        peer's indicator cannot turn this deployment's everyday client
+        string, system prompt or network into evidence. Only the strongest
+        match of each kind is recorded and explained."""
         matches = intel.index.match(features.bands, features.system, identity.user_agent,
                                     identity.client_ip, now)
         if not matches:
@@ -193,7 +206,7 @@ class RiskEngine:
             kind = indicator.kind
             if strength > best.get(kind, (indicator, 0.0))[1]:
                 best[kind] = (indicator, strength)
-            if settled and not _coordinated(indicator):
+            if (settled and not _coordinated(indicator)) or kind in everyday:
                 continue
             if strength > counted.get(kind, 0.0):
                 counted[kind] = strength
@@ -253,3 +266,10 @@ def _coordinated(indicator: Indicator) -> bool:
     net = indicator.network
     return indicator.kind in COORDINATION and net is not None \
         and net.length >= SETUP_NARROWEST[net.version]
+
+
+def _everyday(clusters: list[tuple[str, str, int, int]]) -> frozenset[str]:
+    """The kinds of fingerprint among a caller's ``clusters`` (kind, value,
+    accounts, risky accounts) that are everyday ones at this deployment."""
+    return frozenset(kind for kind, _, accounts, risky in clusters
+                     if accounts >= EVERYDAY_ACCOUNTS and risky < EVERYDAY_RISKY * accounts)

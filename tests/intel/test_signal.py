@@ -163,3 +163,16 @@ async def test_the_ledger_is_alike_on_memory_and_on_redis(
     assert 20 <= template.caught <= 30  # 25 accounts: estimated from the sketch's 16 hashes
     assert template.tiers == {"high": T0 + 38, "suspicious": T0 + 39}
     assert template.signals == {"template_cluster": 40, "account_youth": 40}
+
+
+def test_a_peers_indicator_for_this_deployments_everyday_fingerprint_counts_for_nobody() -> None:
+    """A campaign caught at a peer while carrying the system prompt that
+    many of this deployment's own, ordinary callers send: the peer's
+    indicator moves none of them, nor the next one to arrive."""
+    bundle = feed(("system", DIGEST, 90))
+    ordinary = [record(f"user{n}", f"198.51.{n // 200}.{n % 200 + 1}", T0 - 60, T0 + n)
+                for n in range(60)]
+    lines = decide(bundle, *ordinary, record("newcomer", "192.0.2.77", T0 - 60, T0 + 100))
+    assert shared(lines[0]) > 0  # the first few: not yet everyday here
+    assert shared(lines[-1]) == 0.0 and lines[-1]["explained"][6]  # matched, shown, worth nothing
+    assert "shared_intel" not in lines[-1]["reasons"]
