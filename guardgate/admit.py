@@ -188,10 +188,7 @@ class Admission:
             taken = await early
         except (StorageError, asyncio.CancelledError):
             return  # nothing held: a failed take undoes itself
-        try:
-            await self.quotas.release(taken, refund=True)  # type: ignore[union-attr]
-        except StorageError as exc:
-            self.faults.failed("settle", exc)
+        await self._release(taken)
 
     async def _runtime_override(self, identity: Identity) -> Decision | None:
         try:
@@ -245,13 +242,18 @@ class Admission:
             self.metrics.reservations_open.dec()
 
     async def _give_back(self, taken: Reservation) -> None:
+        try:
+            await self._release(taken)
+        finally:
+            self.metrics.reservations_open.dec()
+
+    async def _release(self, taken: Reservation) -> None:
+        """What was taken early, refunded: the request goes no further."""
         assert self.quotas is not None
         try:
             await self.quotas.release(taken, refund=True)
         except StorageError as exc:
             self.faults.failed("settle", exc)
-        finally:
-            self.metrics.reservations_open.dec()
 
     async def _age_factor(self, identity: Identity) -> float:
         if self._ramp is None or self._first_seen is None:
@@ -266,7 +268,6 @@ class Admission:
         # Steps of a tenth keep the set of scaled limits small.
         share = self._ramp.start + (1 - self._ramp.start) * age / self._ramp.full_after
         return max(self._ramp.start, int(share * 10) / 10)
-
 
     async def settle(self, ex: Exchange) -> None:
         """Step 10: the reservation and the risk state, once the answer ended."""

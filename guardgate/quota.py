@@ -221,7 +221,7 @@ class Quotas:
             for charge in ordered:
                 if charge.quota.strategy != "fixed-window":
                     if not await self._hit(charge):
-                        raise await self._refusal(charge, held)
+                        raise await self._refusal(charge)
                     held.charges.append(charge)
         except BaseException:
             await self._undo_quietly(held)
@@ -328,7 +328,7 @@ class Quotas:
         )
         return allowed
 
-    async def _refusal(self, charge: Charge, held: Reservation) -> RateLimited:
+    async def _refusal(self, charge: Charge) -> RateLimited:
         if charge.used is not None:  # a fixed window: all is known
             return self._counted_refusal(charge)
         stats = await self._strategies[charge.quota.strategy].get_window_stats(

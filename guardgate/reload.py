@@ -22,7 +22,8 @@ log = get_logger("guardgate")
 POLL_SECONDS = 0.25
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def file_stamp(path: str | Path) -> tuple[int, int, int] | None:
+    """What tells a file's change: its mtime, size and inode; None when absent."""
     try:
         stat = os.stat(path)
     except OSError:
@@ -37,7 +38,7 @@ class PolicyWatcher:
         self.path = path
         self._reload = reload
         self._task: asyncio.Task[None] | None = None
-        self._stamp = _stamp(path)
+        self._stamp = file_stamp(path)
         self._signal = False
 
     def start(self) -> None:
@@ -56,7 +57,7 @@ class PolicyWatcher:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
-            stamp = _stamp(self.path)
+            stamp = file_stamp(self.path)
             if stamp is not None and stamp != self._stamp:
                 self._stamp = stamp
                 await self._reload()

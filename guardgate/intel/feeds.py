@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -36,6 +35,7 @@ from guardgate.intel.stix import stamp
 from guardgate.logs import get_logger
 from guardgate.metrics import Metrics
 from guardgate.policy.intel_config import FeedConfig, IntelConfig
+from guardgate.reload import file_stamp
 from guardgate.store import redacted
 
 log = get_logger("guardgate")
@@ -196,7 +196,7 @@ class IntelFeeds:
         now = time.time()
         state.due = now + (FILE_CHECK if config.file is not None else config.every)
         if config.file is not None:
-            stamp_now = _stamp(config.file)
+            stamp_now = file_stamp(config.file)
             if stamp_now is not None and stamp_now == state.stamp and not forced:
                 return False
         since = None
@@ -212,7 +212,7 @@ class IntelFeeds:
             self._failed(state, err, now)
             return False
         if config.file is not None:
-            state.stamp = _stamp(config.file)
+            state.stamp = file_stamp(config.file)
         if since is None:  # everything the feed holds
             state.indicators, state.campaigns = reading.indicators, reading.campaigns
         else:  # what was added since the last poll: new ones, new versions, withdrawals
@@ -255,7 +255,7 @@ class IntelFeeds:
                         kept=len(state.in_force(now)))
         state.outcome, state.error, state.last_poll = err.reason, err.message, now
         if state.config.file is not None:
-            state.stamp = _stamp(state.config.file)  # read again once it changes
+            state.stamp = file_stamp(state.config.file)  # read again once it changes
         self._count(state.config.name, err.reason)
 
     def _succeeded(self, state: FeedState, reading: Reading, now: float) -> None:
@@ -407,10 +407,3 @@ async def _off_loop(work: Callable[[], Reading]) -> Reading:
     threading.Thread(target=run, name="guardgate-intel-poll", daemon=True).start()
     return await future
 
-
-def _stamp(path: str) -> tuple[int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_mtime_ns, info.st_size, info.st_ino

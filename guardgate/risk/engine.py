@@ -17,19 +17,19 @@ ledger, whose fingerprints ``guardgate intel export`` shares.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Protocol
 
 from guardgate.apis.base import ModelCall
 from guardgate.identity import Identity
+from guardgate.intel.fingerprints import agent_digest
 from guardgate.intel.index import Indicator, IntelIndex, Match
 from guardgate.policy.intel_config import IntelConfig
 from guardgate.policy.model import NORMAL, Policy, TierConfig
 from guardgate.risk.features import Features, extract
 from guardgate.risk.signals import BUDGET, COORDINATION, Scored, Scorer, established
 from guardgate.store.ledger import Caught, CaughtLedger
-from guardgate.store.risk import Clock, Observation, Record, RiskStore
+from guardgate.store.risk import Clock, Observation, Record, RiskStore, Snapshot
 
 # A caller's requests go to the caught ledger at most once in this many seconds.
 NOTE_EVERY = 10.0
@@ -127,7 +127,7 @@ class RiskEngine:
         if self._prefixes:
             clusters.append(("prefix", identity.ip_prefix))
         if self._agents and identity.user_agent:
-            clusters.append(("agent", f"{zlib.crc32(identity.user_agent.encode()):08x}"))
+            clusters.append(("agent", agent_digest(identity.user_agent)))
         if self._orgs and identity.org:
             clusters.append(("org", identity.org))
         return tuple(clusters)
@@ -154,10 +154,7 @@ class RiskEngine:
         scored = self.scorer.score(snapshot, now, identity.created)
         intel = self.intel
         if intel is not None and intel.index.size:
-            settled = established(snapshot, now, identity.created)
-            everyday = _everyday(snapshot.clusters)
-            scored = self._with_intel(intel, identity, features, scored, now, settled,
-                                      everyday)
+            scored = self._with_intel(intel, identity, features, scored, now, snapshot)
         tier = self.tier_for(scored.score, snapshot.tier)
         budget = self._budget
         if budget is not None and snapshot.long_n >= budget:
@@ -182,17 +179,16 @@ class RiskEngine:
                 await self.ledger.note(caught)
 
     def _with_intel(self, intel: IntelSource, identity: Identity, features: Features,
-                    scored: Scored, now: float, settled: bool,
-                    everyday: frozenset[str] = frozenset()) -> Scored:
+                    scored: Scored, now: float, snapshot: Snapshot) -> Scored:
         """``scored`` with the shared_intel signal when the request matches
         imported indicators: the strongest match of each kind of
         fingerprint, combined as independent evidence (one minus the
         product of their complements), times the signal's weight. As with
-        clusters, an established caller (``settled``) gets nothing from what
+        clusters, an established caller gets nothing from what
         it shares with others, but a setup (a system prompt from a network
         of /24 for IPv4, /48 for IPv6, or narrower). A kind of fingerprint
         the caller shares with many of this deployment's own callers, few of
-        them risky (``everyday``: see `_everyday`), counts for nobody: a
+        them risky (see `_everyday`), counts for nobody: a
         peer's indicator cannot turn this deployment's everyday client
         string, system prompt or network into evidence. Only the strongest
         match of each kind is recorded and explained."""
@@ -200,6 +196,8 @@ class RiskEngine:
                                     identity.client_ip, now)
         if not matches:
             return scored
+        settled = established(snapshot, now, identity.created)
+        everyday = _everyday(snapshot.clusters)
         best: dict[str, Match] = {}     # the strongest match of each kind: recorded
         counted: dict[str, float] = {}  # the strongest of each kind that counts
         for indicator, strength in matches:

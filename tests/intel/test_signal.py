@@ -131,6 +131,13 @@ def test_nothing_in_force_costs_nothing() -> None:
     assert replay.engine is not None and replay.engine.intel is not None
     assert replay.engine.intel.index.size == 0
 
+    def never(*_: Any) -> None:
+        raise AssertionError("looked up with nothing in force")
+
+    replay.engine.intel.index.match = never  # type: ignore[method-assign]
+    line = asyncio.run(replay.decide(record("new", "203.0.113.9", T0 - 60)))
+    assert line is not None and "shared_intel" not in line["reasons"]
+
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("backend", ["redis", "cluster"])

@@ -63,8 +63,10 @@ class Detector:
         self._seen: set[tuple[str, int]] = set()
         self._probabilities: list[float] = []
         self._hits = 0
-        # Per group: [slots, hits, expected hits].
+        # Per group: [slots, hits, expected hits]; per kind of slot: each
+        # slot's chance, and the hits.
         self._groups: dict[int, list[float]] = {}
+        self._kinds: dict[str, tuple[list[float], list[int]]] = {}
 
     def feed(self, text: str) -> None:
         scanner = Scanner(vocabulary=self._vocabulary)
@@ -77,27 +79,28 @@ class Detector:
             tally = self._groups.setdefault(slot.group, [0, 0, 0.0])
             tally[0] += 1
             tally[2] += p
+            ps, hits = self._kinds.setdefault(self._kind(slot.group), ([], [0]))
+            ps.append(p)
             if self._key.choice(slot.context, slot.group, slot.candidates) == slot.word:
                 self._hits += 1
                 tally[1] += 1
+                hits[0] += 1
+
+    def _kind(self, group: int) -> str:
+        vocabulary = self._vocabulary
+        if vocabulary.is_private(group):
+            return "private"
+        return "shipped" if vocabulary.is_synonym(group) else "contractions"
 
     def evidence(self) -> Evidence:
         found = _evidence(self._probabilities, self._hits)
         vocabulary = self._vocabulary
-        kinds: dict[str, tuple[list[float], int]] = {}
-        for group, (slots, hits, expected) in self._groups.items():
-            kind = ("private" if vocabulary.is_private(group) else
-                    "shipped" if vocabulary.is_synonym(group) else "contractions")
-            ps, total = kinds.setdefault(kind, ([], 0))
-            # The kind's p-value, as if each of its slots had its mean chance.
-            ps.extend([expected / slots] * int(slots))
-            kinds[kind] = (ps, total + int(hits))
         ranked = sorted(self._groups.items(), key=lambda item: item[1][2] - item[1][1])
         top = tuple((vocabulary.names[group], int(slots), int(hits), expected)
                     for group, (slots, hits, expected) in ranked[:self.TOP] if hits > expected)
         return Evidence(found.slots, found.hits, found.expected, found.z, found.p_value,
-                        kinds={kind: _evidence(ps, hits) for kind, (ps, hits) in
-                               sorted(kinds.items())}, groups=top)
+                        kinds={kind: _evidence(ps, hits[0]) for kind, (ps, hits) in
+                               sorted(self._kinds.items())}, groups=top)
 
 
 def detect(text: str, key: bytes, vocabulary: Vocabulary = SHIPPED) -> Evidence:

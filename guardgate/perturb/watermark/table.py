@@ -51,15 +51,6 @@ for _index, _members in enumerate(GROUPS):
         GROUP_OF[_word] = (*GROUP_OF.get(_word, ()), _index)
 
 
-def group_after(word: str, previous: str) -> int | None:
-    """The group ``word`` is a slot of when it follows ``previous``, if any."""
-    for index in GROUP_OF.get(word, ()):
-        needs = _AFTER[index]
-        if (needs is None or previous in needs) and previous not in _EXCEPT[index]:
-            return index
-    return None
-
-
 def groups() -> tuple[tuple[str, ...], ...]:
     return GROUPS
 
@@ -80,17 +71,6 @@ def takes_an(word: str) -> bool:
     if w.startswith(_SILENT_H):
         return True
     return w[:1] in "aeiou" and not w.startswith(_CONSONANT_SOUND)
-
-
-def candidates(group: int, previous: str) -> tuple[str, ...]:
-    """The members of ``group`` a slot after ``previous`` may be written as:
-    after "a" or "an" only those taking the same article, so that no article
-    disagreement is introduced."""
-    members = GROUPS[group]
-    if previous in ("a", "an"):
-        wants_an = previous == "an"
-        return tuple(m for m in members if takes_an(m) == wants_an)
-    return members
 
 
 # Negations: "do not" and "don't" are one slot written either way ("cannot"
@@ -149,7 +129,6 @@ SPELLED: dict[str, tuple[str, str]] = {
 }
 FORMS = {short: ("cannot" if short == "can't" else " ".join(words), short)
          for short, words in SPELLED.items()}
-CONTRACTION_GROUP = {short: len(GROUPS) + i for i, short in enumerate(SPELLED)}
 SPANS = {words: short for short, words in SPELLED.items() if short != "can't"}
 # What the key hashes for a group: its name, not its place in the table, so
 # that editing one group leaves every other group's choices as they were
@@ -242,8 +221,9 @@ class Vocabulary:
         return None
 
     def candidates(self, group: int, previous: str) -> tuple[str, ...]:
-        """The members of ``group`` a slot after ``previous`` may be written as
-        (see `candidates`)."""
+        """The members of ``group`` a slot after ``previous`` may be written as:
+        after "a" or "an" only those taking the same article, so that no
+        article disagreement is introduced."""
         members = self.groups[group]
         if previous in ("a", "an"):
             wants_an = previous == "an"
